@@ -1,0 +1,185 @@
+"""The `recloop` command: serve, simulate, export, bench."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+from rich.table import Table
+
+from recloop.settings import DEFAULT_LOOP, load_settings
+
+app = typer.Typer(help="recloop: a self-hosted learning decision service.", no_args_is_help=True)
+console = Console()
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML settings file.")]
+DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="Where the SQLite files live.")]
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to bind.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    data_dir: DataDirOpt = None,
+    config: ConfigOpt = None,
+    log_level: Annotated[str, typer.Option(help="Log level.")] = "info",
+) -> None:
+    """Start the web API on the embedded default (SQLite under --data-dir)."""
+    import uvicorn
+
+    from recloop.serving import create_app
+
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    settings = load_settings(config, host=host, port=port, data_dir=data_dir)
+    console.print(
+        f"recloop serving on http://{settings.host}:{settings.port} "
+        f"(data in {settings.data_dir}, docs at /docs)"
+    )
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=log_level,
+        access_log=False,
+    )
+
+
+@app.command()
+def simulate(
+    events: Annotated[int, typer.Option(help="Decisions to simulate.")] = 5000,
+    url: Annotated[str | None, typer.Option(help="A running server; default: in-process.")] = None,
+    api_key: Annotated[str | None, typer.Option(envvar="RECLOOP_API_KEY")] = None,
+    loop_name: Annotated[str, typer.Option("--loop")] = DEFAULT_LOOP,
+    seed: Annotated[int, typer.Option(help="Population seed.")] = 0,
+    window: Annotated[int, typer.Option(help="Events per reported window.")] = 500,
+    epsilon: Annotated[float, typer.Option(help="Exploration (in-process only).")] = 0.2,
+) -> None:
+    """Play a synthetic population (adults like politics, teens sports...) and watch it learn."""
+    from recloop.client import Loop
+    from recloop.core.clock import FakeClock
+    from recloop.simulators.run import HttpTarget, LoopTarget, Target
+    from recloop.simulators.run import simulate as run_sim
+    from recloop.simulators.synthetic import SyntheticPopulation
+
+    population = SyntheticPopulation(seed=seed)
+    tmp: tempfile.TemporaryDirectory[str] | None = None
+    target: Target
+    if url:
+        target = HttpTarget(url, api_key, loop_name)
+    else:
+        tmp = tempfile.TemporaryDirectory(prefix="recloop-sim-")
+        clock = FakeClock()
+        loop = Loop.open(
+            tmp.name, start=False, clock=clock, epsilon=epsilon, exp_unit_seconds=1.0, seed=seed
+        )
+        target = LoopTarget(loop, clock)
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    ) as bar:
+        task = bar.add_task("simulating", total=events)
+        result = run_sim(
+            target, population, events, window, progress=lambda i: bar.update(task, completed=i)
+        )
+    table = Table(title="reward rate over time")
+    table.add_column("events")
+    table.add_column("reward rate", justify="right")
+    for n, rate in result.windows:
+        table.add_row(str(n), f"{rate:.3f}")
+    console.print(table)
+    console.print(
+        f"optimum {population.optimum():.3f}; with epsilon={epsilon} exploration "
+        f"{population.epsilon_greedy_optimum(epsilon):.3f}; "
+        f"achieved {result.reward_rate:.3f}"
+    )
+    ev = Table(title="off-policy estimates of candidate policies")
+    for col in ("policy", "n", "IPS [95% CI]", "SNIPS [95% CI]", "true value"):
+        ev.add_column(col)
+    truth = {
+        "always-politics": population.value(lambda c: {"politics": 1.0}),
+        "always-sports": population.value(lambda c: {"sports": 1.0}),
+    }
+    for cand in result.evaluations.get("candidates", []):
+        ips, snips = cand["ips"], cand["snips"]
+
+        def fmt(e: dict[str, float | None]) -> str:
+            if e["value"] is None:
+                return "-"
+            return f"{e['value']:.3f} [{e['low'] or 0:.3f}, {e['high'] or 0:.3f}]"
+
+        t = truth.get(cand["name"])
+        ev.add_row(
+            cand["name"], str(cand["n"]), fmt(ips), fmt(snips), "-" if t is None else f"{t:.3f}"
+        )
+    console.print(ev)
+    if tmp is not None:
+        loop.close()
+        tmp.cleanup()
+
+
+@app.command()
+def export(
+    output: Annotated[Path, typer.Option("--output", "-o", help="DSJSON file to write.")],
+    data_dir: DataDirOpt = None,
+    loop_name: Annotated[str, typer.Option("--loop")] = DEFAULT_LOOP,
+    config: ConfigOpt = None,
+) -> None:
+    """Export joined examples as DSJSON lines (readable by `vw --cb_explore_adf --dsjson`)."""
+    from recloop.log.dsjson import dsjson_lines
+    from recloop.stores.sqlite_log import SqliteJoinedStore
+
+    settings = load_settings(config, data_dir=data_dir)
+    db = settings.data_dir / loop_name / "loop.db"
+    if not db.exists():
+        console.print(f"[red]no loop data at {db}[/red]")
+        raise typer.Exit(2)
+    store = SqliteJoinedStore(db)
+    count = 0
+    with output.open("wb") as handle:
+        for line in dsjson_lines(store.iter_all()):
+            handle.write(line + b"\n")
+            count += 1
+    store.close()
+    console.print(f"wrote {count} joined examples to {output}")
+
+
+@app.command()
+def bench(
+    only: Annotated[str | None, typer.Option(help="Run one benchmark by name.")] = None,
+    quick: Annotated[bool, typer.Option(help="Fewer iterations.")] = False,
+) -> None:
+    """Run the benchmarks in benchmarks/ (figures as a table and JSON lines)."""
+    root = Path(__file__).resolve().parents[2]
+    if not (root / "benchmarks").is_dir():
+        console.print("[red]benchmarks/ not found (run from a source checkout)[/red]")
+        raise typer.Exit(2)
+    cmd = [sys.executable, "-m", "benchmarks.run_all"]
+    if only:
+        cmd += ["--only", only]
+    if quick:
+        cmd.append("--quick")
+    raise typer.Exit(subprocess.call(cmd, cwd=root))
+
+
+@app.command("show-config")
+def show_config(config: ConfigOpt = None) -> None:
+    """Print the effective settings (file + environment), secrets masked."""
+    settings = load_settings(config)
+    console.print_json(json.dumps(settings.model_dump(mode="json"), default=str))
+
+
+if __name__ == "__main__":
+    app()

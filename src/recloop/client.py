@@ -1,0 +1,397 @@
+"""The in-process client library: ``Loop`` ranks, logs, takes rewards and learns.
+
+The web API is a thin layer over this class, so both have the same semantics.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+
+from recloop.core.clock import Clock, SystemClock
+from recloop.core.errors import (
+    DuplicateEventError,
+    ExpiredEventError,
+    InvalidInputError,
+    ModelRejectedError,
+    RecloopError,
+    UnknownEventError,
+    UnknownModelError,
+    UnknownPolicyError,
+)
+from recloop.core.protocols import ModelVersion, Policy
+from recloop.core.stats import LoopStats
+from recloop.core.types import Action, Activation, DeadLetter, Decision, Reward
+from recloop.core.validation import (
+    check_actions,
+    check_event_id,
+    check_features,
+    check_reward_value,
+)
+from recloop.evaluation.online import Candidate, OnlineEvaluator
+from recloop.exploration.explorers import make_explorer
+from recloop.exploration.sampling import sample_index, uniform_from_event
+from recloop.learning.pipeline import Pipeline
+from recloop.policies.registry import make_policy
+from recloop.policies.vw import VWPolicy
+from recloop.settings import DEFAULT_LOOP, LoopSettings
+from recloop.stores.sqlite_log import SqliteEventLog, SqliteJoinedStore
+from recloop.stores.sqlite_models import SqliteModelStore
+
+log = logging.getLogger(__name__)
+
+ActionLike = Action | Mapping[str, Any] | str
+CANDIDATE_PREFIX = "candidate:"
+
+
+def to_action(raw: ActionLike, index: int) -> Action:
+    """Accept Action objects, {"id": ..., "features": {...}} mappings or bare id strings."""
+    if isinstance(raw, Action):
+        return raw
+    if isinstance(raw, str):
+        return Action(raw)
+    if isinstance(raw, Mapping):
+        action_id = raw.get("id")
+        if not isinstance(action_id, str):
+            raise InvalidInputError(f"actions[{index}].id must be a string")
+        features = raw.get("features") or {}
+        return Action(action_id, features)
+    raise InvalidInputError(f"actions[{index}] must be an object with an id")
+
+
+class Loop:
+    """One decision loop, embedded: SQLite files under ``data_dir/<name>/``.
+
+    >>> with Loop.open("data") as loop:                       # doctest: +SKIP
+    ...     d = loop.rank({"user": "adult"}, ["politics", "sports"])
+    ...     loop.reward(d.event_id, 1.0)
+    """
+
+    def __init__(
+        self,
+        settings: LoopSettings | None = None,
+        data_dir: Path | str = Path("data"),
+        name: str = DEFAULT_LOOP,
+        clock: Clock | None = None,
+    ) -> None:
+        self.name = name
+        self.settings = settings or LoopSettings()
+        self.clock: Clock = clock or SystemClock()
+        self.dir = Path(data_dir) / name
+        self.stats = LoopStats()
+        durability = self.settings.durability
+        self.log = SqliteEventLog(self.dir / "loop.db", durability)
+        self.joined = SqliteJoinedStore(self.dir / "loop.db", durability)
+        self.models = SqliteModelStore(self.dir / "models.db", durability)
+        self.explorer = make_explorer(
+            self.settings.explorer, self.settings.epsilon, self.settings.softmax_lambda
+        )
+        self.default_policy: Policy = make_policy(
+            self.settings.default_policy,
+            {"action_id": self.settings.default_action_id}
+            if self.settings.default_action_id
+            else {},
+        )
+        self._policy: Policy = self.default_policy
+        self._policy_label = f"default:{self.default_policy.name}"
+        self._rejected: set[str] = set()
+        self.evaluator = OnlineEvaluator()
+        self._restore_candidates()
+        self.pipeline = Pipeline(
+            self.settings,
+            self.log,
+            self.joined,
+            self.models,
+            self.evaluator,
+            self.clock,
+            self.stats,
+        )
+        self._pipeline_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.refresh_model()
+
+    @classmethod
+    def open(
+        cls,
+        data_dir: Path | str = "data",
+        name: str = DEFAULT_LOOP,
+        start: bool = True,
+        clock: Clock | None = None,
+        **settings: Any,
+    ) -> Loop:
+        """Open (or create) a loop; with ``start`` the join/learn pipeline runs in a thread."""
+        loop = cls(LoopSettings(**settings), data_dir, name, clock)
+        if start:
+            loop.start()
+        return loop
+
+    # -- explore --------------------------------------------------------------------------
+    @property
+    def model_version(self) -> str:
+        return self._policy.version
+
+    def rank(
+        self,
+        context: Mapping[str, Any],
+        actions: Sequence[ActionLike],
+        event_id: str | None = None,
+        excluded_actions: Iterable[str] = (),
+        defer_activation: bool = False,
+    ) -> Decision:
+        """Score, explore, sample and log a decision; returns only once it is durable."""
+        try:
+            acts = tuple(to_action(a, i) for i, a in enumerate(actions))
+            excluded = tuple(excluded_actions)
+            check_features(context, "context")
+            check_actions(acts, excluded)
+            if event_id is None:
+                event_id = uuid.uuid4().hex
+            else:
+                check_event_id(event_id)
+        except InvalidInputError:
+            self.stats.inc("rejected_total:invalid-input")
+            raise
+        drop = set(excluded)
+        candidates = [a for a in acts if a.id not in drop] if drop else list(acts)
+        policy = self._policy
+        label = self._policy_label
+        scores = np.nan_to_num(
+            np.asarray(policy.scores(context, candidates), dtype=float),
+            nan=-np.inf,
+            posinf=np.finfo(float).max,
+            neginf=-np.finfo(float).max,
+        )
+        probs = self.explorer.distribution(scores)
+        chosen = sample_index(probs, uniform_from_event(event_id, self.settings.seed))
+        order = sorted(range(len(candidates)), key=lambda i: (i != chosen, -scores[i], i))
+        ranking = [candidates[i].id for i in order] + list(excluded)
+        probabilities = [float(probs[i]) for i in order] + [0.0] * len(excluded)
+        chosen_id = candidates[chosen].id
+        decision = Decision(
+            event_id=event_id,
+            loop=self.name,
+            timestamp=self.clock.now(),
+            context=context,
+            actions=acts,
+            ranking=tuple(ranking),
+            probabilities=tuple(probabilities),
+            chosen=chosen_id,
+            chosen_index=next(i for i, a in enumerate(acts) if a.id == chosen_id),
+            probability=float(probs[chosen]),
+            model_version=policy.version,
+            policy=label,
+            deferred=defer_activation,
+            excluded=excluded,
+        )
+        try:
+            self.log.append_decision(decision)
+        except DuplicateEventError:
+            self.stats.inc("rejected_total:duplicate-event")
+            raise
+        self.stats.inc("decisions_total")
+        return decision
+
+    # -- log ------------------------------------------------------------------------------
+    def _window_start(self, event_id: str, kind: str) -> tuple[float, bool, float | None]:
+        info = self.log.decision_time(event_id)
+        now = self.clock.now()
+        if info is None:
+            self.log.dead_letter(DeadLetter("unknown-event", event_id, now, {"kind": kind}))
+            self.stats.inc("dead_letters_total:unknown-event")
+            raise UnknownEventError(f"no decision with event id {event_id!r}")
+        ts, deferred, activated = info
+        start = activated if (deferred and activated is not None) else ts
+        if now > start + self.settings.exp_unit_seconds:
+            self.log.dead_letter(DeadLetter("expired-event", event_id, now, {"kind": kind}))
+            self.stats.inc("dead_letters_total:expired-event")
+            raise ExpiredEventError(
+                f"the reward window of event {event_id!r} closed "
+                f"{now - start - self.settings.exp_unit_seconds:.3f}s ago "
+                f"(exp_unit={self.settings.exp_unit_seconds}s)"
+            )
+        return info
+
+    def reward(self, event_id: str, value: float, reward_id: str | None = None) -> None:
+        """Log a reward for an event. Several may arrive; ``reward_id`` makes retries safe."""
+        try:
+            number = check_reward_value(value)
+            check_event_id(event_id)
+        except InvalidInputError:
+            self.stats.inc("rejected_total:invalid-input")
+            raise
+        self._window_start(event_id, "reward")
+        try:
+            self.log.append_reward(Reward(event_id, number, self.clock.now(), reward_id))
+        except DuplicateEventError:
+            self.stats.inc("rejected_total:duplicate-reward")
+            raise DuplicateEventError(
+                f"reward {reward_id!r} for event {event_id!r} was already received"
+            ) from None
+        self.stats.inc("rewards_total")
+
+    def activate(self, event_id: str) -> None:
+        """Mark a deferred decision as shown, so it is learned from. Idempotent."""
+        check_event_id(event_id)
+        _, deferred, activated = self._window_start(event_id, "activation")
+        if not deferred or activated is not None:
+            return
+        try:
+            self.log.append_activation(Activation(event_id, self.clock.now()))
+        except DuplicateEventError:
+            return
+        self.stats.inc("activations_total")
+
+    # -- learn / deploy -------------------------------------------------------------------
+    def step(self) -> int:
+        """Run the pipeline once (join, learn, evaluate) and pick up a new model."""
+        with self._pipeline_lock:
+            joined = self.pipeline.step()
+        self.refresh_model()
+        return joined
+
+    def refresh_model(self) -> str:
+        """Serve the model store's active version if it changed; keep the old one if bad."""
+        latest = self.models.latest()
+        if latest is None or latest.version == self._policy.version:
+            return self._policy.version
+        if latest.version in self._rejected:
+            return self._policy.version
+        try:
+            policy = self._load(latest)
+        except ModelRejectedError as exc:
+            self._rejected.add(latest.version)
+            self.stats.inc("models_rejected_total")
+            log.warning("model version %s rejected: %s", latest.version, exc)
+            return self._policy.version
+        old = self._policy
+        self._policy = policy
+        self._policy_label = policy.name
+        self.stats.set("model_version", float(latest.version))
+        if isinstance(old, VWPolicy):
+            old.close()
+        return latest.version
+
+    def _load(self, version: ModelVersion) -> VWPolicy:
+        import hashlib
+
+        meta, blob = self.models.get(version.version)
+        if hashlib.sha256(blob).hexdigest() != meta.sha256:
+            raise ModelRejectedError(f"model version {version.version} fails its checksum")
+        return VWPolicy.from_bytes(blob, version.version)
+
+    def activate_model(self, version: str) -> str:
+        """Roll back (or forward) to a stored version; new versions are stored, not served."""
+        _, blob = self.models.get(version)
+        VWPolicy.from_bytes(blob, version).close()  # rejects a bad model before pinning it
+        self.models.activate(version)
+        self._rejected.discard(version)
+        return self.refresh_model()
+
+    def follow_latest(self) -> str:
+        """Undo a rollback: serve each new version as the learner produces it."""
+        self.models.follow_newest()
+        return self.refresh_model()
+
+    def model_versions(self) -> list[ModelVersion]:
+        return self.models.versions()
+
+    # -- evaluate -------------------------------------------------------------------------
+    def register_policy(
+        self,
+        name: str,
+        kind: str,
+        params: Mapping[str, Any] | None = None,
+        explorer: str = "greedy",
+        persist: bool = True,
+    ) -> None:
+        """Add a candidate policy, evaluated off-policy on every joined example (past too)."""
+        if not name or len(name) > 100:
+            raise InvalidInputError("candidate name must be 1-100 characters")
+        spec: dict[str, Any] = {"kind": kind, "params": dict(params or {}), "explorer": explorer}
+        policy = make_policy(kind, spec["params"])
+        cand = Candidate(name, policy, make_explorer(explorer, self.settings.epsilon), spec)
+        with self._pipeline_lock:
+            self.evaluator.add(cand, self.joined.iter_all())
+        if persist:
+            import orjson
+
+            self.joined.set_state(CANDIDATE_PREFIX + name, orjson.dumps(spec).decode())
+
+    def unregister_policy(self, name: str) -> None:
+        if not self.evaluator.remove(name):
+            raise UnknownPolicyError(f"no candidate policy named {name!r}")
+        self.joined.delete_state(CANDIDATE_PREFIX + name)
+
+    def _restore_candidates(self) -> None:
+        import orjson
+
+        for key, raw in self.joined.states(CANDIDATE_PREFIX).items():
+            spec = orjson.loads(raw)
+            name = key[len(CANDIDATE_PREFIX) :]
+            try:
+                policy = make_policy(spec["kind"], spec.get("params"))
+                explorer = make_explorer(spec.get("explorer", "greedy"), self.settings.epsilon)
+            except RecloopError as exc:
+                log.warning("skipping stored candidate %s: %s", name, exc)
+                continue
+            self.evaluator.add(Candidate(name, policy, explorer, spec))
+
+    def evaluations(self) -> dict[str, Any]:
+        report = self.evaluator.report()
+        report["loop"] = self.name
+        report["model_version"] = self.model_version
+        return report
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def start(self) -> None:
+        """Run the pipeline and model refresh in a background thread."""
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name=f"recloop-{self.name}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.settings.tick_seconds):
+            try:
+                self.step()
+            except Exception:  # keep serving; the next tick retries from committed offsets
+                self.stats.inc("pipeline_errors_total")
+                log.exception("pipeline step failed in loop %s", self.name)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def close(self) -> None:
+        self.stop()
+        self.pipeline.close()
+        if isinstance(self._policy, VWPolicy):
+            self._policy.close()
+        self.log.close()
+        self.joined.close()
+        self.models.close()
+
+    def __enter__(self) -> Loop:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+__all__ = ["Loop", "UnknownModelError", "to_action"]

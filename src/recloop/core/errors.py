@@ -1,0 +1,103 @@
+"""Typed errors. The web tier maps each to an RFC 9457 problem-details response."""
+
+from __future__ import annotations
+
+
+class RecloopError(Exception):
+    """Base of every error recloop raises on purpose."""
+
+    status: int = 500
+    kind: str = "internal-error"
+    title: str = "Internal error"
+
+
+class InvalidInputError(RecloopError, ValueError):
+    """The caller sent something recloop cannot use (bad types, NaN, empty actions...)."""
+
+    status = 422
+    kind = "invalid-input"
+    title = "Invalid input"
+
+
+class PayloadTooLargeError(RecloopError):
+    """The request body exceeds the configured limit."""
+
+    status = 413
+    kind = "payload-too-large"
+    title = "Payload too large"
+
+
+class UnknownLoopError(RecloopError, KeyError):
+    """No loop with that name is configured on this server."""
+
+    status = 404
+    kind = "unknown-loop"
+    title = "Unknown loop"
+
+    def __str__(self) -> str:  # KeyError quotes its message; we do not want that
+        return str(self.args[0]) if self.args else self.title
+
+
+class UnknownEventError(RecloopError, KeyError):
+    """A reward or activation names an event id that was never logged."""
+
+    status = 404
+    kind = "unknown-event"
+    title = "Unknown event"
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else self.title
+
+
+class ExpiredEventError(RecloopError):
+    """A reward or activation arrived after the event's experimental-unit window closed."""
+
+    status = 410
+    kind = "expired-event"
+    title = "Event window closed"
+
+
+class DuplicateEventError(RecloopError):
+    """A decision with this event id is already logged, or a reward id was seen before."""
+
+    status = 409
+    kind = "duplicate-event"
+    title = "Duplicate event"
+
+
+class UnknownModelError(RecloopError, KeyError):
+    """No model version with that name is in the model store."""
+
+    status = 404
+    kind = "unknown-model"
+    title = "Unknown model version"
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else self.title
+
+
+class ModelRejectedError(RecloopError):
+    """A model version is corrupt or incompatible with the loop; the previous one keeps serving."""
+
+    status = 422
+    kind = "model-rejected"
+    title = "Model rejected"
+
+
+class UnknownPolicyError(RecloopError, KeyError):
+    """No policy kind or candidate policy of that name exists."""
+
+    status = 404
+    kind = "unknown-policy"
+    title = "Unknown policy"
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else self.title
+
+
+class UnauthorizedError(RecloopError):
+    """The API key is missing or wrong."""
+
+    status = 401
+    kind = "unauthorized"
+    title = "Unauthorized"

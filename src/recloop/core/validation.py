@@ -1,0 +1,74 @@
+"""Input checks shared by the library and the web API, so both reject the same things."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from recloop.core.errors import InvalidInputError
+from recloop.core.types import Action
+
+MAX_NESTING = 3
+
+
+def check_features(features: Mapping[str, Any], where: str, depth: int = 0) -> None:
+    """Reject non-finite numbers and values a feature generator cannot encode."""
+    if not isinstance(features, Mapping):
+        raise InvalidInputError(f"{where} must be an object, got {type(features).__name__}")
+    for key, value in features.items():
+        if not isinstance(key, str) or not key:
+            raise InvalidInputError(f"{where}: feature names must be non-empty strings")
+        path = f"{where}.{key}"
+        if isinstance(value, bool) or value is None or isinstance(value, str):
+            continue
+        if isinstance(value, int | float):
+            if not math.isfinite(value):
+                raise InvalidInputError(f"{path} is not a finite number ({value!r})")
+            continue
+        if isinstance(value, Mapping):
+            if depth >= MAX_NESTING:
+                raise InvalidInputError(f"{path} is nested more than {MAX_NESTING} levels deep")
+            check_features(value, path, depth + 1)
+            continue
+        if isinstance(value, list | tuple):
+            for item in value:
+                if isinstance(item, bool) or not isinstance(item, str | int | float):
+                    raise InvalidInputError(f"{path} lists must hold strings or numbers")
+                if isinstance(item, float) and not math.isfinite(item):
+                    raise InvalidInputError(f"{path} holds a non-finite number")
+            continue
+        raise InvalidInputError(f"{path} has unsupported type {type(value).__name__}")
+
+
+def check_actions(actions: Sequence[Action], excluded: Iterable[str]) -> None:
+    if not actions:
+        raise InvalidInputError("actions must not be empty")
+    seen: set[str] = set()
+    for i, action in enumerate(actions):
+        if not action.id:
+            raise InvalidInputError(f"actions[{i}].id must be a non-empty string")
+        if action.id in seen:
+            raise InvalidInputError(f"duplicate action id {action.id!r}")
+        seen.add(action.id)
+        check_features(action.features, f"actions[{i}].features")
+    excluded_set = set(excluded)
+    unknown = excluded_set - seen
+    if unknown:
+        raise InvalidInputError(f"excluded_actions names unknown actions: {sorted(unknown)}")
+    if excluded_set == seen:
+        raise InvalidInputError("every action is excluded: nothing left to choose")
+
+
+def check_event_id(event_id: str) -> None:
+    if not event_id or len(event_id) > 256 or not event_id.isprintable():
+        raise InvalidInputError("event_id must be 1-256 printable characters")
+
+
+def check_reward_value(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidInputError(f"reward value must be a number, got {type(value).__name__}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise InvalidInputError(f"reward value must be finite, got {value!r}")
+    return number

@@ -1,0 +1,1 @@
+"""Off-policy evaluation: estimators and the online evaluators of a loop."""

@@ -1,0 +1,32 @@
+"""Deterministic sampling: the same (event_id, seed) always picks the same action.
+
+This makes every decision replayable and auditable from the log alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+_SCALE = float(1 << 64)
+
+
+def uniform_from_event(event_id: str, seed: int) -> float:
+    """A uniform number in [0, 1) derived from the event id and the loop's seed."""
+    digest = hashlib.blake2b(
+        event_id.encode("utf-8"), digest_size=8, key=seed.to_bytes(8, "little", signed=True)
+    ).digest()
+    return int.from_bytes(digest, "little") / _SCALE
+
+
+def sample_index(probabilities: np.ndarray, u: float) -> int:
+    """Inverse-CDF sampling; never returns an index with zero probability."""
+    cumulative = np.cumsum(probabilities)
+    index = int(np.searchsorted(cumulative, u * cumulative[-1], side="right"))
+    index = min(index, len(probabilities) - 1)
+    while probabilities[index] <= 0.0 and index > 0:
+        index -= 1
+    while probabilities[index] <= 0.0:
+        index += 1
+    return index

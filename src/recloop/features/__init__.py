@@ -1,0 +1,1 @@
+"""Feature encoding: raw context and action features to model inputs."""

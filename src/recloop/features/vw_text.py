@@ -1,0 +1,65 @@
+"""Vowpal Wabbit text for action-dependent-feature (ADF) examples.
+
+Context features go in namespace ``C`` on the shared line, action features in ``A`` (plus
+``id=<action id>`` so a model can learn per-action values with no features at all). Nested
+mappings are flattened to ``outer.inner``; strings and bools are categorical (``k=v``),
+numbers are weighted (``k:1.5``), lists are bags (``k=v1 k=v2``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from recloop.core.types import Action, Context
+
+CONTEXT_NAMESPACE = "C"
+ACTION_NAMESPACE = "A"
+
+_UNSAFE = str.maketrans({" ": "_", "\t": "_", "\n": "_", "\r": "_", "|": "_", ":": "_"})
+
+
+def _tokens(features: Mapping[str, Any], prefix: str, out: list[str]) -> None:
+    for key, value in features.items():
+        name = prefix + key.translate(_UNSAFE)
+        if isinstance(value, str):
+            out.append(f"{name}={value.translate(_UNSAFE)}")
+        elif isinstance(value, bool):
+            out.append(f"{name}={value}")
+        elif isinstance(value, int | float):
+            out.append(f"{name}:{value}")
+        elif isinstance(value, Mapping):
+            _tokens(value, name + ".", out)
+        elif isinstance(value, list | tuple):
+            for item in value:
+                out.append(f"{name}={str(item).translate(_UNSAFE)}")
+        # None: a missing feature, nothing to write
+
+
+def features_text(features: Mapping[str, Any]) -> str:
+    out: list[str] = []
+    _tokens(features, "", out)
+    return " ".join(out)
+
+
+def shared_line(context: Context) -> str:
+    return f"shared |{CONTEXT_NAMESPACE} {features_text(context)}"
+
+
+def action_line(action: Action) -> str:
+    text = features_text(action.features)
+    return f"|{ACTION_NAMESPACE} id={action.id.translate(_UNSAFE)} {text}"
+
+
+def adf_example(context: Context, actions: Sequence[Action]) -> list[str]:
+    """Lines of an unlabelled multi-line example, for prediction."""
+    return [shared_line(context), *(action_line(a) for a in actions)]
+
+
+def labelled_adf_example(
+    context: Context, actions: Sequence[Action], chosen_index: int, cost: float, probability: float
+) -> list[str]:
+    """Lines of a labelled example: the chosen action carries ``0:cost:probability``."""
+    lines = adf_example(context, actions)
+    lines[chosen_index + 1] = f"0:{cost}:{probability} {lines[chosen_index + 1]}"
+    return lines

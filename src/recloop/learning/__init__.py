@@ -1,0 +1,1 @@
+"""Consumers of the log: joiner runner, online learner, evaluators, checkpoint cadence."""

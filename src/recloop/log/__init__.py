@@ -1,0 +1,1 @@
+"""Event log codecs, the joiner and DSJSON export."""

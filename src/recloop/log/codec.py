@@ -1,0 +1,79 @@
+"""JSON encoding of log records. One place, so every backend writes the same bytes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from recloop.core.types import Action, Activation, Decision, JoinedExample, Reward
+
+
+def decision_to_dict(d: Decision) -> dict[str, Any]:
+    return {
+        "event_id": d.event_id,
+        "loop": d.loop,
+        "timestamp": d.timestamp,
+        "context": d.context,
+        "actions": [{"id": a.id, "features": a.features} for a in d.actions],
+        "ranking": d.ranking,
+        "probabilities": d.probabilities,
+        "chosen": d.chosen,
+        "chosen_index": d.chosen_index,
+        "probability": d.probability,
+        "model_version": d.model_version,
+        "policy": d.policy,
+        "deferred": d.deferred,
+        "excluded": d.excluded,
+    }
+
+
+def decision_from_dict(raw: dict[str, Any]) -> Decision:
+    return Decision(
+        event_id=raw["event_id"],
+        loop=raw["loop"],
+        timestamp=raw["timestamp"],
+        context=raw["context"],
+        actions=tuple(Action(a["id"], a.get("features") or {}) for a in raw["actions"]),
+        ranking=tuple(raw["ranking"]),
+        probabilities=tuple(raw["probabilities"]),
+        chosen=raw["chosen"],
+        chosen_index=raw["chosen_index"],
+        probability=raw["probability"],
+        model_version=raw["model_version"],
+        policy=raw["policy"],
+        deferred=raw.get("deferred", False),
+        excluded=tuple(raw.get("excluded", ())),
+    )
+
+
+def encode_decision(d: Decision) -> bytes:
+    return orjson.dumps(decision_to_dict(d))
+
+
+def decode_decision(blob: bytes) -> Decision:
+    return decision_from_dict(orjson.loads(blob))
+
+
+def encode_reward(r: Reward) -> bytes:
+    return orjson.dumps({"value": r.value, "reward_id": r.reward_id})
+
+
+def decode_reward(event_id: str, ts: float, blob: bytes) -> Reward:
+    raw = orjson.loads(blob)
+    return Reward(event_id=event_id, value=raw["value"], timestamp=ts, reward_id=raw["reward_id"])
+
+
+def decode_activation(event_id: str, ts: float) -> Activation:
+    return Activation(event_id=event_id, timestamp=ts)
+
+
+def joined_to_dict(ex: JoinedExample) -> dict[str, Any]:
+    return {
+        "seq": ex.seq,
+        "reward": ex.reward,
+        "n_rewards": ex.n_rewards,
+        "used_default": ex.used_default,
+        "joined_at": ex.joined_at,
+        "decision": decision_to_dict(ex.decision),
+    }

@@ -1,0 +1,1 @@
+"""Policies: map a context and candidate actions to scores (higher is better)."""

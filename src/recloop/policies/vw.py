@@ -1,0 +1,147 @@
+"""Vowpal Wabbit contextual bandit: a serving policy and an online learner.
+
+The model is VW's ``--cb_adf`` reduction (the learner that ``--cb_explore_adf`` wraps): it
+predicts a cost per action, which we negate into scores. Exploration is done by recloop's
+Explorer, not inside VW, so that every policy -- bandit or deep RL -- is explored and
+logged the same way, and the logged probability is computed in one place.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+from collections.abc import Sequence
+
+import numpy as np
+import vowpalwabbit
+
+from recloop.core.errors import InvalidInputError, ModelRejectedError
+from recloop.core.types import Action, Context, JoinedExample, available_actions
+from recloop.features.vw_text import adf_example, labelled_adf_example
+
+DEFAULT_VW_ARGS = "--cb_adf --cb_type mtr -q CA"
+
+_PROBE = adf_example({"probe": 1.0}, [Action("a", {"x": 1.0}), Action("b", {"y": 1.0})])
+
+
+def _workspace(args: str) -> vowpalwabbit.Workspace:
+    try:
+        return vowpalwabbit.Workspace(f"{args} --quiet")
+    except Exception as exc:  # VW raises plain RuntimeError/ValueError on bad arguments
+        raise InvalidInputError(f"Vowpal Wabbit rejected the arguments {args!r}: {exc}") from exc
+
+
+def _check_adf(ws: vowpalwabbit.Workspace) -> None:
+    """Reject models that are not action-scoring ADF models."""
+    prediction = ws.predict(_PROBE)
+    if not isinstance(prediction, list) or len(prediction) != 2:
+        raise ModelRejectedError(
+            "model is not a contextual-bandit ADF model (expected one score per action)"
+        )
+    if not all(np.isfinite(prediction)):
+        raise ModelRejectedError("model predicts non-finite scores")
+
+
+def workspace_from_bytes(blob: bytes, extra_args: str = "") -> vowpalwabbit.Workspace:
+    """Load a saved VW model, checking it is usable; raises ModelRejectedError if not."""
+    fd, path = tempfile.mkstemp(suffix=".vw")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(blob)
+        try:
+            ws = vowpalwabbit.Workspace(f"--quiet -i {path} {extra_args}")
+        except Exception as exc:
+            raise ModelRejectedError(f"model could not be loaded by Vowpal Wabbit: {exc}") from exc
+    finally:
+        os.unlink(path)
+    try:
+        _check_adf(ws)
+    except ModelRejectedError:
+        ws.finish()
+        raise
+    except Exception as exc:
+        ws.finish()
+        raise ModelRejectedError(f"model failed a probe prediction: {exc}") from exc
+    return ws
+
+
+def workspace_to_bytes(ws: vowpalwabbit.Workspace) -> bytes:
+    fd, path = tempfile.mkstemp(suffix=".vw")
+    os.close(fd)
+    try:
+        ws.save(path)
+        with open(path, "rb") as handle:
+            return handle.read()
+    finally:
+        os.unlink(path)
+
+
+class VWPolicy:
+    """Serves a VW model: scores = -predicted cost. Thread-safe (VW is not)."""
+
+    def __init__(self, ws: vowpalwabbit.Workspace, version: str, name: str = "vw-cb") -> None:
+        self._ws = ws
+        self._lock = threading.Lock()
+        self.version = version
+        self.name = name
+
+    @classmethod
+    def from_bytes(cls, blob: bytes, version: str, name: str = "vw-cb") -> VWPolicy:
+        return cls(workspace_from_bytes(blob), version, name)
+
+    def scores(self, context: Context, actions: Sequence[Action]) -> np.ndarray:
+        lines = adf_example(context, actions)
+        with self._lock:
+            costs = self._ws.predict(lines)
+        return -np.asarray(costs, dtype=float)
+
+    def close(self) -> None:
+        with self._lock:
+            self._ws.finish()
+
+
+class VWLearner:
+    """Online learner: one joined example at a time, cost = -reward (VW minimises cost).
+
+    Also a Policy, so a VW configuration can be a candidate policy evaluated off-policy.
+    """
+
+    def __init__(
+        self,
+        args: str = DEFAULT_VW_ARGS,
+        ws: vowpalwabbit.Workspace | None = None,
+        name: str = "vw-cb",
+    ) -> None:
+        self.args = args
+        self._ws = ws if ws is not None else _workspace(args)
+        self._lock = threading.Lock()
+        self.examples_learned = 0
+        self.name = name
+        self.version = "online"
+
+    @classmethod
+    def from_bytes(cls, blob: bytes, args: str = DEFAULT_VW_ARGS) -> VWLearner:
+        return cls(args, workspace_from_bytes(blob))
+
+    def learn_one(self, example: JoinedExample) -> None:
+        d = example.decision
+        acts = available_actions(d.actions, d.excluded)
+        index = next(i for i, a in enumerate(acts) if a.id == d.chosen)
+        lines = labelled_adf_example(d.context, acts, index, -example.reward, d.probability)
+        with self._lock:
+            self._ws.learn(lines)
+        self.examples_learned += 1
+
+    def scores(self, context: Context, actions: Sequence[Action]) -> np.ndarray:
+        with self._lock:
+            costs = self._ws.predict(adf_example(context, actions))
+        return -np.asarray(costs, dtype=float)
+
+    def snapshot(self) -> bytes:
+        with self._lock:
+            return workspace_to_bytes(self._ws)
+
+    def close(self) -> None:
+        with self._lock:
+            self._ws.finish()

@@ -1,0 +1,166 @@
+"""create_app(settings): loops, routers, problem-details errors, body limit, metrics."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from recloop import __version__
+from recloop.client import Loop
+from recloop.core.clock import Clock
+from recloop.core.errors import PayloadTooLargeError, RecloopError
+from recloop.core.stats import LoopStats
+from recloop.serving.deps import require_api_key
+from recloop.serving.metrics import LoopCollector
+from recloop.serving.routes import decisions, models, policies
+from recloop.settings import Settings
+
+log = logging.getLogger(__name__)
+PROBLEM = "application/problem+json"
+
+
+def problem(
+    status: int,
+    kind: str,
+    title: str,
+    detail: str,
+    instance: str | None,
+    errors: list[dict[str, Any]] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": f"https://recloop.dev/problems/{kind}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "instance": instance,
+    }
+    if errors is not None:
+        body["errors"] = errors
+    return JSONResponse(jsonable_encoder(body), status_code=status, media_type=PROBLEM)
+
+
+class BodyLimit:
+    """Rejects bodies over the limit (by Content-Length, or while streaming) with a 413."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, stats: LoopStats) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.stats = stats
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", []):
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                await self._reject(scope, receive, send)
+                return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise PayloadTooLargeError(
+                        f"request body exceeds the limit of {self.max_bytes} bytes"
+                    )
+            return message
+
+        await self.app(scope, limited, send)
+
+    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.stats.inc("rejected_total:payload-too-large")
+        response = problem(
+            413,
+            PayloadTooLargeError.kind,
+            PayloadTooLargeError.title,
+            f"request body exceeds the limit of {self.max_bytes} bytes",
+            scope.get("path"),
+        )
+        await response(scope, receive, send)
+
+
+def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
+    """Build the web app; loops open on startup and close on shutdown."""
+    http_stats = LoopStats()
+    loops: dict[str, Loop] = {}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        for name in settings.loop_names():
+            loop = Loop(settings.loop(name), settings.data_dir, name, clock)
+            loop.start()
+            loops[name] = loop
+        log.info("recloop serving loops %s from %s", sorted(loops), settings.data_dir)
+        try:
+            yield
+        finally:
+            for loop in loops.values():
+                loop.close()
+            loops.clear()
+
+    app = FastAPI(
+        title="recloop",
+        version=__version__,
+        description="Real-time recommendation and decision making with reinforcement learning.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.loops = loops
+    app.state.http_stats = http_stats
+
+    @app.exception_handler(RecloopError)
+    async def recloop_error(request: Request, exc: RecloopError) -> JSONResponse:
+        http_stats.inc(f"rejected_total:{exc.kind}")
+        return problem(exc.status, exc.kind, exc.title, str(exc), request.url.path)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+            for e in exc.errors()
+        ]
+        malformed = any(e["type"] == "json_invalid" for e in errors)
+        kind = "malformed-json" if malformed else "invalid-input"
+        http_stats.inc(f"rejected_total:{kind}")
+        detail = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors)
+        return problem(
+            400 if malformed else 422,
+            kind,
+            "Malformed JSON" if malformed else "Invalid input",
+            detail,
+            request.url.path,
+            errors,
+        )
+
+    secured = [Depends(require_api_key)]
+    for router in (decisions.router, models.router, policies.router):
+        app.include_router(router, prefix="/v1", dependencies=secured)
+        app.include_router(router, prefix="/v1/loops/{loop}", dependencies=secured)
+
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(LoopCollector(lambda: {n: lp.stats for n, lp in loops.items()}, http_stats))
+
+    @app.get("/healthz", tags=["ops"], summary="200 once every loop is open")
+    async def healthz() -> dict[str, Any]:
+        if not loops:
+            return JSONResponse({"status": "starting"}, status_code=503)  # type: ignore[return-value]
+        return {"status": "ok", "loops": {n: lp.model_version for n, lp in loops.items()}}
+
+    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, stats=http_stats)
+    return app

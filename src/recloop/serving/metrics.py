@@ -1,0 +1,59 @@
+"""Prometheus exposition built at scrape time from each loop's LoopStats (no globals)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from recloop.core.stats import LoopStats
+
+HELP = {
+    "decisions_total": "Decisions logged",
+    "rewards_total": "Rewards logged",
+    "activations_total": "Deferred decisions activated",
+    "joins_total": "Joined examples emitted at window end",
+    "joins_default_reward_total": "Joined examples that got the default reward",
+    "checkpoints_total": "Model versions written by the learner",
+    "models_rejected_total": "Model versions rejected as corrupt or incompatible",
+    "pipeline_errors_total": "Failed pipeline steps (retried)",
+    "dead_letters_total": "Rewards/activations that could not be joined, by reason",
+    "rejected_total": "Requests rejected, by reason",
+    "learner_lag_examples": "Joined examples not yet learned",
+    "learner_offset": "Last joined example learned",
+    "joiner_pending": "Decisions waiting for their window to close",
+    "model_version": "Model version being served",
+}
+
+
+class LoopCollector(Collector):
+    """Collects `recloop_*` metrics, labelled by loop."""
+
+    def __init__(self, source: Callable[[], dict[str, LoopStats]], http: LoopStats) -> None:
+        self._source = source
+        self._http = http
+
+    def collect(self) -> Iterator[Metric]:
+        counters: dict[str, CounterMetricFamily] = {}
+        gauges: dict[str, GaugeMetricFamily] = {}
+        for loop_name, stats in [*self._source().items(), ("", self._http)]:
+            for key, value in stats.counters().items():
+                base, _, reason = key.partition(":")
+                labels = ["loop", "reason"] if reason else ["loop"]
+                fam = counters.setdefault(
+                    f"{base}{reason and ':'}",
+                    CounterMetricFamily(
+                        f"recloop_{base.removesuffix('_total')}",
+                        HELP.get(base, base),
+                        labels=labels,
+                    ),
+                )
+                fam.add_metric([loop_name, reason] if reason else [loop_name], value)
+            for key, value in stats.gauges().items():
+                fam_g = gauges.setdefault(
+                    key, GaugeMetricFamily(f"recloop_{key}", HELP.get(key, key), labels=["loop"])
+                )
+                fam_g.add_metric([loop_name], value)
+        yield from counters.values()
+        yield from gauges.values()

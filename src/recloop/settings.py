@@ -1,0 +1,111 @@
+"""Configuration as data: defaults < TOML file < RECLOOP_* environment < explicit overrides.
+
+Top-level loop fields configure the default loop and are the defaults for every loop named
+under ``[loops.NAME]`` in the TOML file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from recloop.core.errors import UnknownLoopError
+
+DEFAULT_LOOP = "default"
+
+
+class LoopSettings(BaseModel):
+    """Everything one decision loop needs to know."""
+
+    exp_unit_seconds: float = Field(10.0, gt=0, description="Reward window after a decision.")
+    default_reward: float = Field(0.0, description="Reward when none arrives in the window.")
+    reward_aggregation: Literal["earliest", "sum", "last"] = "earliest"
+    explorer: Literal["epsilon-greedy", "softmax", "greedy"] = "epsilon-greedy"
+    epsilon: float = Field(0.2, ge=0.0, le=1.0)
+    softmax_lambda: float = Field(1.0, ge=0.0)
+    seed: int = Field(0, description="Seeds per-event sampling: (event_id, seed) -> action.")
+    vw_args: str = Field("--cb_adf --cb_type mtr", description="VW learner arguments.")
+    interactions: list[str] = Field(
+        default_factory=lambda: ["CA"],
+        description="Quadratic interactions between namespaces (C=context, A=action).",
+    )
+    default_policy: str = Field("first-action", description="Policy before the first model.")
+    default_action_id: str | None = Field(
+        None, description="With default_policy='fixed': the action to prefer."
+    )
+    checkpoint_every_examples: int = Field(100, ge=1)
+    checkpoint_every_seconds: float = Field(5.0, gt=0)
+    join_grace_seconds: float = Field(
+        0.25, ge=0, description="How long after a window closes the joiner waits for stragglers."
+    )
+    tick_seconds: float = Field(0.05, gt=0, description="Background pipeline cadence.")
+    durability: Literal["process", "power"] = Field(
+        "process",
+        description="process: survives kill -9 (SQLite synchronous=NORMAL); "
+        "power: also survives power loss (synchronous=FULL, fsync per commit).",
+    )
+
+    @field_validator("interactions")
+    @classmethod
+    def _pairs(cls, value: list[str]) -> list[str]:
+        for pair in value:
+            if len(pair) < 2 or not pair.isalpha():
+                raise ValueError(f"interaction {pair!r} must name namespaces, e.g. 'CA'")
+        return value
+
+    def full_vw_args(self) -> str:
+        return " ".join([self.vw_args, *(f"-q {pair}" for pair in self.interactions)])
+
+
+class Settings(BaseSettings, LoopSettings):
+    """Server settings plus the default loop's settings."""
+
+    model_config = SettingsConfigDict(env_prefix="RECLOOP_", extra="ignore")
+
+    data_dir: Path = Path("data")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    api_key: SecretStr | None = None
+    max_body_bytes: int = Field(1_000_000, gt=0)
+    loops: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    def loop_names(self) -> list[str]:
+        return [DEFAULT_LOOP, *(n for n in self.loops if n != DEFAULT_LOOP)]
+
+    def loop(self, name: str = DEFAULT_LOOP) -> LoopSettings:
+        base = {k: getattr(self, k) for k in LoopSettings.model_fields}
+        if name != DEFAULT_LOOP and name not in self.loops:
+            raise UnknownLoopError(f"no loop named {name!r}; configured: {self.loop_names()}")
+        return LoopSettings(**{**base, **self.loops.get(name, {})})
+
+
+def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:
+    """Build Settings from a TOML file (or $RECLOOP_CONFIG), the environment and overrides."""
+    path = config_file or os.environ.get("RECLOOP_CONFIG")
+
+    class _FromFile(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+            if path:
+                sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(path)))
+            return tuple(sources)
+
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    return _FromFile(**clean)

@@ -1,0 +1,1 @@
+"""Synthetic populations and simulator adapters that play against a loop."""

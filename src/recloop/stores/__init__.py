@@ -1,0 +1,1 @@
+"""Backends implementing the storage protocols. SQLite is the embedded default."""

@@ -1,0 +1,300 @@
+"""SQLite event log and joined-example store (one file per loop, WAL mode)."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import orjson
+
+from recloop.core.errors import DuplicateEventError
+from recloop.core.protocols import LogRecord
+from recloop.core.types import Activation, DeadLetter, Decision, JoinedExample, Reward
+from recloop.log.codec import (
+    decode_activation,
+    decode_decision,
+    decode_reward,
+    encode_decision,
+    encode_reward,
+)
+from recloop.stores.sqlite_common import Durability, connect
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    offset    INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind      TEXT NOT NULL,
+    event_id  TEXT NOT NULL,
+    ts        REAL NOT NULL,
+    dedup_key TEXT UNIQUE,
+    body      BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_event ON events(event_id);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    reason        TEXT NOT NULL,
+    event_id      TEXT NOT NULL,
+    ts            REAL NOT NULL,
+    body          BLOB NOT NULL,
+    source_offset INTEGER UNIQUE
+);
+CREATE TABLE IF NOT EXISTS joined (
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id     TEXT NOT NULL UNIQUE,
+    joined_at    REAL NOT NULL,
+    reward       REAL NOT NULL,
+    n_rewards    INTEGER NOT NULL,
+    used_default INTEGER NOT NULL,
+    decision     BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS offsets (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+def _open(path: Path, durability: Durability) -> sqlite3.Connection:
+    conn = connect(path, durability)
+    conn.executescript(SCHEMA)
+    return conn
+
+
+def _insert_letters(conn: sqlite3.Connection, letters: Sequence[DeadLetter]) -> None:
+    conn.executemany(
+        "INSERT OR IGNORE INTO dead_letters(reason, event_id, ts, body, source_offset) "
+        "VALUES (?, ?, ?, ?, ?)",
+        [
+            (d.reason, d.event_id, d.timestamp, orjson.dumps(d.payload), d.source_offset)
+            for d in letters
+        ],
+    )
+
+
+class SqliteEventLog:
+    """The durable log. Each append commits before it returns (acknowledged = durable)."""
+
+    def __init__(self, path: Path, durability: Durability = "process") -> None:
+        self._conn = _open(path, durability)
+        self._lock = threading.Lock()
+
+    def _append(self, kind: str, event_id: str, ts: float, dedup: str | None, body: bytes) -> int:
+        with self._lock:
+            try:
+                cur = self._conn.execute(
+                    "INSERT INTO events(kind, event_id, ts, dedup_key, body) VALUES (?,?,?,?,?)",
+                    (kind, event_id, ts, dedup, body),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise DuplicateEventError(
+                    f"{kind} for event {event_id!r} is already logged"
+                ) from exc
+            return int(cur.lastrowid or 0)
+
+    def append_decision(self, decision: Decision) -> int:
+        return self._append(
+            "decision",
+            decision.event_id,
+            decision.timestamp,
+            "d:" + decision.event_id,
+            encode_decision(decision),
+        )
+
+    def append_reward(self, reward: Reward) -> int:
+        dedup = None if reward.reward_id is None else f"r:{reward.event_id}:{reward.reward_id}"
+        return self._append(
+            "reward", reward.event_id, reward.timestamp, dedup, encode_reward(reward)
+        )
+
+    def append_activation(self, activation: Activation) -> int:
+        return self._append(
+            "activation",
+            activation.event_id,
+            activation.timestamp,
+            "a:" + activation.event_id,
+            b"{}",
+        )
+
+    def decision_time(self, event_id: str) -> tuple[float, bool, float | None] | None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT ts, body FROM events WHERE dedup_key = ?", ("d:" + event_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            act = self._conn.execute(
+                "SELECT ts FROM events WHERE dedup_key = ?", ("a:" + event_id,)
+            ).fetchone()
+        deferred = bool(orjson.loads(row[1]).get("deferred", False))
+        return float(row[0]), deferred, None if act is None else float(act[0])
+
+    def get_decision(self, event_id: str) -> Decision | None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT body FROM events WHERE dedup_key = ?", ("d:" + event_id,)
+            ).fetchone()
+        return None if row is None else decode_decision(row[0])
+
+    def read(self, after: int, limit: int) -> list[LogRecord]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT offset, kind, event_id, ts, body FROM events WHERE offset > ? "
+                "ORDER BY offset LIMIT ?",
+                (after, limit),
+            ).fetchall()
+        out: list[LogRecord] = []
+        for offset, kind, event_id, ts, body in rows:
+            event: Decision | Reward | Activation
+            if kind == "decision":
+                event = decode_decision(body)
+            elif kind == "reward":
+                event = decode_reward(event_id, ts, body)
+            else:
+                event = decode_activation(event_id, ts)
+            out.append(LogRecord(offset, kind, event))
+        return out
+
+    def end_offset(self) -> int:
+        with self._lock:
+            row = self._conn.execute("SELECT MAX(offset) FROM events").fetchone()
+        return int(row[0] or 0)
+
+    def dead_letter(self, letter: DeadLetter) -> None:
+        with self._lock:
+            _insert_letters(self._conn, [letter])
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT reason, event_id, ts, body, source_offset FROM dead_letters "
+                "ORDER BY id DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [DeadLetter(r[0], r[1], r[2], orjson.loads(r[3]), r[4]) for r in rows]
+
+    def count(self, kind: str) -> int:
+        with self._lock:
+            if kind == "dead_letter":
+                row = self._conn.execute("SELECT COUNT(*) FROM dead_letters").fetchone()
+            else:
+                row = self._conn.execute(
+                    "SELECT COUNT(*) FROM events WHERE kind = ?", (kind,)
+                ).fetchone()
+        return int(row[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+class SqliteJoinedStore:
+    """Joined examples and consumer offsets; the joiner's offsets commit with its output."""
+
+    def __init__(self, path: Path, durability: Durability = "process") -> None:
+        self._conn = _open(path, durability)
+        self._lock = threading.Lock()
+
+    def commit_joined(
+        self,
+        examples: Sequence[JoinedExample],
+        offsets: dict[str, int],
+        letters: Sequence[DeadLetter],
+    ) -> None:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.executemany(
+                    "INSERT OR IGNORE INTO joined(event_id, joined_at, reward, n_rewards, "
+                    "used_default, decision) VALUES (?,?,?,?,?,?)",
+                    [
+                        (
+                            e.decision.event_id,
+                            e.joined_at,
+                            e.reward,
+                            e.n_rewards,
+                            int(e.used_default),
+                            encode_decision(e.decision),
+                        )
+                        for e in examples
+                    ],
+                )
+                _insert_letters(self._conn, letters)
+                self._conn.executemany(
+                    "INSERT INTO offsets(name, value) VALUES (?, ?) "
+                    "ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+                    list(offsets.items()),
+                )
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+
+    def offset(self, name: str) -> int:
+        with self._lock:
+            row = self._conn.execute("SELECT value FROM offsets WHERE name = ?", (name,)).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def is_joined(self, event_id: str) -> bool:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT 1 FROM joined WHERE event_id = ?", (event_id,)
+            ).fetchone()
+        return row is not None
+
+    def read(self, after: int, limit: int) -> list[JoinedExample]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT seq, joined_at, reward, n_rewards, used_default, decision FROM joined "
+                "WHERE seq > ? ORDER BY seq LIMIT ?",
+                (after, limit),
+            ).fetchall()
+        return [
+            JoinedExample(decode_decision(r[5]), r[2], r[3], bool(r[4]), r[1], seq=r[0])
+            for r in rows
+        ]
+
+    def iter_all(self, batch: int = 1000) -> Iterator[JoinedExample]:
+        after = 0
+        while True:
+            chunk = self.read(after, batch)
+            if not chunk:
+                return
+            yield from chunk
+            after = chunk[-1].seq
+
+    def count(self) -> int:
+        with self._lock:
+            row = self._conn.execute("SELECT COUNT(*) FROM joined").fetchone()
+        return int(row[0])
+
+    def end_seq(self) -> int:
+        with self._lock:
+            row = self._conn.execute("SELECT MAX(seq) FROM joined").fetchone()
+        return int(row[0] or 0)
+
+    def get_state(self, key: str) -> str | None:
+        with self._lock:
+            row = self._conn.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_state(self, key: str, value: str) -> None:
+        with self._lock:
+            self._conn.execute(
+                "INSERT INTO state(key, value) VALUES (?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
+
+    def delete_state(self, key: str) -> None:
+        with self._lock:
+            self._conn.execute("DELETE FROM state WHERE key = ?", (key,))
+
+    def states(self, prefix: str) -> dict[str, str]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT key, value FROM state WHERE key LIKE ? ORDER BY key", (prefix + "%",)
+            ).fetchall()
+        return {str(k): str(v) for k, v in rows}
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
