@@ -1,0 +1,66 @@
+"""Settings: defaults < TOML < RECLOOP_* env < explicit overrides; loops inherit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from recloop.core.errors import UnknownLoopError
+from recloop.settings import load_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_defaults() -> None:
+    s = load_settings()
+    assert (s.exp_unit_seconds, s.epsilon, s.default_reward, s.explorer) == (
+        10.0,
+        0.2,
+        0.0,
+        "epsilon-greedy",
+    )
+    assert s.loop_names() == ["default"]
+    assert s.loop().full_vw_args() == "--cb_adf --cb_type mtr -q CA"
+
+
+def test_env_overrides_toml_and_loops_inherit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = tmp_path / "r.toml"
+    cfg.write_text("epsilon = 0.3\nexp_unit_seconds = 30\n[loops.feed]\nexplorer = 'softmax'\n")
+    for name, value in {
+        "RECLOOP_EPSILON": "0.05",
+        "RECLOOP_DEFAULT_REWARD": "-1",
+        "RECLOOP_CHECKPOINT_EVERY_EXAMPLES": "7",
+        "RECLOOP_CHECKPOINT_EVERY_SECONDS": "2.5",
+        "RECLOOP_DATA_DIR": str(tmp_path / "d"),
+        "RECLOOP_API_KEY": "k",
+    }.items():
+        monkeypatch.setenv(name, value)
+    s = load_settings(cfg)
+    assert s.epsilon == 0.05 and s.exp_unit_seconds == 30.0 and s.default_reward == -1.0
+    assert s.checkpoint_every_examples == 7 and s.checkpoint_every_seconds == 2.5
+    assert s.data_dir == tmp_path / "d"
+    assert s.api_key is not None and s.api_key.get_secret_value() == "k"
+    feed = s.loop("feed")
+    assert feed.explorer == "softmax" and feed.epsilon == 0.05 and feed.exp_unit_seconds == 30
+    assert load_settings(cfg, epsilon=0.5).epsilon == 0.5  # explicit beats env
+    monkeypatch.setenv("RECLOOP_EXP_UNIT_SECONDS", "3")
+    assert load_settings(cfg).exp_unit_seconds == 3.0
+    with pytest.raises(UnknownLoopError):
+        s.loop("nope")
+
+
+def test_shipped_example_config_loads() -> None:
+    s = load_settings(ROOT / "examples" / "recloop.toml")
+    assert s.loop_names() == ["default", "home-feed", "checkout-banner"]
+    assert s.loop("home-feed").reward_aggregation == "sum"
+    assert s.loop("checkout-banner").default_action_id == "free-shipping"
+
+
+def test_invalid_values_are_rejected() -> None:
+    with pytest.raises(ValueError):
+        load_settings(epsilon=2.0)
+    with pytest.raises(ValueError):
+        load_settings(exp_unit_seconds=0)
