@@ -7,6 +7,7 @@ import logging
 import subprocess
 import sys
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Annotated
 

@@ -22,7 +22,9 @@ CANDIDATES: list[dict[str, Any]] = [
 class Target(Protocol):
     """What the simulation talks to: a Loop, or a server over HTTP."""
 
-    def rank(self, context: dict[str, Any], actions: list[dict[str, Any]]) -> tuple[str, str]: ...
+    def rank(
+        self, context: dict[str, Any], actions: list[dict[str, Any]], event_id: str
+    ) -> tuple[str, str]: ...
 
     def reward(self, event_id: str, value: float) -> None: ...
 
@@ -42,8 +44,10 @@ class LoopTarget:
         self.loop, self.clock = loop, clock
         self.seconds_per_event, self.step_every = seconds_per_event, step_every
 
-    def rank(self, context: dict[str, Any], actions: list[dict[str, Any]]) -> tuple[str, str]:
-        d = self.loop.rank(context, actions)
+    def rank(
+        self, context: dict[str, Any], actions: list[dict[str, Any]], event_id: str
+    ) -> tuple[str, str]:
+        d = self.loop.rank(context, actions, event_id=event_id)
         return d.event_id, d.chosen
 
     def reward(self, event_id: str, value: float) -> None:
@@ -71,8 +75,13 @@ class HttpTarget:
         self.client = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=10.0)
         self.prefix = "/v1" if loop == "default" else f"/v1/loops/{loop}"
 
-    def rank(self, context: dict[str, Any], actions: list[dict[str, Any]]) -> tuple[str, str]:
-        r = self.client.post(f"{self.prefix}/rank", json={"context": context, "actions": actions})
+    def rank(
+        self, context: dict[str, Any], actions: list[dict[str, Any]], event_id: str
+    ) -> tuple[str, str]:
+        r = self.client.post(
+            f"{self.prefix}/rank",
+            json={"context": context, "actions": actions, "event_id": event_id},
+        )
         r.raise_for_status()
         body = r.json()
         return str(body["event_id"]), str(body["reward_action_id"])
@@ -115,8 +124,14 @@ def simulate(
     reward_only_clicks: bool = True,
     progress: Callable[[int], None] | None = None,
     register_candidates: bool = True,
+    run_id: str | None = None,
 ) -> SimulationResult:
-    """Run `events` decisions; rewards are sent only for clicks (others get the default)."""
+    """Run `events` decisions; rewards are sent only for clicks (others get the default).
+
+    Event ids are ``sim-<run_id>-<i>`` so an in-process run is reproducible from its seeds
+    (sampling is seeded by event id); pass a fresh run_id for each run against one server.
+    """
+    run_id = run_id if run_id is not None else f"seed{population.seed}"
     if register_candidates:
         for spec in CANDIDATES:
             target.register(spec)
@@ -125,7 +140,7 @@ def simulate(
     in_window = 0.0
     for i in range(1, events + 1):
         context = population.context()
-        event_id, chosen = target.rank(context, actions)
+        event_id, chosen = target.rank(context, actions, f"sim-{run_id}-{i}")
         value = population.reward(context, chosen)
         if value or not reward_only_clicks:
             target.reward(event_id, value)

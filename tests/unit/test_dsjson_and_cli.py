@@ -1,0 +1,87 @@
+"""DSJSON export readable by VW, and the CLI commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+import vowpalwabbit
+from typer.testing import CliRunner
+
+from recloop import Loop
+from recloop.cli import app
+from recloop.core.clock import FakeClock
+from recloop.simulators.synthetic import SyntheticPopulation
+
+runner = CliRunner()
+
+
+def _fill(data_dir: Path, events: int = 200) -> list[str]:
+    clock = FakeClock()
+    population = SyntheticPopulation(seed=1)
+    ids = []
+    with Loop.open(data_dir, start=False, clock=clock, exp_unit_seconds=1.0) as lp:
+        for i in range(events):
+            ctx = population.context()
+            d = lp.rank(ctx, population.actions(), excluded_actions=["tech"] if i % 7 == 0 else ())
+            ids.append(d.event_id)
+            if population.reward(ctx, d.chosen):
+                lp.reward(d.event_id, 1.0)
+            clock.advance(0.01)
+        clock.advance(2)
+        lp.step()
+    return ids
+
+
+def test_export_writes_dsjson_that_vw_reads_and_learns_from(tmp_path: Path) -> None:
+    ids = _fill(tmp_path / "data")
+    out = tmp_path / "joined.dsjson"
+    result = runner.invoke(
+        app, ["export", "--data-dir", str(tmp_path / "data"), "--output", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    lines = out.read_text().splitlines()
+    assert len(lines) == 200
+    rows = [orjson.loads(line) for line in lines]
+    assert [r["EventId"] for r in rows] == ids
+    for r in rows:
+        assert 0 < r["_label_probability"] <= 1
+        assert r["p"][0] == r["_label_probability"]  # the chosen action leads the ranking
+        assert r["a"][0] == r["_label_Action"]
+        assert r["_label_cost"] in (0.0, -1.0)
+    excluded = rows[0]
+    assert len(excluded["c"]["_multi"]) == 4  # 'tech' was excluded from the first decision
+    ws = vowpalwabbit.Workspace("--cb_explore_adf --dsjson -q CA --quiet")
+    for line in lines:
+        parsed = ws.parse(line)
+        ws.learn(parsed)
+        ws.finish_example(parsed)
+    assert ws.get_weighted_examples() == 200
+    ws.finish()
+
+
+def test_export_of_missing_loop_fails_clearly(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["export", "--data-dir", str(tmp_path), "--output", str(tmp_path / "x")]
+    )
+    assert result.exit_code == 2 and "no loop data" in result.output
+
+
+def test_simulate_in_process_shows_learning() -> None:
+    result = runner.invoke(app, ["simulate", "--events", "3000", "--window", "250"])
+    assert result.exit_code == 0, result.output
+    assert "reward rate over time" in result.output
+    assert "always-politics" in result.output and "most-popular" in result.output
+    rates = [
+        float(line.split("│")[2])
+        for line in result.output.splitlines()
+        if line.startswith("│") and line.split("│")[1].strip().isdigit()
+    ]
+    assert len(rates) == 12 and rates[0] < 0.4 and sum(rates[-4:]) / 4 > 0.55
+
+
+def test_show_config_masks_the_api_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RECLOOP_API_KEY", "topsecret")
+    result = runner.invoke(app, ["show-config"])
+    assert result.exit_code == 0 and "topsecret" not in result.output
