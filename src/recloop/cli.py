@@ -93,7 +93,12 @@ def simulate(
     ) as bar:
         task = bar.add_task("simulating", total=events)
         result = run_sim(
-            target, population, events, window, progress=lambda i: bar.update(task, completed=i)
+            target,
+            population,
+            events,
+            window,
+            progress=lambda i: bar.update(task, completed=i),
+            run_id=uuid.uuid4().hex[:8] if url else None,
         )
     table = Table(title="reward rate over time")
     table.add_column("events")

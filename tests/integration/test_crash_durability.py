@@ -401,11 +401,11 @@ def run_child_until_killed(data_dir: Path, prefix: str, start: float, kill_after
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
+    assert proc.stdout is not None and proc.stderr is not None
     try:
-        assert proc.stdout is not None
         while len(sent.decisions_acked) < kill_after:
             line = proc.stdout.readline().decode()
-            assert line, f"child exited early: {proc.wait()} {proc.stderr.read().decode()}"  # type: ignore[union-attr]
+            assert line, f"child exited early ({proc.wait()}): {proc.stderr.read().decode()}"
             parts = line.split()
             if parts[0] == "d":
                 sent.decisions_acked.add(parts[1])
