@@ -42,8 +42,7 @@ from recloop.learning.pipeline import Pipeline
 from recloop.policies.registry import make_policy
 from recloop.policies.vw import VWPolicy
 from recloop.settings import DEFAULT_LOOP, LoopSettings
-from recloop.stores.sqlite_log import SqliteEventLog, SqliteJoinedStore
-from recloop.stores.sqlite_models import SqliteModelStore
+from recloop.stores.factory import open_stores
 
 log = logging.getLogger(__name__)
 
@@ -86,10 +85,10 @@ class Loop:
         self.clock: Clock = clock or SystemClock()
         self.dir = Path(data_dir) / name
         self.stats = LoopStats()
-        durability = self.settings.durability
-        self.log = SqliteEventLog(self.dir / "loop.db", durability)
-        self.joined = SqliteJoinedStore(self.dir / "loop.db", durability)
-        self.models = SqliteModelStore(self.dir / "models.db", durability)
+        self.stores = open_stores(self.settings, self.dir)
+        self.log = self.stores.log
+        self.joined = self.stores.joined
+        self.models = self.stores.models
         self.explorer = make_explorer(
             self.settings.explorer, self.settings.epsilon, self.settings.softmax_lambda
         )
@@ -378,9 +377,7 @@ class Loop:
         self.pipeline.close()
         if isinstance(self._policy, VWPolicy):
             self._policy.close()
-        self.log.close()
-        self.joined.close()
-        self.models.close()
+        self.stores.close()
 
     def __enter__(self) -> Loop:
         return self

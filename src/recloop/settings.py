@@ -43,7 +43,10 @@ class LoopSettings(BaseModel):
         None, description="With default_policy='fixed': the action to prefer."
     )
     checkpoint_every_examples: int = Field(100, ge=1)
-    checkpoint_every_seconds: float = Field(5.0, gt=0)
+    checkpoint_every_seconds: float = Field(1.0, gt=0)
+    keep_model_versions: int = Field(
+        200, ge=2, description="Older versions are pruned (a pinned one is always kept)."
+    )
     join_grace_seconds: float = Field(
         0.25, ge=0, description="How long after a window closes the joiner waits for stragglers."
     )

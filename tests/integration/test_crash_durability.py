@@ -363,6 +363,12 @@ def test_server_sigkill_under_http_load(tmp_path: Path) -> None:
             assert len(metas) > len(at_crash_models), "no model was checkpointed after restart"
             assert server.proc.poll() is None, server.tail()
             assert "Traceback" not in log.read_text(errors="replace"), server.tail()
+            print(
+                f"acked decisions={len(sent.decisions_acked)} rewards={len(sent.rewards_acked)}; "
+                f"at crash: logged={at_crash_logged[0][0]} joined={at_crash_joined} "
+                f"learned={at_crash_models[-1][1]['learner_offset']}; "
+                f"in the end: joined={joined_count} models={len(metas)}"
+            )
     finally:
         stop.set()
         for t in threads:
@@ -396,16 +402,18 @@ for i in range(100_000):
 def run_child_until_killed(data_dir: Path, prefix: str, start: float, kill_after: int) -> Sent:
     """Read acknowledgements from the child; SIGKILL it once ``kill_after`` decisions are in."""
     sent = Sent()
-    proc = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(data_dir), prefix, str(start)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    assert proc.stdout is not None and proc.stderr is not None
+    errors = data_dir / f"child-{prefix}.log"
+    with errors.open("wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", CHILD, str(data_dir), prefix, str(start)],
+            stdout=subprocess.PIPE,
+            stderr=err,
+        )
+    assert proc.stdout is not None
     try:
         while len(sent.decisions_acked) < kill_after:
             line = proc.stdout.readline().decode()
-            assert line, f"child exited early ({proc.wait()}): {proc.stderr.read().decode()}"
+            assert line, f"child exited early ({proc.wait()}): {errors.read_text()[-4000:]}"
             parts = line.split()
             if parts[0] == "d":
                 sent.decisions_acked.add(parts[1])
@@ -453,4 +461,5 @@ def test_embedded_loop_survives_repeated_sigkill(tmp_path: Path) -> None:
             loop.step()
     logged, per_event = audit_log(loop_db, sent, max_unacked=3)
     joined_count = audit_joined(loop_db, logged, per_event)
-    audit_models(models_db, joined_count)
+    metas = audit_models(models_db, joined_count)
+    print(f"logged={len(logged)} joined={joined_count} models={len(metas)}")

@@ -18,15 +18,13 @@ import logging
 from typing import Any
 
 from recloop.core.clock import Clock
-from recloop.core.protocols import LogRecord
+from recloop.core.protocols import EventLog, JoinedStore, LogRecord, ModelStore
 from recloop.core.stats import LoopStats
 from recloop.core.types import Activation, DeadLetter, Decision, JoinedExample, Reward
 from recloop.evaluation.online import OnlineEvaluator
 from recloop.log.joiner import Joiner
 from recloop.policies.vw import VWLearner
 from recloop.settings import LoopSettings
-from recloop.stores.sqlite_log import SqliteEventLog, SqliteJoinedStore
-from recloop.stores.sqlite_models import SqliteModelStore
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +39,9 @@ class Pipeline:
     def __init__(
         self,
         settings: LoopSettings,
-        event_log: SqliteEventLog,
-        joined: SqliteJoinedStore,
-        models: SqliteModelStore,
+        event_log: EventLog,
+        joined: JoinedStore,
+        models: ModelStore,
         evaluator: OnlineEvaluator,
         clock: Clock,
         stats: LoopStats,

@@ -202,9 +202,12 @@ class SqliteJoinedStore:
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
+                # NOT EXISTS rather than OR IGNORE: an ignored insert would still consume a
+                # seq number, and consumers rely on seq being gap-free.
                 self._conn.executemany(
-                    "INSERT OR IGNORE INTO joined(event_id, joined_at, reward, n_rewards, "
-                    "used_default, decision) VALUES (?,?,?,?,?,?)",
+                    "INSERT INTO joined(event_id, joined_at, reward, n_rewards, used_default, "
+                    "decision) SELECT ?, ?, ?, ?, ?, ? "
+                    "WHERE NOT EXISTS (SELECT 1 FROM joined WHERE event_id = ?)",
                     [
                         (
                             e.decision.event_id,
@@ -213,6 +216,7 @@ class SqliteJoinedStore:
                             e.n_rewards,
                             int(e.used_default),
                             encode_decision(e.decision),
+                            e.decision.event_id,
                         )
                         for e in examples
                     ],

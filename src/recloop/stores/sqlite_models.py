@@ -34,7 +34,8 @@ def _row_to_version(row: tuple[Any, ...]) -> ModelVersion:
 class SqliteModelStore:
     """put / get / latest / activate (pin = rollback) / follow_newest (unpin)."""
 
-    def __init__(self, path: Path, durability: Durability = "process") -> None:
+    def __init__(self, path: Path, durability: Durability = "process", keep: int = 200) -> None:
+        self.keep = keep
         self._conn = connect(path, durability)
         self._conn.executescript(SCHEMA)
         self._lock = threading.Lock()
@@ -50,6 +51,11 @@ class SqliteModelStore:
                 "SELECT version, created, sha256, meta FROM models WHERE version = ?",
                 (cur.lastrowid,),
             ).fetchone()
+            self._conn.execute(
+                "DELETE FROM models WHERE version <= ? "
+                "AND version NOT IN (SELECT version FROM pin WHERE version IS NOT NULL)",
+                (int(row[0]) - self.keep,),
+            )
         return _row_to_version(row)
 
     def get(self, version: str) -> tuple[ModelVersion, bytes]:

@@ -1,0 +1,153 @@
+"""Every store implementation through one suite (SQLite today; PostgreSQL plugs in here)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from recloop.core.errors import DuplicateEventError, UnknownModelError
+from recloop.core.protocols import EventLog, JoinedStore, ModelStore
+from recloop.core.types import Action, Activation, DeadLetter, Decision, JoinedExample, Reward
+from recloop.stores.sqlite_log import SqliteEventLog, SqliteJoinedStore
+from recloop.stores.sqlite_models import SqliteModelStore
+
+LOGS: dict[str, Callable[[Path], EventLog]] = {"sqlite": lambda p: SqliteEventLog(p / "l.db")}
+JOINED: dict[str, Callable[[Path], JoinedStore]] = {
+    "sqlite": lambda p: SqliteJoinedStore(p / "l.db")
+}
+MODELS: dict[str, Callable[[Path, int], ModelStore]] = {
+    "sqlite": lambda p, keep: SqliteModelStore(p / "m.db", keep=keep)
+}
+
+
+def decision(event_id: str, ts: float = 1.0, deferred: bool = False) -> Decision:
+    return Decision(
+        event_id=event_id,
+        loop="t",
+        timestamp=ts,
+        context={"u": {"age": "adult"}, "x": 1.5},
+        actions=(Action("a", {"f": 1}), Action("b")),
+        ranking=("b", "a"),
+        probabilities=(0.9, 0.1),
+        chosen="b",
+        chosen_index=1,
+        probability=0.9,
+        model_version="3",
+        policy="vw-cb",
+        deferred=deferred,
+    )
+
+
+@pytest.fixture(params=sorted(LOGS))
+def event_log(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EventLog]:
+    store = LOGS[request.param](tmp_path)
+    yield store
+    store.close()
+
+
+@pytest.fixture(params=sorted(JOINED))
+def joined(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[JoinedStore]:
+    store = JOINED[request.param](tmp_path)
+    yield store
+    store.close()
+
+
+@pytest.fixture(params=sorted(MODELS))
+def models(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ModelStore]:
+    store = MODELS[request.param](tmp_path, 3)
+    yield store
+    store.close()
+
+
+def test_log_round_trip_in_offset_order(event_log: EventLog) -> None:
+    d = decision("e1", deferred=True)
+    o1 = event_log.append_decision(d)
+    o2 = event_log.append_reward(Reward("e1", 2.5, 3.0, "r1"))
+    o3 = event_log.append_activation(Activation("e1", 2.0))
+    assert o1 < o2 < o3 and event_log.end_offset() == o3
+    records = event_log.read(0, 10)
+    assert [(r.offset, r.kind) for r in records] == [
+        (o1, "decision"),
+        (o2, "reward"),
+        (o3, "activation"),
+    ]
+    assert records[0].event == d
+    assert records[1].event == Reward("e1", 2.5, 3.0, "r1")
+    assert event_log.read(o1, 10)[0].offset == o2
+    assert event_log.decision_time("e1") == (1.0, True, 2.0)
+    assert event_log.decision_time("nope") is None
+    assert event_log.get_decision("e1") == d
+    assert event_log.count("decision") == 1 and event_log.count("reward") == 1
+
+
+def test_log_rejects_duplicates(event_log: EventLog) -> None:
+    event_log.append_decision(decision("e1"))
+    with pytest.raises(DuplicateEventError):
+        event_log.append_decision(decision("e1"))
+    event_log.append_reward(Reward("e1", 1.0, 2.0, "r"))
+    event_log.append_reward(Reward("e1", 1.0, 2.0))  # no id: several rewards are fine
+    event_log.append_reward(Reward("e1", 1.0, 2.0))
+    with pytest.raises(DuplicateEventError):
+        event_log.append_reward(Reward("e1", 1.0, 2.0, "r"))
+    assert event_log.count("decision") == 1 and event_log.count("reward") == 3
+
+
+def test_dead_letters_are_idempotent_per_source_offset(event_log: EventLog) -> None:
+    event_log.dead_letter(DeadLetter("unknown-event", "x", 1.0, {"value": 1}, 7))
+    event_log.dead_letter(DeadLetter("unknown-event", "x", 1.0, {"value": 1}, 7))
+    event_log.dead_letter(DeadLetter("expired-event", "y", 2.0, {}, None))
+    event_log.dead_letter(DeadLetter("expired-event", "y", 2.0, {}, None))
+    letters = event_log.dead_letters()
+    assert event_log.count("dead_letter") == 3
+    assert letters[-1] == DeadLetter("unknown-event", "x", 1.0, {"value": 1}, 7)
+
+
+def test_joined_commit_is_idempotent_and_carries_offsets(joined: JoinedStore) -> None:
+    ex = JoinedExample(decision("e1"), 1.0, 1, False, 5.0)
+    joined.commit_joined([ex], {"joiner.read": 4}, [])
+    joined.commit_joined(
+        [ex, JoinedExample(decision("e2"), 0.0, 0, True, 6.0)], {"joiner.read": 9}, []
+    )
+    got = joined.read(0, 10)
+    assert [(e.seq, e.decision.event_id, e.reward, e.used_default) for e in got] == [
+        (1, "e1", 1.0, False),
+        (2, "e2", 0.0, True),
+    ]
+    assert got[0].decision == ex.decision
+    assert joined.offset("joiner.read") == 9 and joined.offset("other") == 0
+    assert joined.is_joined("e2") and not joined.is_joined("e3")
+    assert joined.count() == 2 and joined.end_seq() == 2
+    assert [e.seq for e in joined.iter_all(batch=1)] == [1, 2]
+
+
+def test_joined_state(joined: JoinedStore) -> None:
+    joined.set_state("candidate:a", "1")
+    joined.set_state("candidate:a", "2")
+    joined.set_state("other", "3")
+    assert joined.get_state("candidate:a") == "2"
+    assert joined.states("candidate:") == {"candidate:a": "2"}
+    joined.delete_state("candidate:a")
+    assert joined.get_state("candidate:a") is None
+
+
+def test_model_store_versions_pin_and_prune(models: ModelStore) -> None:
+    assert models.latest() is None
+    v1 = models.put(b"one", {"learner_offset": 1})
+    v2 = models.put(b"two", {"learner_offset": 2})
+    assert (v1.version, v2.version) == ("1", "2")
+    assert models.get("1") == (v1, b"one")
+    assert models.latest() == v2 == models.newest()
+    models.activate("1")
+    assert models.latest() == v1 and models.pinned() == "1"
+    for i in range(3, 7):
+        models.put(f"v{i}".encode(), {})
+    # keep=3: versions 4, 5, 6 remain, and the pinned version 1 survives pruning
+    assert [v.version for v in models.versions()] == ["6", "5", "4", "1"]
+    with pytest.raises(UnknownModelError):
+        models.get("2")
+    with pytest.raises(UnknownModelError):
+        models.activate("nope")
+    models.follow_newest()
+    assert models.latest() is not None and models.latest().version == "6"  # type: ignore[union-attr]
