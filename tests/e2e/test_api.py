@@ -68,10 +68,11 @@ def test_learns_and_serves_new_model_without_restart(api: httpx.Client) -> None:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         models = api.get("/v1/models").json()
-        if len(models["versions"]) >= 2:
+        if models["versions"] and models["versions"][0]["meta"]["learner_offset"] == 10:
             break
         time.sleep(0.1)
-    assert [v["meta"]["learner_offset"] for v in models["versions"]][-2:] == [10, 5]
+    offsets = [v["meta"]["learner_offset"] for v in models["versions"]]
+    assert offsets[0] == 10 and offsets == sorted(offsets, reverse=True) and len(offsets) >= 2
     deadline = time.monotonic() + 5
     while api.post("/v1/rank", json=RANK).json()["model_version"] == "default":
         assert time.monotonic() < deadline, "server never picked up the new model"
@@ -93,7 +94,8 @@ def test_rollback_and_unknown_model(api: httpx.Client) -> None:
     assert api.post("/v1/rank", json=RANK).json()["model_version"] == "1"
     problem(api.post("/v1/models/42/activate"), 404)
     r = api.post("/v1/models/latest/activate")
-    assert r.json()["pinned"] is None and r.json()["serving"] == "2"
+    body = r.json()
+    assert body["pinned"] is None and body["serving"] == body["versions"][0]["version"] != "1"
 
 
 def test_candidate_policies_are_evaluated(api: httpx.Client) -> None:

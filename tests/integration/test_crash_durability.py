@@ -313,7 +313,6 @@ def test_server_sigkill_under_http_load(tmp_path: Path) -> None:
         for s in per_thread:
             sent.merge(s)
         assert len(sent.decisions_acked) >= 50, f"too little load: {len(sent.decisions_acked)}"
-        assert sent.rewards_acked, "no reward acknowledged"
 
         # State at the crash: some windows were still open (the joiner must replay them)
         # and the learner had checkpointed (it must resume, not restart).
@@ -326,6 +325,7 @@ def test_server_sigkill_under_http_load(tmp_path: Path) -> None:
         # 3. restart on the same data dir; audit the log while it runs.
         with running_server(data_dir, log) as server:
             logged, per_event = audit_log(loop_db, sent, max_unacked=N_THREADS)
+            assert sent.rewards_acked, "no reward acknowledged"
 
             # Retrying is safe: a decision whose answer was lost is either logged now (200)
             # or was logged before the crash (409), never twice.
