@@ -162,12 +162,14 @@ class Loop:
         candidates = [a for a in acts if a.id not in drop] if drop else list(acts)
         policy = self._policy
         label = self._policy_label
-        scores = np.nan_to_num(
-            np.asarray(policy.scores(context, candidates), dtype=float),
-            nan=-np.inf,
-            posinf=np.finfo(float).max,
-            neginf=-np.finfo(float).max,
-        )
+        scores = np.asarray(policy.scores(context, candidates), dtype=float)
+        if not np.isfinite(scores).all():  # a diverged model must not break exploration
+            scores = np.nan_to_num(
+                scores,
+                nan=-np.finfo(float).max,
+                posinf=np.finfo(float).max,
+                neginf=-np.finfo(float).max,
+            )
         probs = self.explorer.distribution(scores)
         chosen = sample_index(probs, uniform_from_event(event_id, self.settings.seed))
         order = sorted(range(len(candidates)), key=lambda i: (i != chosen, -scores[i], i))

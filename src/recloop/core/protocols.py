@@ -91,6 +91,10 @@ class EventLog(Protocol):
         """Records of a kind: 'decision', 'reward', 'activation' or 'dead_letter'."""
         ...
 
+    def maintenance(self) -> None:
+        """Housekeeping kept off the append path (SQLite: WAL checkpoint); called often."""
+        ...
+
     def close(self) -> None: ...
 
 

@@ -17,28 +17,43 @@ def check_features(features: Mapping[str, Any], where: str, depth: int = 0) -> N
     if not isinstance(features, Mapping):
         raise InvalidInputError(f"{where} must be an object, got {type(features).__name__}")
     for key, value in features.items():
-        if not isinstance(key, str) or not key:
-            raise InvalidInputError(f"{where}: feature names must be non-empty strings")
-        path = f"{where}.{key}"
-        if isinstance(value, bool) or value is None or isinstance(value, str):
+        kind = type(value)
+        if kind is str or kind is bool or value is None:
+            if type(key) is not str or not key:
+                raise InvalidInputError(f"{where}: feature names must be non-empty strings")
             continue
-        if isinstance(value, int | float):
-            if not math.isfinite(value):
-                raise InvalidInputError(f"{path} is not a finite number ({value!r})")
+        if kind is float or kind is int:
+            if type(key) is not str or not key:
+                raise InvalidInputError(f"{where}: feature names must be non-empty strings")
+            if value - value != 0:  # NaN and +-inf; cheaper than math.isfinite for ints too
+                raise InvalidInputError(f"{where}.{key} is not a finite number ({value!r})")
             continue
-        if isinstance(value, Mapping):
-            if depth >= MAX_NESTING:
-                raise InvalidInputError(f"{path} is nested more than {MAX_NESTING} levels deep")
-            check_features(value, path, depth + 1)
-            continue
-        if isinstance(value, list | tuple):
-            for item in value:
-                if isinstance(item, bool) or not isinstance(item, str | int | float):
-                    raise InvalidInputError(f"{path} lists must hold strings or numbers")
-                if isinstance(item, float) and not math.isfinite(item):
-                    raise InvalidInputError(f"{path} holds a non-finite number")
-            continue
-        raise InvalidInputError(f"{path} has unsupported type {type(value).__name__}")
+        _check_other(key, value, where, depth)
+
+
+def _check_other(key: object, value: object, where: str, depth: int) -> None:
+    if not isinstance(key, str) or not key:
+        raise InvalidInputError(f"{where}: feature names must be non-empty strings")
+    path = f"{where}.{key}"
+    if isinstance(value, bool | str):
+        return
+    if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise InvalidInputError(f"{path} is not a finite number ({value!r})")
+        return
+    if isinstance(value, Mapping):
+        if depth >= MAX_NESTING:
+            raise InvalidInputError(f"{path} is nested more than {MAX_NESTING} levels deep")
+        check_features(value, path, depth + 1)
+        return
+    if isinstance(value, list | tuple):
+        for item in value:
+            if isinstance(item, bool) or not isinstance(item, str | int | float):
+                raise InvalidInputError(f"{path} lists must hold strings or numbers")
+            if isinstance(item, float) and not math.isfinite(item):
+                raise InvalidInputError(f"{path} holds a non-finite number")
+        return
+    raise InvalidInputError(f"{path} has unsupported type {type(value).__name__}")
 
 
 def check_actions(actions: Sequence[Action], excluded: Iterable[str]) -> None:

@@ -4,6 +4,9 @@ Context features go in namespace ``C`` on the shared line, action features in ``
 ``id=<action id>`` so a model can learn per-action values with no features at all). Nested
 mappings are flattened to ``outer.inner``; strings and bools are categorical (``k=v``),
 numbers are weighted (``k:1.5``), lists are bags (``k=v1 k=v2``).
+
+Text building is the costliest part of a VW prediction, so :class:`VWText` caches the
+line of each (action id, flat features) it has seen: catalogues repeat, contexts do not.
 """
 
 from __future__ import annotations
@@ -22,17 +25,22 @@ _UNSAFE = str.maketrans({" ": "_", "\t": "_", "\n": "_", "\r": "_", "|": "_", ":
 def _tokens(features: Mapping[str, Any], prefix: str, out: list[str]) -> None:
     for key, value in features.items():
         name = prefix + key.translate(_UNSAFE)
-        if isinstance(value, str):
-            out.append(f"{name}={value.translate(_UNSAFE)}")
-        elif isinstance(value, bool):
-            out.append(f"{name}={value}")
-        elif isinstance(value, int | float):
+        kind = type(value)
+        if kind is float or kind is int:
             out.append(f"{name}:{value}")
+        elif kind is str:
+            out.append(f"{name}={value.translate(_UNSAFE)}")
+        elif kind is bool:
+            out.append(f"{name}={value}")
         elif isinstance(value, Mapping):
             _tokens(value, name + ".", out)
         elif isinstance(value, list | tuple):
             for item in value:
                 out.append(f"{name}={str(item).translate(_UNSAFE)}")
+        elif isinstance(value, int | float):  # numpy scalars and other numeric subclasses
+            out.append(f"{name}:{value}")
+        elif isinstance(value, str):
+            out.append(f"{name}={value.translate(_UNSAFE)}")
         # None: a missing feature, nothing to write
 
 
@@ -63,3 +71,39 @@ def labelled_adf_example(
     lines = adf_example(context, actions)
     lines[chosen_index + 1] = f"0:{cost}:{probability} {lines[chosen_index + 1]}"
     return lines
+
+
+class VWText:
+    """Builds the same text as :func:`adf_example`, caching action lines (bounded)."""
+
+    def __init__(self, max_cached_actions: int = 100_000) -> None:
+        self._max = max_cached_actions
+        self._actions: dict[tuple[Any, ...], str] = {}
+
+    def action_line(self, action: Action) -> str:
+        try:
+            key = (action.id, *action.features.items())
+            line = self._actions.get(key)
+        except TypeError:  # nested or list-valued features: not hashable, build each time
+            return action_line(action)
+        if line is None:
+            line = action_line(action)
+            if len(self._actions) >= self._max:
+                self._actions.clear()
+            self._actions[key] = line
+        return line
+
+    def example(self, context: Context, actions: Sequence[Action]) -> list[str]:
+        return [shared_line(context), *(self.action_line(a) for a in actions)]
+
+    def labelled(
+        self,
+        context: Context,
+        actions: Sequence[Action],
+        chosen_index: int,
+        cost: float,
+        probability: float,
+    ) -> list[str]:
+        lines = self.example(context, actions)
+        lines[chosen_index + 1] = f"0:{cost}:{probability} {lines[chosen_index + 1]}"
+        return lines

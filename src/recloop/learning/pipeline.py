@@ -15,6 +15,7 @@ A crash anywhere therefore neither loses nor double-counts an example.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from recloop.core.clock import Clock
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 READ_KEY = "joiner.read"
 REPLAY_KEY = "joiner.replay_from"
 BATCH = 2000
+MAINTENANCE_SECONDS = 1.0
 
 
 class Pipeline:
@@ -61,6 +63,7 @@ class Pipeline:
         self.learner_offset = 0
         self._since_checkpoint = 0
         self._last_checkpoint = clock.now()
+        self._last_maintenance = 0.0
         self._recover_joiner()
         self._recover_learner()
         self._recover_evaluator()
@@ -125,6 +128,11 @@ class Pipeline:
         for letter in letters:
             self.stats.inc(f"dead_letters_total:{letter.reason}")
         self.stats.set("joiner_pending", len(self.joiner))
+        joins = self.stats.get("joins_total")
+        if joins:
+            self.stats.set(
+                "default_reward_rate", self.stats.get("joins_default_reward_total") / joins
+            )
         return len(joined)
 
     # -- learner --------------------------------------------------------------------------
@@ -198,6 +206,9 @@ class Pipeline:
         joined = self.join_step(now)
         self.learn_step(now)
         self.evaluate_step()
+        if time.monotonic() - self._last_maintenance >= MAINTENANCE_SECONDS:
+            self.log.maintenance()
+            self._last_maintenance = time.monotonic()
         return joined
 
     def close(self) -> None:

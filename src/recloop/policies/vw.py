@@ -18,7 +18,7 @@ import vowpalwabbit
 
 from recloop.core.errors import InvalidInputError, ModelRejectedError
 from recloop.core.types import Action, Context, JoinedExample, available_actions
-from recloop.features.vw_text import adf_example, labelled_adf_example
+from recloop.features.vw_text import VWText, adf_example
 
 DEFAULT_VW_ARGS = "--cb_adf --cb_type mtr -q CA"
 
@@ -83,6 +83,7 @@ class VWPolicy:
     def __init__(self, ws: vowpalwabbit.Workspace, version: str, name: str = "vw-cb") -> None:
         self._ws = ws
         self._lock = threading.Lock()
+        self._text = VWText()
         self.version = version
         self.name = name
 
@@ -91,7 +92,7 @@ class VWPolicy:
         return cls(workspace_from_bytes(blob), version, name)
 
     def scores(self, context: Context, actions: Sequence[Action]) -> np.ndarray:
-        lines = adf_example(context, actions)
+        lines = self._text.example(context, actions)
         with self._lock:
             costs = self._ws.predict(lines)
         return -np.asarray(costs, dtype=float)
@@ -116,6 +117,7 @@ class VWLearner:
         self.args = args
         self._ws = ws if ws is not None else _workspace(args)
         self._lock = threading.Lock()
+        self._text = VWText()
         self.examples_learned = 0
         self.name = name
         self.version = "online"
@@ -128,14 +130,14 @@ class VWLearner:
         d = example.decision
         acts = available_actions(d.actions, d.excluded)
         index = next(i for i, a in enumerate(acts) if a.id == d.chosen)
-        lines = labelled_adf_example(d.context, acts, index, -example.reward, d.probability)
+        lines = self._text.labelled(d.context, acts, index, -example.reward, d.probability)
         with self._lock:
             self._ws.learn(lines)
         self.examples_learned += 1
 
     def scores(self, context: Context, actions: Sequence[Action]) -> np.ndarray:
         with self._lock:
-            costs = self._ws.predict(adf_example(context, actions))
+            costs = self._ws.predict(self._text.example(context, actions))
         return -np.asarray(costs, dtype=float)
 
     def snapshot(self) -> bytes:

@@ -24,6 +24,7 @@ HELP = {
     "learner_offset": "Last joined example learned",
     "joiner_pending": "Decisions waiting for their window to close",
     "model_version": "Model version being served",
+    "default_reward_rate": "Share of joined examples that got the default reward",
 }
 
 

@@ -75,7 +75,15 @@ class SqliteEventLog:
 
     def __init__(self, path: Path, durability: Durability = "process") -> None:
         self._conn = _open(path, durability)
+        # Appends never pay for a WAL checkpoint (the p99 spike); maintenance() does it
+        # from the pipeline thread on its own connection, without blocking appends.
+        self._conn.execute("PRAGMA wal_autocheckpoint=0")
+        self._maintenance_conn = connect(path, durability)
         self._lock = threading.Lock()
+
+    def maintenance(self) -> None:
+        """Checkpoint the WAL into the database file (PASSIVE: never blocks writers)."""
+        self._maintenance_conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def _append(self, kind: str, event_id: str, ts: float, dedup: str | None, body: bytes) -> int:
         with self._lock:
@@ -184,6 +192,7 @@ class SqliteEventLog:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+            self._maintenance_conn.close()
 
 
 class SqliteJoinedStore:
