@@ -232,3 +232,24 @@ def test_openapi_documents_the_routes(api: httpx.Client) -> None:
         assert path in spec["paths"], path
     rank_schema = spec["components"]["schemas"]["RankRequest"]
     assert "actions" in rank_schema["required"]
+
+
+def test_simulate_against_a_running_server(serve: Callable[..., Server]) -> None:
+    from recloop.simulators.run import HttpTarget, simulate
+    from recloop.simulators.synthetic import SyntheticPopulation
+
+    with serve(exp_unit_seconds=0.3, checkpoint_every_examples=50) as api:
+        target = HttpTarget(str(api.base_url))
+        result = simulate(target, SyntheticPopulation(seed=2), 600, window=200)
+        assert len(result.windows) == 3
+        deadline = time.monotonic() + 10
+        while api.get("/v1/evaluations").json()["examples"] < 600:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        report = api.get("/v1/evaluations").json()
+        assert {c["name"] for c in report["candidates"]} == {
+            "always-politics",
+            "always-sports",
+            "most-popular",
+        }
+        assert api.get("/v1/models").json()["versions"], "the server learned nothing"
