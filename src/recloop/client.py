@@ -176,24 +176,28 @@ class Loop:
         ranking = [candidates[i].id for i in order] + list(excluded)
         probabilities = [float(probs[i]) for i in order] + [0.0] * len(excluded)
         chosen_id = candidates[chosen].id
-        decision = Decision(
-            event_id=event_id,
-            loop=self.name,
-            timestamp=self.clock.now(),
-            context=context,
-            actions=acts,
-            ranking=tuple(ranking),
-            probabilities=tuple(probabilities),
-            chosen=chosen_id,
-            chosen_index=next(i for i, a in enumerate(acts) if a.id == chosen_id),
-            probability=float(probs[chosen]),
-            model_version=policy.version,
-            policy=label,
-            deferred=defer_activation,
-            excluded=excluded,
-        )
+        chosen_index = next(i for i, a in enumerate(acts) if a.id == chosen_id)
         try:
-            self.log.append_decision(decision)
+            # stamp and append under the log's lock: a record stamped before a reader's clock
+            # reading is always visible to that reader (the joiner never misses it)
+            with self.log.exclusive():
+                decision = Decision(
+                    event_id=event_id,
+                    loop=self.name,
+                    timestamp=self.clock.now(),
+                    context=context,
+                    actions=acts,
+                    ranking=tuple(ranking),
+                    probabilities=tuple(probabilities),
+                    chosen=chosen_id,
+                    chosen_index=chosen_index,
+                    probability=float(probs[chosen]),
+                    model_version=policy.version,
+                    policy=label,
+                    deferred=defer_activation,
+                    excluded=excluded,
+                )
+                self.log.append_decision(decision)
         except DuplicateEventError:
             self.stats.inc("rejected_total:duplicate-event")
             raise
@@ -201,7 +205,12 @@ class Loop:
         return decision
 
     # -- log ------------------------------------------------------------------------------
-    def _window_start(self, event_id: str, kind: str) -> tuple[float, bool, float | None]:
+    def _check_window(self, event_id: str, kind: str) -> tuple[float, bool, float | None]:
+        """Raise unless the event's window is open now; returns (now, deferred, activated).
+
+        Call under ``log.exclusive()`` and stamp the record with the returned ``now``, so
+        the check and the timestamp the joiner sees are the same instant.
+        """
         info = self.log.decision_time(event_id)
         now = self.clock.now()
         if info is None:
@@ -218,7 +227,7 @@ class Loop:
                 f"{now - start - self.settings.exp_unit_seconds:.3f}s ago "
                 f"(exp_unit={self.settings.exp_unit_seconds}s)"
             )
-        return info
+        return now, deferred, activated
 
     def reward(self, event_id: str, value: float, reward_id: str | None = None) -> None:
         """Log a reward for an event. Several may arrive; ``reward_id`` makes retries safe."""
@@ -228,9 +237,10 @@ class Loop:
         except InvalidInputError:
             self.stats.inc("rejected_total:invalid-input")
             raise
-        self._window_start(event_id, "reward")
         try:
-            self.log.append_reward(Reward(event_id, number, self.clock.now(), reward_id))
+            with self.log.exclusive():
+                now, _, _ = self._check_window(event_id, "reward")
+                self.log.append_reward(Reward(event_id, number, now, reward_id))
         except DuplicateEventError:
             self.stats.inc("rejected_total:duplicate-reward")
             raise DuplicateEventError(
@@ -241,13 +251,14 @@ class Loop:
     def activate(self, event_id: str) -> None:
         """Mark a deferred decision as shown, so it is learned from. Idempotent."""
         check_event_id(event_id)
-        _, deferred, activated = self._window_start(event_id, "activation")
-        if not deferred or activated is not None:
-            return
-        try:
-            self.log.append_activation(Activation(event_id, self.clock.now()))
-        except DuplicateEventError:
-            return
+        with self.log.exclusive():
+            now, deferred, activated = self._check_window(event_id, "activation")
+            if not deferred or activated is not None:
+                return
+            try:
+                self.log.append_activation(Activation(event_id, now))
+            except DuplicateEventError:
+                return
         self.stats.inc("activations_total")
 
     # -- learn / deploy -------------------------------------------------------------------

@@ -372,7 +372,8 @@ def test_server_sigkill_under_http_load(tmp_path: Path) -> None:
             )
             joined_count = audit_joined(loop_db, logged, per_event)
             metas = audit_models(models_db, joined_count)
-            assert len(metas) > len(at_crash_models), "no model was checkpointed after restart"
+            # (compare version numbers, not counts: old versions are pruned)
+            assert metas[-1][0] > at_crash_models[-1][0], "no checkpoint after the restart"
             assert server.proc.poll() is None, server.tail()
             assert "Traceback" not in log.read_text(errors="replace"), server.tail()
             print(
@@ -486,12 +487,6 @@ class TickingClock:
         return self.t
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Loop.reward/activate check the window with one clock reading and stamp the "
-    "record with a second, later one: accepted at the deadline, stamped after it, so the "
-    "joiner dead-letters an acknowledged record as 'expired-event'",
-)
 @pytest.mark.parametrize("kind", ["reward", "activation"])
 def test_record_accepted_at_window_edge_is_joined(tmp_path: Path, kind: str) -> None:
     clock = TickingClock(1_700_000_000.0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -226,7 +227,7 @@ def test_learning_picks_best_action_for_context(tmp_path: Path) -> None:
         late_greedy_best = late = 0
         for i in range(1, 6001):
             ctx = population.context()
-            d = lp.rank(ctx, population.actions())
+            d = lp.rank(ctx, population.actions(), event_id=f"learn-{i}")
             r = population.reward(ctx, d.chosen)
             if r:
                 lp.reward(d.event_id, r)
@@ -244,3 +245,33 @@ def test_learning_picks_best_action_for_context(tmp_path: Path) -> None:
         assert late_greedy_best / late >= 0.95
         target = population.epsilon_greedy_optimum(0.2)
         assert late_reward / late >= 0.95 * target
+
+
+def test_reward_committed_late_is_still_joined(
+    loop: Loop, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reward stamped inside the window but slow to commit (lock wait, GIL) must not be
+    missed by a pipeline step whose clock reading is already past the window."""
+    import threading
+    import time
+
+    d = loop.rank({}, ACTIONS)
+    clock.advance(4.9)  # exp_unit is 5 s
+    original = loop.log.append_reward
+    stamped = threading.Event()
+
+    def slow_append(reward: Any) -> int:
+        stamped.set()
+        time.sleep(0.3)
+        return original(reward)
+
+    monkeypatch.setattr(loop.log, "append_reward", slow_append)
+    worker = threading.Thread(target=loop.reward, args=(d.event_id, 1.0))
+    worker.start()
+    stamped.wait(5)
+    clock.advance(10)
+    loop.step()
+    worker.join()
+    [ex] = list(loop.joined.iter_all())
+    assert ex.n_rewards == 1 and ex.reward == 1.0
+    assert loop.log.dead_letters() == []

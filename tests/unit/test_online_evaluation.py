@@ -49,7 +49,7 @@ def _run(seed: int, tmp: Path, events: int = 1500) -> tuple[dict[str, dict], dic
         lp.register_policy("always-music", "fixed", {"action_id": "music"})
         for i in range(1, events + 1):
             ctx = population.context()
-            d = lp.rank(ctx, population.actions())
+            d = lp.rank(ctx, population.actions(), event_id=f"s{seed}-{i}")
             r = population.reward(ctx, d.chosen)
             if r:
                 lp.reward(d.event_id, r)

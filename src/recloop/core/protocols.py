@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -89,6 +90,12 @@ class EventLog(Protocol):
 
     def count(self, kind: str) -> int:
         """Records of a kind: 'decision', 'reward', 'activation' or 'dead_letter'."""
+        ...
+
+    def exclusive(self) -> AbstractContextManager[Any]:
+        """A reentrant hold on the log: check-then-append sequences run inside it, and
+        ``read`` waits for it, so a record stamped before a reader took its clock reading is
+        always visible to that reader."""
         ...
 
     def maintenance(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import orjson
@@ -79,7 +80,11 @@ class SqliteEventLog:
         # from the pipeline thread on its own connection, without blocking appends.
         self._conn.execute("PRAGMA wal_autocheckpoint=0")
         self._maintenance_conn = connect(path, durability)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+
+    def exclusive(self) -> AbstractContextManager[bool]:
+        """Hold the log: no read or append of another thread interleaves (reentrant)."""
+        return self._lock
 
     def maintenance(self) -> None:
         """Checkpoint the WAL into the database file (PASSIVE: never blocks writers)."""
