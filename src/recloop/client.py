@@ -38,6 +38,7 @@ from recloop.core.validation import (
 from recloop.evaluation.online import Candidate, OnlineEvaluator
 from recloop.exploration.explorers import make_explorer
 from recloop.exploration.sampling import sample_index, uniform_from_event
+from recloop.features.vw_text import VWText
 from recloop.learning.pipeline import Pipeline
 from recloop.policies.registry import make_policy
 from recloop.policies.vw import VWPolicy
@@ -101,6 +102,7 @@ class Loop:
         self._policy: Policy = self.default_policy
         self._policy_label = f"default:{self.default_policy.name}"
         self._rejected: set[str] = set()
+        self._text = VWText()  # action-line cache shared by every model version served
         self.evaluator = OnlineEvaluator()
         self._restore_candidates()
         self.pipeline = Pipeline(
@@ -297,7 +299,7 @@ class Loop:
         meta, blob = self.models.get(version.version)
         if hashlib.sha256(blob).hexdigest() != meta.sha256:
             raise ModelRejectedError(f"model version {version.version} fails its checksum")
-        return VWPolicy.from_bytes(blob, version.version)
+        return VWPolicy.from_bytes(blob, version.version, text=self._text)
 
     def activate_model(self, version: str) -> str:
         """Roll back (or forward) to a stored version; new versions are stored, not served."""

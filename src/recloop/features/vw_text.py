@@ -2,8 +2,9 @@
 
 Context features go in namespace ``C`` on the shared line, action features in ``A`` (plus
 ``id=<action id>`` so a model can learn per-action values with no features at all). Nested
-mappings are flattened to ``outer.inner``; strings and bools are categorical (``k=v``),
-numbers are weighted (``k:1.5``), lists are bags (``k=v1 k=v2``).
+mappings are flattened to ``outer.inner``; strings are categorical (``k=v``), numbers are
+weighted (``k:1.5``), bools are 0/1 numbers (so ``True`` and ``1`` mean the same, as they
+do in Python), lists are bags (``k=v1 k=v2``).
 
 Text building is the costliest part of a VW prediction, so :class:`VWText` caches the
 line of each (action id, flat features) it has seen: catalogues repeat, contexts do not.
@@ -31,7 +32,7 @@ def _tokens(features: Mapping[str, Any], prefix: str, out: list[str]) -> None:
         elif kind is str:
             out.append(f"{name}={value.translate(_UNSAFE)}")
         elif kind is bool:
-            out.append(f"{name}={value}")
+            out.append(f"{name}:{int(value)}")
         elif isinstance(value, Mapping):
             _tokens(value, name + ".", out)
         elif isinstance(value, list | tuple):

@@ -27,7 +27,7 @@ def _flatten(features: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
             for item in value:
                 out[f"{name}={item}"] = 1
         elif isinstance(value, bool):
-            out[f"{name}={value}"] = 1
+            out[name] = int(value)  # as in the text format: bools are 0/1 numbers
         elif value is not None:
             out[name] = value
     return out

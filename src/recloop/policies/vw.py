@@ -14,6 +14,7 @@ import threading
 from collections.abc import Sequence
 
 import numpy as np
+import pylibvw  # type: ignore[import-not-found]  # VW's C extension, shipped with vowpalwabbit
 import vowpalwabbit
 
 from recloop.core.errors import InvalidInputError, ModelRejectedError
@@ -23,6 +24,45 @@ from recloop.features.vw_text import VWText, adf_example
 DEFAULT_VW_ARGS = "--cb_adf --cb_type mtr -q CA"
 
 _PROBE = adf_example({"probe": 1.0}, [Action("a", {"x": 1.0}), Action("b", {"y": 1.0})])
+
+
+def _fast_path_available() -> bool:
+    return all(
+        hasattr(pylibvw.vw, name)
+        for name in ("predict_multi", "learn_multi", "_finish_example_multi_ex")
+    )
+
+
+_FAST = _fast_path_available()
+
+
+def predict_costs(ws: vowpalwabbit.Workspace, lines: list[str]) -> list[float]:
+    """Predicted cost per action, in action order.
+
+    Calls VW's extension directly: ``Workspace.predict`` wraps every line in a Python
+    ``Example`` object, which costs three times the prediction itself (45 vs 12 us for 10
+    actions here). Falls back to the public API if the extension changes.
+    """
+    if not _FAST:
+        return list(ws.predict(lines))
+    examples = ws._parse("\n".join(lines))
+    try:
+        pylibvw.vw.predict_multi(ws, examples)
+        return list(examples[0].get_action_scores())
+    finally:
+        pylibvw.vw._finish_example_multi_ex(ws, examples)
+
+
+def learn_lines(ws: vowpalwabbit.Workspace, lines: list[str]) -> None:
+    """Learn one labelled multi-line example (the same fast path as predict_costs)."""
+    if not _FAST:
+        ws.learn(lines)
+        return
+    examples = ws._parse("\n".join(lines))
+    try:
+        pylibvw.vw.learn_multi(ws, examples)
+    finally:
+        pylibvw.vw._finish_example_multi_ex(ws, examples)
 
 
 def _workspace(args: str) -> vowpalwabbit.Workspace:
@@ -35,7 +75,11 @@ def _workspace(args: str) -> vowpalwabbit.Workspace:
 def _check_adf(ws: vowpalwabbit.Workspace) -> None:
     """Reject models that are not action-scoring ADF models."""
     prediction = ws.predict(_PROBE)
-    if not isinstance(prediction, list) or len(prediction) != 2:
+    if (
+        not isinstance(prediction, list)
+        or len(prediction) != 2
+        or ws.get_prediction_type() != (vowpalwabbit.Workspace.pACTION_SCORES)
+    ):
         raise ModelRejectedError(
             "model is not a contextual-bandit ADF model (expected one score per action)"
         )
@@ -80,21 +124,30 @@ def workspace_to_bytes(ws: vowpalwabbit.Workspace) -> bytes:
 class VWPolicy:
     """Serves a VW model: scores = -predicted cost. Thread-safe (VW is not)."""
 
-    def __init__(self, ws: vowpalwabbit.Workspace, version: str, name: str = "vw-cb") -> None:
+    def __init__(
+        self,
+        ws: vowpalwabbit.Workspace,
+        version: str,
+        name: str = "vw-cb",
+        text: VWText | None = None,
+    ) -> None:
         self._ws = ws
         self._lock = threading.Lock()
-        self._text = VWText()
+        self._text = text if text is not None else VWText()
         self.version = version
         self.name = name
 
     @classmethod
-    def from_bytes(cls, blob: bytes, version: str, name: str = "vw-cb") -> VWPolicy:
-        return cls(workspace_from_bytes(blob), version, name)
+    def from_bytes(
+        cls, blob: bytes, version: str, name: str = "vw-cb", text: VWText | None = None
+    ) -> VWPolicy:
+        """Load a model; pass the loop's VWText so its cache survives model swaps."""
+        return cls(workspace_from_bytes(blob), version, name, text)
 
     def scores(self, context: Context, actions: Sequence[Action]) -> np.ndarray:
         lines = self._text.example(context, actions)
         with self._lock:
-            costs = self._ws.predict(lines)
+            costs = predict_costs(self._ws, lines)
         return -np.asarray(costs, dtype=float)
 
     def close(self) -> None:
@@ -132,12 +185,12 @@ class VWLearner:
         index = next(i for i, a in enumerate(acts) if a.id == d.chosen)
         lines = self._text.labelled(d.context, acts, index, -example.reward, d.probability)
         with self._lock:
-            self._ws.learn(lines)
+            learn_lines(self._ws, lines)
         self.examples_learned += 1
 
     def scores(self, context: Context, actions: Sequence[Action]) -> np.ndarray:
         with self._lock:
-            costs = self._ws.predict(self._text.example(context, actions))
+            costs = predict_costs(self._ws, self._text.example(context, actions))
         return -np.asarray(costs, dtype=float)
 
     def snapshot(self) -> bytes:

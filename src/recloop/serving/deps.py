@@ -1,4 +1,7 @@
-"""FastAPI dependencies: the loop a request addresses, and the API key check."""
+"""FastAPI dependencies: the loop a request addresses, and the API key check.
+
+All ``async``: they do no I/O, and a sync dependency costs a thread-pool hop per request.
+"""
 
 from __future__ import annotations
 
@@ -12,12 +15,12 @@ from recloop.core.errors import UnauthorizedError, UnknownLoopError
 from recloop.settings import DEFAULT_LOOP, Settings
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_loop(request: Request, loop: str = DEFAULT_LOOP) -> Loop:
+async def get_loop(request: Request, loop: str = DEFAULT_LOOP) -> Loop:
     """`loop` comes from the path (/v1/loops/{loop}/...) or the query (?loop=), else default."""
     loops: dict[str, Loop] = request.app.state.loops
     try:
@@ -26,7 +29,7 @@ def get_loop(request: Request, loop: str = DEFAULT_LOOP) -> Loop:
         raise UnknownLoopError(f"no loop named {loop!r}; configured: {sorted(loops)}") from None
 
 
-def require_api_key(
+async def require_api_key(
     request: Request,
     x_api_key: Annotated[
         str | None, Header(description="Needed when RECLOOP_API_KEY is set.")
