@@ -72,23 +72,24 @@ def test_learns_and_serves_new_model_without_restart(api: httpx.Client) -> None:
             break
         time.sleep(0.1)
     offsets = [v["meta"]["learner_offset"] for v in models["versions"]]
-    assert offsets[0] == 10 and offsets == sorted(offsets, reverse=True) and len(offsets) >= 2
+    assert offsets[0] == 10 and offsets == sorted(offsets, reverse=True)
     deadline = time.monotonic() + 5
     while api.post("/v1/rank", json=RANK).json()["model_version"] == "default":
         assert time.monotonic() < deadline, "server never picked up the new model"
         time.sleep(0.1)
     assert metric(api, "recloop_joins_total", loop="default") == 10
     assert metric(api, "recloop_decisions_total", loop="default") >= 11
-    assert metric(api, "recloop_checkpoints_total", loop="default") >= 2
+    assert metric(api, "recloop_checkpoints_total", loop="default") >= len(offsets)
 
 
 def test_rollback_and_unknown_model(api: httpx.Client) -> None:
-    for _ in range(10):
-        api.post("/v1/rank", json=RANK)
-    deadline = time.monotonic() + 10
-    while len(api.get("/v1/models").json()["versions"]) < 2:
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    for wanted in (1, 2):  # two rounds, each learned and checkpointed after its window
+        for _ in range(5):
+            api.post("/v1/rank", json=RANK)
+        deadline = time.monotonic() + 10
+        while len(api.get("/v1/models").json()["versions"]) < wanted:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
     r = api.post("/v1/models/1/activate")
     assert r.status_code == 200 and r.json()["serving"] == "1" and r.json()["pinned"] == "1"
     assert api.post("/v1/rank", json=RANK).json()["model_version"] == "1"

@@ -122,17 +122,34 @@ def test_retried_reward_with_same_id_counts_once(loop: Loop, clock: FakeClock) -
 
 def test_join_learn_checkpoint_and_serve_new_model(tmp_path: Path, clock: FakeClock) -> None:
     with Loop.open(
-        tmp_path, start=False, clock=clock, exp_unit_seconds=1.0, checkpoint_every_examples=10
+        tmp_path,
+        start=False,
+        clock=clock,
+        exp_unit_seconds=1.0,
+        checkpoint_every_examples=10,
+        checkpoint_every_seconds=1000,
     ) as lp:
-        for i in range(25):
-            d = lp.rank({"u": i % 2}, ACTIONS)
-            lp.reward(d.event_id, 1.0 if d.chosen == "b" else 0.0)
-        clock.advance(1.3)
-        assert lp.step() == 25
+
+        def round_of(n: int) -> int:
+            for i in range(n):
+                d = lp.rank({"u": i % 2}, ACTIONS)
+                lp.reward(d.event_id, 1.0 if d.chosen == "b" else 0.0)
+            clock.advance(1.3)
+            return lp.step()
+
+        assert round_of(12) == 12  # >= 10 examples since the last checkpoint: a version
+        assert round_of(5) == 5  # 5 < 10 and little time: no version yet
+        assert [v.meta["learner_offset"] for v in lp.model_versions()] == [12]
+        assert round_of(5) == 5
         versions = lp.model_versions()
-        assert [v.meta["learner_offset"] for v in versions] == [20, 10]
+        assert [v.meta["learner_offset"] for v in versions] == [22, 12]
         assert lp.model_version == versions[0].version
         assert lp.rank({"u": 0}, ACTIONS).model_version == versions[0].version
+        clock.advance(1000)
+        lp.rank({}, ACTIONS)
+        clock.advance(1.3)
+        lp.step()  # two examples (with the rank above), but the checkpoint time has passed
+        assert [v.meta["learner_offset"] for v in lp.model_versions()] == [24, 22, 12]
 
 
 def test_deferred_decision_is_learned_only_after_activation(loop: Loop, clock: FakeClock) -> None:
@@ -155,19 +172,22 @@ def test_rollback_pins_a_version_and_follow_latest_undoes_it(
     with Loop.open(
         tmp_path, start=False, clock=clock, exp_unit_seconds=1.0, checkpoint_every_examples=5
     ) as lp:
-        for _ in range(10):
-            d = lp.rank({}, ACTIONS)
-            lp.reward(d.event_id, 1.0)
-        clock.advance(2)
-        lp.step()
+
+        def round_of_five() -> None:
+            for _ in range(5):
+                d = lp.rank({}, ACTIONS)
+                lp.reward(d.event_id, 1.0)
+            clock.advance(2)
+            lp.step()
+
+        round_of_five()
+        round_of_five()
         assert lp.model_version == "2"
         lp.activate_model("1")
         assert lp.model_version == "1"
-        for _ in range(5):
-            lp.rank({}, ACTIONS)
-        clock.advance(2)
-        lp.step()
-        assert lp.models.newest() is not None and lp.models.newest().version == "3"  # type: ignore[union-attr]
+        round_of_five()
+        newest = lp.models.newest()
+        assert newest is not None and newest.version == "3"
         assert lp.model_version == "1"  # still pinned
         lp.follow_latest()
         assert lp.model_version == "3"
@@ -195,20 +215,28 @@ def test_corrupt_model_is_rejected_and_previous_keeps_serving(
 
 def test_restart_resumes_learner_and_joiner_from_offsets(tmp_path: Path) -> None:
     clock = FakeClock()
-    settings = {"exp_unit_seconds": 1.0, "checkpoint_every_examples": 4}
+    settings = {
+        "exp_unit_seconds": 1.0,
+        "checkpoint_every_examples": 4,
+        "checkpoint_every_seconds": 1e6,
+    }
     with Loop.open(tmp_path, start=False, clock=clock, **settings) as lp:
-        ids = [lp.rank({}, ACTIONS).event_id for _ in range(10)]
+        ids = [lp.rank({}, ACTIONS).event_id for _ in range(6)]
         clock.advance(2)
-        lp.step()  # learns 10, checkpoints at 4 and 8: examples 9-10 unsaved in the model
-        pending = lp.rank({}, ACTIONS)
+        lp.step()  # learns 6 and checkpoints
+        ids += [lp.rank({}, ACTIONS).event_id for _ in range(3)]
+        clock.advance(2)
+        lp.step()  # learns 3 more: not yet in any model version
+        pending = lp.rank({}, ACTIONS)  # its window is still open at the "crash"
         lp.reward(pending.event_id, 3.0)
     with Loop.open(tmp_path, start=False, clock=clock, **settings) as lp:
-        assert lp.pipeline.learner_offset == 8
+        assert lp.pipeline.learner_offset == 6
         assert lp.pipeline.learner is not None
-        assert lp.pipeline.learner.examples_learned == 8
+        assert lp.pipeline.learner.examples_learned == 6
         clock.advance(2)
         lp.step()
-        assert lp.pipeline.learner_offset == 11  # re-learned 9-10 once, then the new one
+        assert lp.pipeline.learner_offset == 10  # re-learned 7-9 once, then the new one
+        assert lp.pipeline.learner.examples_learned == 10
         joined = list(lp.joined.iter_all())
         assert [e.decision.event_id for e in joined] == [*ids, pending.event_id]
         assert joined[-1].reward == 3.0

@@ -157,7 +157,9 @@ class JoinedStore(Protocol):
         examples: Sequence[JoinedExample],
         offsets: dict[str, int],
         letters: Sequence[DeadLetter],
-    ) -> None: ...
+    ) -> list[JoinedExample]:
+        """Returns the examples actually inserted, with their seq."""
+        ...
 
     def offset(self, name: str) -> int: ...
 

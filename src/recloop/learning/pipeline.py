@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from recloop.core.clock import Clock
@@ -80,6 +81,7 @@ class Pipeline:
                 self._replay(rec)
             after = records[-1].offset
         self.read_offset = committed
+        self._committed_offsets = (committed, after)
 
     def _replay(self, rec: LogRecord) -> None:
         """Re-feed a record whose effects were committed: only rebuild pending windows."""
@@ -100,8 +102,8 @@ class Pipeline:
         assert isinstance(event, Activation)
         return self.joiner.on_activation(event, rec.offset)
 
-    def join_step(self, now: float) -> int:
-        """Read new log records, close due windows, commit. Returns examples joined."""
+    def join_step(self, now: float) -> list[JoinedExample]:
+        """Read new log records, close due windows, commit. Returns the examples joined."""
         letters: list[DeadLetter] = []
         while True:
             records = self.log.read(self.read_offset, BATCH)
@@ -117,11 +119,14 @@ class Pipeline:
         letters.extend(closed_letters)
         low = self.joiner.low_watermark()
         replay_from = self.read_offset if low is None else low - 1
-        if joined or letters or self.joined.offset(READ_KEY) != self.read_offset:
-            self.joined.commit_joined(
+        committed: list[JoinedExample] = []
+        offsets = (self.read_offset, replay_from)
+        if joined or letters or offsets != self._committed_offsets:
+            committed = self.joined.commit_joined(
                 joined, {READ_KEY: self.read_offset, REPLAY_KEY: replay_from}, letters
             )
-        for ex in joined:
+            self._committed_offsets = offsets
+        for ex in committed:
             self.stats.inc("joins_total")
             if ex.used_default:
                 self.stats.inc("joins_default_reward_total")
@@ -133,7 +138,7 @@ class Pipeline:
             self.stats.set(
                 "default_reward_rate", self.stats.get("joins_default_reward_total") / joins
             )
-        return len(joined)
+        return committed
 
     # -- learner --------------------------------------------------------------------------
     def _recover_learner(self) -> None:
@@ -148,23 +153,31 @@ class Pipeline:
         self.learner_offset = int(newest.meta["learner_offset"])
         self.learner.examples_learned = int(newest.meta.get("examples_learned", 0))
 
-    def learn_step(self, now: float) -> int:
+    def _unseen(self, offset: int, fresh: list[JoinedExample]) -> Iterator[JoinedExample]:
+        """Joined examples after `offset`: straight from memory when the consumer is caught
+        up (the common case), else from the durable store (after a restart or a failure)."""
+        if fresh and fresh[0].seq == offset + 1:
+            yield from fresh
+            return
+        while True:
+            batch = self.joined.read(offset, BATCH)
+            yield from batch
+            if len(batch) < BATCH:
+                return
+            offset = batch[-1].seq
+
+    def learn_step(self, now: float, fresh: list[JoinedExample] | None = None) -> int:
+        """Learn what is new; checkpoint (once) when enough examples or time have passed."""
         assert self.learner is not None
         learned = 0
-        every = self.settings.checkpoint_every_examples
-        while True:
-            batch = self.joined.read(self.learner_offset, BATCH)
-            for ex in batch:
-                self.learner.learn_one(ex)
-                self.learner_offset = ex.seq
-                self._since_checkpoint += 1
-                learned += 1
-                if self._since_checkpoint >= every:
-                    self.checkpoint(now)
-            if len(batch) < BATCH:
-                break
-        if self._since_checkpoint and now - self._last_checkpoint >= (
-            self.settings.checkpoint_every_seconds
+        for ex in self._unseen(self.learner_offset, fresh or []):
+            self.learner.learn_one(ex)
+            self.learner_offset = ex.seq
+            learned += 1
+        self._since_checkpoint += learned
+        if self._since_checkpoint and (
+            self._since_checkpoint >= self.settings.checkpoint_every_examples
+            or now - self._last_checkpoint >= self.settings.checkpoint_every_seconds
         ):
             self.checkpoint(now)
         self.stats.set("learner_lag_examples", self.joined.end_seq() - self.learner_offset)
@@ -191,25 +204,22 @@ class Pipeline:
     def _recover_evaluator(self) -> None:
         self.evaluate_step()
 
-    def evaluate_step(self) -> int:
+    def evaluate_step(self, fresh: list[JoinedExample] | None = None) -> int:
         done = 0
-        while True:
-            batch: list[JoinedExample] = self.joined.read(self.evaluator.offset, BATCH)
-            for ex in batch:
-                self.evaluator.update(ex)
-                done += 1
-            if len(batch) < BATCH:
-                return done
+        for ex in self._unseen(self.evaluator.offset, fresh or []):
+            self.evaluator.update(ex)
+            done += 1
+        return done
 
     def step(self) -> int:
         now = self.clock.now()
         joined = self.join_step(now)
-        self.learn_step(now)
-        self.evaluate_step()
+        self.learn_step(now, joined)
+        self.evaluate_step(joined)
         if time.monotonic() - self._last_maintenance >= MAINTENANCE_SECONDS:
             self.log.maintenance()
             self._last_maintenance = time.monotonic()
-        return joined
+        return len(joined)
 
     def close(self) -> None:
         if self.learner is not None:

@@ -62,8 +62,12 @@ class Joiner:
         return len(self._pending)
 
     def low_watermark(self) -> int | None:
-        """Smallest log offset of a decision still pending (where a replay must start)."""
-        return min((p.offset for p in self._pending.values()), default=None)
+        """Smallest log offset of a decision still pending (where a replay must start).
+
+        O(1): decisions arrive in offset order and dicts keep insertion order."""
+        for pending in self._pending.values():
+            return pending.offset
+        return None
 
     def is_pending(self, event_id: str) -> bool:
         return event_id in self._pending

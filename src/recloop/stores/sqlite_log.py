@@ -6,6 +6,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import replace
 from pathlib import Path
 
 import orjson
@@ -212,17 +213,23 @@ class SqliteJoinedStore:
         examples: Sequence[JoinedExample],
         offsets: dict[str, int],
         letters: Sequence[DeadLetter],
-    ) -> None:
+    ) -> list[JoinedExample]:
+        """Insert new examples (skipping event ids already joined), dead letters and offsets
+        in one transaction; returns the inserted examples with their seq."""
+        inserted: list[JoinedExample] = []
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                # NOT EXISTS rather than OR IGNORE: an ignored insert would still consume a
-                # seq number, and consumers rely on seq being gap-free.
-                self._conn.executemany(
-                    "INSERT INTO joined(event_id, joined_at, reward, n_rewards, used_default, "
-                    "decision) SELECT ?, ?, ?, ?, ?, ? "
-                    "WHERE NOT EXISTS (SELECT 1 FROM joined WHERE event_id = ?)",
-                    [
+                for e in examples:
+                    # not INSERT OR IGNORE: an ignored insert would still consume a seq
+                    # number, and consumers rely on seq being gap-free
+                    if self._conn.execute(
+                        "SELECT 1 FROM joined WHERE event_id = ?", (e.decision.event_id,)
+                    ).fetchone():
+                        continue
+                    cur = self._conn.execute(
+                        "INSERT INTO joined(event_id, joined_at, reward, n_rewards, "
+                        "used_default, decision) VALUES (?, ?, ?, ?, ?, ?)",
                         (
                             e.decision.event_id,
                             e.joined_at,
@@ -230,11 +237,9 @@ class SqliteJoinedStore:
                             e.n_rewards,
                             int(e.used_default),
                             encode_decision(e.decision),
-                            e.decision.event_id,
-                        )
-                        for e in examples
-                    ],
-                )
+                        ),
+                    )
+                    inserted.append(replace(e, seq=int(cur.lastrowid or 0)))
                 _insert_letters(self._conn, letters)
                 self._conn.executemany(
                     "INSERT INTO offsets(name, value) VALUES (?, ?) "
@@ -245,6 +250,7 @@ class SqliteJoinedStore:
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
+        return inserted
 
     def offset(self, name: str) -> int:
         with self._lock:
