@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -17,11 +19,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from recloop import __version__
 from recloop.client import Loop
 from recloop.core.clock import Clock
-from recloop.core.errors import PayloadTooLargeError, RecloopError
+from recloop.core.errors import PayloadTooLargeError, RecloopError, UnauthorizedError
 from recloop.core.stats import LoopStats
-from recloop.serving.deps import require_api_key
 from recloop.serving.metrics import LoopCollector
 from recloop.serving.routes import decisions, models, policies
+from recloop.serving.schemas import RankRequest, RewardRequest
 from recloop.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -48,22 +50,42 @@ def problem(
     return JSONResponse(jsonable_encoder(body), status_code=status, media_type=PROBLEM)
 
 
-class BodyLimit:
-    """Rejects bodies over the limit (by Content-Length, or while streaming) with a 413."""
+class Guard:
+    """Pure ASGI checks before any routing: body size limit (413) and API key (401).
 
-    def __init__(self, app: ASGIApp, max_bytes: int, stats: LoopStats) -> None:
+    Done here rather than as FastAPI dependencies: they run on every request, and the
+    dependency machinery costs more than the checks themselves.
+    """
+
+    def __init__(self, app: ASGIApp, settings: Settings, stats: LoopStats) -> None:
         self.app = app
-        self.max_bytes = max_bytes
+        self.max_bytes = settings.max_body_bytes
+        self.api_key = (
+            None if settings.api_key is None else settings.api_key.get_secret_value().encode()
+        )
         self.stats = stats
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        for name, value in scope.get("headers", []):
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                await self._reject(scope, receive, send)
+        headers = dict(scope.get("headers", []))
+        if self.api_key is not None and scope["path"].startswith("/v1"):
+            given = headers.get(b"x-api-key", b"")
+            if not hmac.compare_digest(given, self.api_key):
+                await self._reject(
+                    scope, receive, send, UnauthorizedError("missing or wrong X-API-Key header")
+                )
                 return
+        length = headers.get(b"content-length", b"")
+        if length.isdigit() and int(length) > self.max_bytes:
+            await self._reject(
+                scope,
+                receive,
+                send,
+                PayloadTooLargeError(f"request body exceeds the limit of {self.max_bytes} bytes"),
+            )
+            return
         seen = 0
 
         async def limited() -> Message:
@@ -79,16 +101,39 @@ class BodyLimit:
 
         await self.app(scope, limited, send)
 
-    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
-        self.stats.inc("rejected_total:payload-too-large")
-        response = problem(
-            413,
-            PayloadTooLargeError.kind,
-            PayloadTooLargeError.title,
-            f"request body exceeds the limit of {self.max_bytes} bytes",
-            scope.get("path"),
-        )
+    async def _reject(self, scope: Scope, receive: Receive, send: Send, exc: RecloopError) -> None:
+        self.stats.inc(f"rejected_total:{exc.kind}")
+        response = problem(exc.status, exc.kind, exc.title, str(exc), scope.get("path"))
         await response(scope, receive, send)
+
+
+def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    """OpenAPI with the self-parsed request bodies' schemas and the API-key scheme."""
+
+    def build() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        spec = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+        for model in (RankRequest, RewardRequest):
+            schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            schemas.update(schema.pop("$defs", {}))
+            schemas[model.__name__] = schema
+        spec["components"]["securitySchemes"] = {
+            "ApiKey": {
+                "type": "apiKey",
+                "in": "header",
+                "name": "X-API-Key",
+                "description": "Required on /v1 routes when RECLOOP_API_KEY is set.",
+            }
+        }
+        spec["security"] = [{}, {"ApiKey": []}]
+        app.openapi_schema = spec
+        return spec
+
+    return build
 
 
 def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
@@ -144,10 +189,10 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
             errors,
         )
 
-    secured = [Depends(require_api_key)]
     for router in (decisions.router, models.router, policies.router):
-        app.include_router(router, prefix="/v1", dependencies=secured)
-        app.include_router(router, prefix="/v1/loops/{loop}", dependencies=secured)
+        app.include_router(router, prefix="/v1")
+        app.include_router(router, prefix="/v1/loops/{loop}")
+    app.openapi = _openapi(app)  # type: ignore[method-assign]
 
     registry = CollectorRegistry(auto_describe=True)
     registry.register(LoopCollector(lambda: {n: lp.stats for n, lp in loops.items()}, http_stats))
@@ -162,5 +207,5 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     async def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, stats=http_stats)
+    app.add_middleware(Guard, settings=settings, stats=http_stats)
     return app
