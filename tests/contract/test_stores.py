@@ -9,7 +9,16 @@ import pytest
 
 from recloop.core.errors import DuplicateEventError, UnknownModelError
 from recloop.core.protocols import EventLog, JoinedStore, ModelStore
-from recloop.core.types import Action, Activation, DeadLetter, Decision, JoinedExample, Reward
+from recloop.core.types import (
+    Action,
+    Activation,
+    DeadLetter,
+    Decision,
+    JoinedExample,
+    LoggedDecision,
+    Reward,
+)
+from recloop.log.codec import decode_decision
 from recloop.stores.sqlite_log import SqliteEventLog, SqliteJoinedStore
 from recloop.stores.sqlite_models import SqliteModelStore
 
@@ -73,7 +82,10 @@ def test_log_round_trip_in_offset_order(event_log: EventLog) -> None:
         (o2, "reward"),
         (o3, "activation"),
     ]
-    assert records[0].event == d
+    logged = records[0].event
+    assert isinstance(logged, LoggedDecision)
+    assert (logged.event_id, logged.timestamp, logged.deferred) == ("e1", 1.0, True)
+    assert decode_decision(logged.body) == d
     assert records[1].event == Reward("e1", 2.5, 3.0, "r1")
     assert event_log.read(o1, 10)[0].offset == o2
     assert event_log.decision_time("e1") == (1.0, True, 2.0)

@@ -16,6 +16,7 @@ from recloop.core.types import (
     DeadLetter,
     Decision,
     JoinedExample,
+    LoggedDecision,
     Reward,
 )
 
@@ -53,7 +54,7 @@ class LogRecord:
     offset: int
     kind: str
     """'decision', 'reward' or 'activation'."""
-    event: Decision | Reward | Activation
+    event: LoggedDecision | Reward | Activation
 
 
 class EventLog(Protocol):

@@ -22,13 +22,29 @@ from typing import Any
 from recloop.core.clock import Clock
 from recloop.core.protocols import EventLog, JoinedStore, LogRecord, ModelStore
 from recloop.core.stats import LoopStats
-from recloop.core.types import Activation, DeadLetter, Decision, JoinedExample, Reward
+from recloop.core.types import (
+    Activation,
+    DeadLetter,
+    Decision,
+    JoinedExample,
+    LoggedDecision,
+    Reward,
+)
 from recloop.evaluation.online import OnlineEvaluator
-from recloop.log.joiner import Joiner
+from recloop.log.codec import decode_decision
+from recloop.log.joiner import DecisionLike, Joiner
 from recloop.policies.vw import VWLearner
 from recloop.settings import LoopSettings
 
 log = logging.getLogger(__name__)
+
+
+def _decode(decision: DecisionLike) -> Decision:
+    if isinstance(decision, LoggedDecision):
+        return decode_decision(decision.body)
+    assert isinstance(decision, Decision)
+    return decision
+
 
 READ_KEY = "joiner.read"
 REPLAY_KEY = "joiner.replay_from"
@@ -57,7 +73,10 @@ class Pipeline:
         self.clock = clock
         self.stats = stats
         self.joiner = Joiner(
-            settings.exp_unit_seconds, settings.default_reward, settings.reward_aggregation
+            settings.exp_unit_seconds,
+            settings.default_reward,
+            settings.reward_aggregation,
+            materialize=_decode,
         )
         self.read_offset = 0
         self.learner: VWLearner | None = None
@@ -86,7 +105,7 @@ class Pipeline:
     def _replay(self, rec: LogRecord) -> None:
         """Re-feed a record whose effects were committed: only rebuild pending windows."""
         event = rec.event
-        if isinstance(event, Decision):
+        if isinstance(event, LoggedDecision):
             if not self.joined.is_joined(event.event_id):
                 self.joiner.on_decision(event, rec.offset)
         elif self.joiner.is_pending(event.event_id):
@@ -94,7 +113,7 @@ class Pipeline:
 
     def _feed(self, rec: LogRecord) -> DeadLetter | None:
         event = rec.event
-        if isinstance(event, Decision):
+        if isinstance(event, LoggedDecision):
             self.joiner.on_decision(event, rec.offset)
             return None
         if isinstance(event, Reward):

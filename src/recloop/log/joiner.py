@@ -10,11 +10,30 @@ activation for a deferred decision; a deferred decision never activated within
 from __future__ import annotations
 
 import heapq
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Protocol, cast
 
 from recloop.core.errors import InvalidInputError
 from recloop.core.types import Activation, DeadLetter, Decision, JoinedExample, Reward
+
+
+class DecisionLike(Protocol):
+    """What the joiner needs of a decision (a Decision, or a LoggedDecision still encoded)."""
+
+    @property
+    def event_id(self) -> str: ...
+
+    @property
+    def timestamp(self) -> float: ...
+
+    @property
+    def deferred(self) -> bool: ...
+
+
+def _as_decision(decision: DecisionLike) -> Decision:
+    return cast(Decision, decision)
 
 
 class Aggregation(StrEnum):
@@ -27,7 +46,7 @@ class Aggregation(StrEnum):
 
 @dataclass(slots=True)
 class _Pending:
-    decision: Decision
+    decision: DecisionLike
     offset: int
     deadline: float
     activated: bool
@@ -49,12 +68,16 @@ class Joiner:
         exp_unit: float,
         default_reward: float = 0.0,
         aggregation: Aggregation | str = Aggregation.EARLIEST,
+        materialize: Callable[[DecisionLike], Decision] = _as_decision,
     ) -> None:
+        """``materialize`` turns what was fed to :meth:`on_decision` into a Decision when
+        its window closes (e.g. decodes a LoggedDecision); by default it is the identity."""
         if not exp_unit > 0:
             raise InvalidInputError("exp_unit must be > 0 seconds")
         self.exp_unit = exp_unit
         self.default_reward = default_reward
         self.aggregation = Aggregation(aggregation)
+        self._materialize = materialize
         self._pending: dict[str, _Pending] = {}
         self._deadlines: list[tuple[float, int, str]] = []  # heap, lazily invalidated
 
@@ -72,7 +95,7 @@ class Joiner:
     def is_pending(self, event_id: str) -> bool:
         return event_id in self._pending
 
-    def on_decision(self, decision: Decision, offset: int) -> None:
+    def on_decision(self, decision: DecisionLike, offset: int) -> None:
         deadline = decision.timestamp + self.exp_unit
         self._pending[decision.event_id] = _Pending(
             decision, offset, deadline, activated=not decision.deferred
@@ -144,7 +167,7 @@ class Joiner:
                 value = self.default_reward
             joined.append(
                 JoinedExample(
-                    decision=pending.decision,
+                    decision=self._materialize(pending.decision),
                     reward=value,
                     n_rewards=len(pending.rewards),
                     used_default=not pending.rewards,

@@ -13,7 +13,14 @@ import orjson
 
 from recloop.core.errors import DuplicateEventError
 from recloop.core.protocols import LogRecord
-from recloop.core.types import Activation, DeadLetter, Decision, JoinedExample, Reward
+from recloop.core.types import (
+    Activation,
+    DeadLetter,
+    Decision,
+    JoinedExample,
+    LoggedDecision,
+    Reward,
+)
 from recloop.log.codec import (
     decode_activation,
     decode_decision,
@@ -30,6 +37,7 @@ CREATE TABLE IF NOT EXISTS events (
     event_id  TEXT NOT NULL,
     ts        REAL NOT NULL,
     dedup_key TEXT UNIQUE,
+    deferred  INTEGER NOT NULL DEFAULT 0,
     body      BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_by_event ON events(event_id);
@@ -91,12 +99,21 @@ class SqliteEventLog:
         """Checkpoint the WAL into the database file (PASSIVE: never blocks writers)."""
         self._maintenance_conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
-    def _append(self, kind: str, event_id: str, ts: float, dedup: str | None, body: bytes) -> int:
+    def _append(
+        self,
+        kind: str,
+        event_id: str,
+        ts: float,
+        dedup: str | None,
+        body: bytes,
+        deferred: bool = False,
+    ) -> int:
         with self._lock:
             try:
                 cur = self._conn.execute(
-                    "INSERT INTO events(kind, event_id, ts, dedup_key, body) VALUES (?,?,?,?,?)",
-                    (kind, event_id, ts, dedup, body),
+                    "INSERT INTO events(kind, event_id, ts, dedup_key, deferred, body) "
+                    "VALUES (?,?,?,?,?,?)",
+                    (kind, event_id, ts, dedup, int(deferred), body),
                 )
             except sqlite3.IntegrityError as exc:
                 raise DuplicateEventError(
@@ -111,6 +128,7 @@ class SqliteEventLog:
             decision.timestamp,
             "d:" + decision.event_id,
             encode_decision(decision),
+            decision.deferred,
         )
 
     def append_reward(self, reward: Reward) -> int:
@@ -131,15 +149,14 @@ class SqliteEventLog:
     def decision_time(self, event_id: str) -> tuple[float, bool, float | None] | None:
         with self._lock:
             row = self._conn.execute(
-                "SELECT ts, body FROM events WHERE dedup_key = ?", ("d:" + event_id,)
+                "SELECT ts, deferred FROM events WHERE dedup_key = ?", ("d:" + event_id,)
             ).fetchone()
             if row is None:
                 return None
             act = self._conn.execute(
                 "SELECT ts FROM events WHERE dedup_key = ?", ("a:" + event_id,)
             ).fetchone()
-        deferred = bool(orjson.loads(row[1]).get("deferred", False))
-        return float(row[0]), deferred, None if act is None else float(act[0])
+        return float(row[0]), bool(row[1]), None if act is None else float(act[0])
 
     def get_decision(self, event_id: str) -> Decision | None:
         with self._lock:
@@ -151,15 +168,15 @@ class SqliteEventLog:
     def read(self, after: int, limit: int) -> list[LogRecord]:
         with self._lock:
             rows = self._conn.execute(
-                "SELECT offset, kind, event_id, ts, body FROM events WHERE offset > ? "
+                "SELECT offset, kind, event_id, ts, deferred, body FROM events WHERE offset > ? "
                 "ORDER BY offset LIMIT ?",
                 (after, limit),
             ).fetchall()
         out: list[LogRecord] = []
-        for offset, kind, event_id, ts, body in rows:
-            event: Decision | Reward | Activation
+        for offset, kind, event_id, ts, deferred, body in rows:
+            event: LoggedDecision | Reward | Activation
             if kind == "decision":
-                event = decode_decision(body)
+                event = LoggedDecision(event_id, ts, bool(deferred), body)
             elif kind == "reward":
                 event = decode_reward(event_id, ts, body)
             else:
