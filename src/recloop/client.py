@@ -174,11 +174,18 @@ class Loop:
             )
         probs = self.explorer.distribution(scores)
         chosen = sample_index(probs, uniform_from_event(event_id, self.settings.seed))
-        order = sorted(range(len(candidates)), key=lambda i: (i != chosen, -scores[i], i))
-        ranking = [candidates[i].id for i in order] + list(excluded)
-        probabilities = [float(probs[i]) for i in order] + [0.0] * len(excluded)
+        order: list[int] = np.argsort(-scores, kind="stable").tolist()
+        order.remove(chosen)
+        order.insert(0, chosen)  # the chosen (reward) action leads; the rest by score
+        ranking = [candidates[i].id for i in order]
+        ranking.extend(excluded)
+        prob_list: list[float] = probs.tolist()
+        probabilities = [prob_list[i] for i in order]
+        probabilities.extend([0.0] * len(excluded))
         chosen_id = candidates[chosen].id
-        chosen_index = next(i for i, a in enumerate(acts) if a.id == chosen_id)
+        chosen_index = (
+            chosen if not drop else next(i for i, a in enumerate(acts) if a.id == chosen_id)
+        )
         try:
             # stamp and append under the log's lock: a record stamped before a reader's clock
             # reading is always visible to that reader (the joiner never misses it)
@@ -193,7 +200,7 @@ class Loop:
                     probabilities=tuple(probabilities),
                     chosen=chosen_id,
                     chosen_index=chosen_index,
-                    probability=float(probs[chosen]),
+                    probability=prob_list[chosen],
                     model_version=policy.version,
                     policy=label,
                     deferred=defer_activation,

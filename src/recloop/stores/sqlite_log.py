@@ -40,7 +40,6 @@ CREATE TABLE IF NOT EXISTS events (
     deferred  INTEGER NOT NULL DEFAULT 0,
     body      BLOB NOT NULL
 );
-CREATE INDEX IF NOT EXISTS events_by_event ON events(event_id);
 CREATE TABLE IF NOT EXISTS dead_letters (
     id            INTEGER PRIMARY KEY AUTOINCREMENT,
     reason        TEXT NOT NULL,
