@@ -42,7 +42,7 @@ class LoopSettings(BaseModel):
     default_action_id: str | None = Field(
         None, description="With default_policy='fixed': the action to prefer."
     )
-    checkpoint_every_examples: int = Field(100, ge=1)
+    checkpoint_every_examples: int = Field(1000, ge=1)
     checkpoint_every_seconds: float = Field(1.0, gt=0)
     keep_model_versions: int = Field(
         200, ge=2, description="Older versions are pruned (a pinned one is always kept)."

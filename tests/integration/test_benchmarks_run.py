@@ -1,0 +1,28 @@
+"""The benchmarks keep working (quick mode): each prints its JSON figure lines."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["rank_inprocess", "learner_throughput", "reward_to_model"])
+def test_benchmark_runs_and_prints_figures(name: str) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", f"benchmarks.{name}", "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=True,
+    ).stdout
+    figures = [json.loads(line) for line in out.splitlines() if line.startswith('{"bench"')]
+    assert figures, out
+    assert all(f["bench"] == name and isinstance(f["value"], int | float) for f in figures)
