@@ -11,9 +11,10 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+import orjson
 
 from recloop.core.clock import Clock, SystemClock
 from recloop.core.errors import (
@@ -39,6 +40,7 @@ from recloop.evaluation.online import Candidate, OnlineEvaluator
 from recloop.exploration.explorers import make_explorer
 from recloop.exploration.sampling import sample_index, uniform_from_event
 from recloop.features.vw_text import VWText
+from recloop.learning.lease import PipelineLease
 from recloop.learning.pipeline import Pipeline
 from recloop.policies.registry import make_policy
 from recloop.policies.vw import VWPolicy
@@ -48,7 +50,10 @@ from recloop.stores.factory import open_stores
 log = logging.getLogger(__name__)
 
 ActionLike = Action | Mapping[str, Any] | str
+Role = Literal["all", "serve", "pipeline"]
 CANDIDATE_PREFIX = "candidate:"
+EVALUATIONS_KEY = "pipeline.evaluations"
+STATS_KEY = "pipeline.stats"
 
 
 def to_action(raw: ActionLike, index: int) -> Action:
@@ -80,8 +85,13 @@ class Loop:
         data_dir: Path | str = Path("data"),
         name: str = DEFAULT_LOOP,
         clock: Clock | None = None,
+        role: Role = "all",
     ) -> None:
+        """``role``: "all" serves and runs the join/learn/evaluate pipeline (a library
+        user's default); "serve" only ranks and logs, and reads what a "pipeline" process
+        on the same data publishes (how ``recloop serve`` uses both cores)."""
         self.name = name
+        self.role = role
         self.settings = settings or LoopSettings()
         self.clock: Clock = clock or SystemClock()
         self.dir = Path(data_dir) / name
@@ -104,20 +114,28 @@ class Loop:
         self._rejected: set[str] = set()
         self._text = VWText()  # action-line cache shared by every model version served
         self.evaluator = OnlineEvaluator()
-        self._restore_candidates()
-        self.pipeline = Pipeline(
-            self.settings,
-            self.log,
-            self.joined,
-            self.models,
-            self.evaluator,
-            self.clock,
-            self.stats,
-        )
+        self.pipeline: Pipeline | None = None
+        self._lease: PipelineLease | None = None
+        self._published = ""
+        if role != "serve":
+            self._lease = PipelineLease.acquire(
+                self.dir / "pipeline.lock", self.settings.lease_wait_seconds
+            )
+            self._sync_candidates()
+            self.pipeline = Pipeline(
+                self.settings,
+                self.log,
+                self.joined,
+                self.models,
+                self.evaluator,
+                self.clock,
+                self.stats,
+            )
         self._pipeline_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.refresh_model()
+        if role != "pipeline":
+            self.refresh_model()
 
     @classmethod
     def open(
@@ -273,10 +291,37 @@ class Loop:
     # -- learn / deploy -------------------------------------------------------------------
     def step(self) -> int:
         """Run the pipeline once (join, learn, evaluate) and pick up a new model."""
-        with self._pipeline_lock:
-            joined = self.pipeline.step()
-        self.refresh_model()
+        joined = 0
+        if self.pipeline is not None:
+            with self._pipeline_lock:
+                if self.role == "pipeline":
+                    self._sync_candidates()
+                joined = self.pipeline.step()
+                if self.role == "pipeline":
+                    self._publish()
+        else:
+            raw = self.joined.get_state(STATS_KEY)
+            if raw:
+                published = orjson.loads(raw)
+                self.stats.set_remote(published["counters"], published["gauges"])
+        if self.role != "pipeline":
+            self.refresh_model()
         return joined
+
+    def _publish(self) -> None:
+        """Pipeline role: share evaluations and counters with the serving process."""
+        counters, gauges = self.stats.local()
+        payload = orjson.dumps(
+            {
+                "evaluations": self.evaluator.report(),
+                "stats": {"counters": counters, "gauges": gauges},
+            }
+        ).decode()
+        if payload != self._published:
+            doc = orjson.loads(payload)
+            self.joined.set_state(EVALUATIONS_KEY, orjson.dumps(doc["evaluations"]).decode())
+            self.joined.set_state(STATS_KEY, orjson.dumps(doc["stats"]).decode())
+            self._published = payload
 
     def refresh_model(self) -> str:
         """Serve the model store's active version if it changed; keep the old one if bad."""
@@ -337,36 +382,49 @@ class Loop:
         if not name or len(name) > 100:
             raise InvalidInputError("candidate name must be 1-100 characters")
         spec: dict[str, Any] = {"kind": kind, "params": dict(params or {}), "explorer": explorer}
-        policy = make_policy(kind, spec["params"])
-        cand = Candidate(name, policy, make_explorer(explorer, self.settings.epsilon), spec)
-        with self._pipeline_lock:
-            self.evaluator.add(cand, self.joined.iter_all())
+        cand = self._candidate(name, spec)  # validates the spec even where it is not run
+        if self.role != "serve":
+            with self._pipeline_lock:
+                self.evaluator.add(cand, self.joined.iter_all())
         if persist:
-            import orjson
-
             self.joined.set_state(CANDIDATE_PREFIX + name, orjson.dumps(spec).decode())
 
     def unregister_policy(self, name: str) -> None:
-        if not self.evaluator.remove(name):
+        known = self.joined.get_state(CANDIDATE_PREFIX + name) is not None
+        if self.role != "serve":
+            known = self.evaluator.remove(name) or known
+        if not known:
             raise UnknownPolicyError(f"no candidate policy named {name!r}")
         self.joined.delete_state(CANDIDATE_PREFIX + name)
 
-    def _restore_candidates(self) -> None:
-        import orjson
+    def _candidate(self, name: str, spec: Mapping[str, Any]) -> Candidate:
+        policy = make_policy(spec["kind"], spec.get("params"))
+        explorer = make_explorer(spec.get("explorer", "greedy"), self.settings.epsilon)
+        return Candidate(name, policy, explorer, spec)
 
-        for key, raw in self.joined.states(CANDIDATE_PREFIX).items():
-            spec = orjson.loads(raw)
-            name = key[len(CANDIDATE_PREFIX) :]
+    def _sync_candidates(self) -> None:
+        """Match the evaluator to the stored candidate specs (registered by any process)."""
+        stored = {
+            key[len(CANDIDATE_PREFIX) :]: raw
+            for key, raw in self.joined.states(CANDIDATE_PREFIX).items()
+        }
+        running = set(self.evaluator.names())
+        for name in running - set(stored):
+            self.evaluator.remove(name)
+        for name in set(stored) - running:
             try:
-                policy = make_policy(spec["kind"], spec.get("params"))
-                explorer = make_explorer(spec.get("explorer", "greedy"), self.settings.epsilon)
+                cand = self._candidate(name, orjson.loads(stored[name]))
             except RecloopError as exc:
                 log.warning("skipping stored candidate %s: %s", name, exc)
                 continue
-            self.evaluator.add(Candidate(name, policy, explorer, spec))
+            self.evaluator.add(cand, self.joined.iter_all())
 
     def evaluations(self) -> dict[str, Any]:
-        report = self.evaluator.report()
+        if self.role == "serve":
+            raw = self.joined.get_state(EVALUATIONS_KEY)
+            report: dict[str, Any] = orjson.loads(raw) if raw else OnlineEvaluator().report()
+        else:
+            report = self.evaluator.report()
         report["loop"] = self.name
         report["model_version"] = self.model_version
         return report
@@ -396,10 +454,13 @@ class Loop:
 
     def close(self) -> None:
         self.stop()
-        self.pipeline.close()
+        if self.pipeline is not None:
+            self.pipeline.close()
         if isinstance(self._policy, VWPolicy):
             self._policy.close()
         self.stores.close()
+        if self._lease is not None:
+            self._lease.release()
 
     def __enter__(self) -> Loop:
         return self

@@ -51,6 +51,9 @@ class LoopSettings(BaseModel):
         0.25, ge=0, description="How long after a window closes the joiner waits for stragglers."
     )
     tick_seconds: float = Field(0.05, gt=0, description="Background pipeline cadence.")
+    lease_wait_seconds: float = Field(
+        10.0, ge=0, description="How long to wait for another process's pipeline to let go."
+    )
     durability: Literal["process", "power"] = Field(
         "process",
         description="process: survives kill -9 (SQLite synchronous=NORMAL); "
@@ -79,6 +82,11 @@ class Settings(BaseSettings, LoopSettings):
     port: int = 8000
     api_key: SecretStr | None = None
     max_body_bytes: int = Field(1_000_000, gt=0)
+    pipeline: Literal["process", "thread"] = Field(
+        "process",
+        description="process: join/learn/evaluate run in a child process (the server uses "
+        "both cores); thread: in the serving process.",
+    )
     loops: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     def loop_names(self) -> list[str]:

@@ -72,5 +72,14 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., Server]]:
 
 @pytest.fixture
 def api(serve: Callable[..., Server]) -> Iterator[httpx.Client]:
+    """The default server: the pipeline runs in a child process."""
     with serve(exp_unit_seconds=1.0, checkpoint_every_examples=5) as client:
         yield client
+
+
+@pytest.fixture(params=["process", "thread"])
+def any_api(serve: Callable[..., Server], request: pytest.FixtureRequest) -> Iterator[httpx.Client]:
+    """The server in both pipeline modes."""
+    with serve(exp_unit_seconds=1.0, checkpoint_every_examples=5, pipeline=request.param) as c:
+        assert c.get("/healthz").json()["pipeline"].startswith(request.param)
+        yield c

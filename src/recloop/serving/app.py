@@ -22,6 +22,7 @@ from recloop.core.clock import Clock
 from recloop.core.errors import PayloadTooLargeError, RecloopError, UnauthorizedError
 from recloop.core.stats import LoopStats
 from recloop.serving.metrics import LoopCollector
+from recloop.serving.pipeline_process import start_pipeline_process, stop_pipeline_process
 from recloop.serving.routes import decisions, models, policies
 from recloop.serving.schemas import RankRequest, RewardRequest
 from recloop.settings import Settings
@@ -143,14 +144,25 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        for name in settings.loop_names():
-            loop = Loop(settings.loop(name), settings.data_dir, name, clock)
+        separate = settings.pipeline == "process" and clock is None
+        configs = {name: settings.loop(name) for name in settings.loop_names()}
+        for name, cfg in configs.items():
+            loop = Loop(cfg, settings.data_dir, name, clock, role="serve" if separate else "all")
             loop.start()
             loops[name] = loop
-        log.info("recloop serving loops %s from %s", sorted(loops), settings.data_dir)
+        child = start_pipeline_process(settings.data_dir, configs) if separate else None
+        app.state.pipeline = f"process {child.pid}" if child else "thread"
+        log.info(
+            "recloop serving loops %s from %s (pipeline in %s)",
+            sorted(loops),
+            settings.data_dir,
+            f"process {child.pid}" if child else "this process",
+        )
         try:
             yield
         finally:
+            if child is not None:
+                stop_pipeline_process(child)
             for loop in loops.values():
                 loop.close()
             loops.clear()
@@ -201,7 +213,11 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     async def healthz() -> dict[str, Any]:
         if not loops:
             return JSONResponse({"status": "starting"}, status_code=503)  # type: ignore[return-value]
-        return {"status": "ok", "loops": {n: lp.model_version for n, lp in loops.items()}}
+        return {
+            "status": "ok",
+            "loops": {n: lp.model_version for n, lp in loops.items()},
+            "pipeline": app.state.pipeline,
+        }
 
     @app.get("/metrics", tags=["ops"], summary="Prometheus metrics")
     async def metrics() -> Response:

@@ -1,0 +1,52 @@
+"""One pipeline per loop: an exclusive file lock that the kernel releases when its holder
+dies, so a restarted server's pipeline takes over cleanly, even after kill -9."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from pathlib import Path
+
+from recloop.core.errors import RecloopError
+
+
+class LeaseBusyError(RecloopError):
+    """Another process runs this loop's pipeline (join, learn) on the same data."""
+
+    status = 409
+    kind = "pipeline-busy"
+    title = "Pipeline busy"
+
+
+class PipelineLease:
+    def __init__(self, fd: int, path: Path) -> None:
+        self._fd: int | None = fd
+        self.path = path
+
+    @classmethod
+    def acquire(cls, path: Path, wait_seconds: float) -> PipelineLease:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise LeaseBusyError(
+                        f"another process runs the pipeline of {path.parent} "
+                        f"(lock {path} held for {wait_seconds}s)"
+                    ) from None
+                time.sleep(0.05)
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        return cls(fd, path)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None

@@ -1,0 +1,79 @@
+"""The server's pipeline process: join, learn and evaluate every loop beside the web tier.
+
+Running it in its own process lets ``recloop serve`` use two cores and keeps the
+pipeline's CPU bursts (joins, VW learning, checkpoints) from stalling requests on the GIL.
+It talks to the serving process only through the loop's stores: the model store (new
+versions), and two state keys (evaluations, counters). It exits when its parent dies, and
+its file lease is released by the kernel, so a restarted server takes over cleanly.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from typing import Any
+
+from recloop.client import Loop
+from recloop.settings import LoopSettings
+
+log = logging.getLogger(__name__)
+
+
+def run_pipelines(
+    data_dir: str, loops: dict[str, dict[str, Any]], parent_pid: int, log_level: int
+) -> None:
+    """Child entry point: step every loop's pipeline until the parent goes away."""
+    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    opened = [
+        Loop(LoopSettings(**cfg), Path(data_dir), name, role="pipeline")
+        for name, cfg in loops.items()
+    ]
+    tick = min(lp.settings.tick_seconds for lp in opened)
+    log.info("pipeline process %s running loops %s", os.getpid(), sorted(loops))
+    try:
+        while not stop.wait(tick):
+            if os.getppid() != parent_pid:
+                log.warning("server process %s is gone; pipeline exits", parent_pid)
+                break
+            for lp in opened:
+                try:
+                    lp.step()
+                except Exception:  # the next tick retries from committed offsets
+                    lp.stats.inc("pipeline_errors_total")
+                    log.exception("pipeline step failed in loop %s", lp.name)
+    finally:
+        for lp in opened:
+            lp.close()
+
+
+def start_pipeline_process(data_dir: Path, loops: dict[str, LoopSettings]) -> BaseProcess:
+    ctx = multiprocessing.get_context("spawn")
+    process = ctx.Process(
+        target=run_pipelines,
+        args=(
+            str(data_dir),
+            {name: cfg.model_dump() for name, cfg in loops.items()},
+            os.getpid(),
+            logging.getLogger().getEffectiveLevel(),
+        ),
+        name="recloop-pipeline",
+        daemon=True,
+    )
+    process.start()
+    return process
+
+
+def stop_pipeline_process(process: BaseProcess, timeout: float = 15.0) -> None:
+    if process.is_alive():
+        process.terminate()
+        process.join(timeout)
+    if process.is_alive():
+        process.kill()
+        process.join(timeout)
