@@ -202,6 +202,31 @@ def cpu_seconds(pid: int | None = None) -> float:
     return (int(fields[11]) + int(fields[12])) / _CLK_TCK  # utime, stime
 
 
+def descendants(pid: int) -> list[int]:
+    """The process and every process below it (e.g. the server's pipeline process)."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        try:
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children") as handle:
+                    todo.extend(int(c) for c in handle.read().split())
+        except OSError:
+            continue
+    return found
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of a process and its descendants (children alive now)."""
+    return sum(c for c in (cpu_seconds(p) for p in descendants(pid)) if not math.isnan(c))
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory of a process and its descendants (MiB)."""
+    return sum(r for r in (rss_mb(p) for p in descendants(pid)) if not math.isnan(r))
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))

@@ -40,7 +40,7 @@ import orjson
 
 from benchmarks.common import (
     cli,
-    cpu_seconds,
+    descendants,
     figure,
     free_port,
     peak_rss_mb,
@@ -49,6 +49,8 @@ from benchmarks.common import (
     summarize,
     synthetic_requests,
     synthetic_reward,
+    tree_cpu_seconds,
+    tree_rss_mb,
 )
 from recloop import Loop
 from recloop.core.clock import FakeClock
@@ -122,7 +124,7 @@ async def _drive(
     conns = [await asyncio.open_connection(HOST, port) for _ in range(CONNECTIONS)]
     start = time.perf_counter()
     stop_at = start + seconds
-    cpu0, srv0 = time.process_time(), cpu_seconds(server_pid)
+    cpu0, srv0 = time.process_time(), tree_cpu_seconds(server_pid)
 
     async def worker(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         nonlocal counter
@@ -157,7 +159,7 @@ async def _drive(
     finally:
         result.wall_s = time.perf_counter() - start
         result.client_cpu_s = time.process_time() - cpu0
-        result.server_cpu_s = cpu_seconds(server_pid) - srv0
+        result.server_cpu_s = tree_cpu_seconds(server_pid) - srv0
         for _, writer in conns:
             writer.close()
     return result
@@ -360,7 +362,15 @@ def _figures(
         )
     )
     rows.append(
-        figure(BENCH, f"{prefix}server_rss_mb", rss_mb(pid), None, peak_rss_mb=peak_rss_mb(pid))
+        figure(
+            BENCH,
+            f"{prefix}server_rss_mb",
+            tree_rss_mb(pid),
+            None,
+            serving_process_rss_mb=rss_mb(pid),
+            peak_serving_rss_mb=peak_rss_mb(pid),
+            processes=len(descendants(pid)),
+        )
     )
     return rows
 
