@@ -58,6 +58,7 @@ from recloop.core.clock import FakeClock
 BENCH = "web_api"
 HOST = "127.0.0.1"
 CONNECTIONS = 64
+MODERATE_RATE = 1000.0  # a load every server here sustains: latency without queueing
 GOAL_RATE = 4000.0
 GOAL_P99_MS = 20.0
 SERVER_EXP_UNIT = 1.0
@@ -333,6 +334,21 @@ def _figures(
         figure(BENCH, f"{prefix}saturated_p50_ms", s["p50"], None, sat.ok),
         figure(BENCH, f"{prefix}saturated_p99_ms", s["p99"], None, sat.ok),
     ]
+    if "paced_1000" in phases:
+        moderate = phases["paced_1000"]
+        m = summarize(moderate.latencies_ms)
+        rows.append(
+            figure(
+                BENCH,
+                f"{prefix}p99_ms_at_{int(MODERATE_RATE)}_per_s",
+                m["p99"],
+                None,
+                moderate.ok,
+                p50_ms=m["p50"],
+                achieved_per_s=moderate.rate,
+                errors=moderate.errors,
+            )
+        )
     if "paced" in phases:
         paced = phases["paced"]
         p = summarize(paced.latencies_ms)
@@ -429,9 +445,10 @@ def main(quick: bool = False) -> list[dict[str, Any]]:
                 ("warmup", warm_s, None),
                 ("saturation", sat_s, None),
                 ("paced", paced_s, GOAL_RATE),
+                ("paced_1000", paced_s, MODERATE_RATE),
             ]:
                 for key, server in servers.items():
-                    if kind == "paced" and key == "serve_only":
+                    if kind.startswith("paced") and key == "serve_only":
                         continue
                     results[key][kind] = _phase(server, reqs[key], seconds, rate)
                     if key == "recloop":
