@@ -5,6 +5,7 @@ The web API is a thin layer over this class, so both have the same semantics.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import uuid
@@ -116,7 +117,7 @@ class Loop:
         self.evaluator = OnlineEvaluator()
         self.pipeline: Pipeline | None = None
         self._lease: PipelineLease | None = None
-        self._published = ""
+        self._published: dict[str, str] = {}
         if role != "serve":
             self._lease = PipelineLease.acquire(
                 self.dir / "pipeline.lock", self.settings.lease_wait_seconds
@@ -311,17 +312,14 @@ class Loop:
     def _publish(self) -> None:
         """Pipeline role: share evaluations and counters with the serving process."""
         counters, gauges = self.stats.local()
-        payload = orjson.dumps(
-            {
-                "evaluations": self.evaluator.report(),
-                "stats": {"counters": counters, "gauges": gauges},
-            }
-        ).decode()
-        if payload != self._published:
-            doc = orjson.loads(payload)
-            self.joined.set_state(EVALUATIONS_KEY, orjson.dumps(doc["evaluations"]).decode())
-            self.joined.set_state(STATS_KEY, orjson.dumps(doc["stats"]).decode())
-            self._published = payload
+        for key, value in (
+            (EVALUATIONS_KEY, self.evaluator.report()),
+            (STATS_KEY, {"counters": counters, "gauges": gauges}),
+        ):
+            text = orjson.dumps(value).decode()
+            if self._published.get(key) != text:
+                self.joined.set_state(key, text)
+                self._published[key] = text
 
     def refresh_model(self) -> str:
         """Serve the model store's active version if it changed; keep the old one if bad."""
@@ -346,8 +344,6 @@ class Loop:
         return latest.version
 
     def _load(self, version: ModelVersion) -> VWPolicy:
-        import hashlib
-
         meta, blob = self.models.get(version.version)
         if hashlib.sha256(blob).hexdigest() != meta.sha256:
             raise ModelRejectedError(f"model version {version.version} fails its checksum")
