@@ -28,7 +28,7 @@ from recloop.core.errors import (
     UnknownModelError,
     UnknownPolicyError,
 )
-from recloop.core.protocols import ModelVersion, Policy
+from recloop.core.protocols import Explorer, ModelVersion, Policy
 from recloop.core.stats import LoopStats
 from recloop.core.types import Action, Activation, DeadLetter, Decision, Reward
 from recloop.core.validation import (
@@ -118,6 +118,7 @@ class Loop:
         self.pipeline: Pipeline | None = None
         self._lease: PipelineLease | None = None
         self._published: dict[str, str] = {}
+        self._in_process: set[str] = set()  # candidates added as objects, not stored
         if role != "serve":
             self._lease = PipelineLease.acquire(
                 self.dir / "pipeline.lock", self.settings.lease_wait_seconds
@@ -385,10 +386,28 @@ class Loop:
         if persist:
             self.joined.set_state(CANDIDATE_PREFIX + name, orjson.dumps(spec).decode())
 
+    def add_candidate(self, name: str, policy: Policy, explorer: Explorer | None = None) -> None:
+        """Evaluate any in-process Policy object (past and future joined examples).
+
+        Not persisted (an object cannot be stored): add it again after a restart. Needs the
+        evaluators in this process, so not on a "serve"-role loop.
+        """
+        if self.role == "serve":
+            raise InvalidInputError(
+                "a serving-only loop cannot evaluate in-process policies; register a policy "
+                "kind instead, or use a loop with role='all'"
+            )
+        spec = {"kind": "in-process", "policy": policy.name}
+        cand = Candidate(name, policy, explorer or make_explorer("greedy"), spec)
+        with self._pipeline_lock:
+            self.evaluator.add(cand, self.joined.iter_all())
+            self._in_process.add(name)
+
     def unregister_policy(self, name: str) -> None:
         known = self.joined.get_state(CANDIDATE_PREFIX + name) is not None
         if self.role != "serve":
             known = self.evaluator.remove(name) or known
+            self._in_process.discard(name)
         if not known:
             raise UnknownPolicyError(f"no candidate policy named {name!r}")
         self.joined.delete_state(CANDIDATE_PREFIX + name)
@@ -404,7 +423,7 @@ class Loop:
             key[len(CANDIDATE_PREFIX) :]: raw
             for key, raw in self.joined.states(CANDIDATE_PREFIX).items()
         }
-        running = set(self.evaluator.names())
+        running = set(self.evaluator.names()) - self._in_process
         for name in running - set(stored):
             self.evaluator.remove(name)
         for name in set(stored) - running:

@@ -303,3 +303,30 @@ def test_reward_committed_late_is_still_joined(
     [ex] = list(loop.joined.iter_all())
     assert ex.n_rewards == 1 and ex.reward == 1.0
     assert loop.log.dead_letters() == []
+
+
+def test_any_policy_object_can_be_a_candidate(loop: Loop, clock: FakeClock) -> None:
+    import numpy as np
+
+    class PreferC:
+        name = "prefer-c"
+        version = "1"
+
+        def scores(self, context: Any, actions: Any) -> np.ndarray:
+            return np.array([1.0 if a.id == "c" else 0.0 for a in actions])
+
+    before = loop.rank({}, ACTIONS, event_id="before")  # history is replayed for a new candidate
+    loop.reward(before.event_id, 1.0 if before.chosen == "c" else 0.0)
+    clock.advance(6)
+    loop.step()
+    loop.add_candidate("prefer-c", PreferC())
+    for i in range(40):
+        d = loop.rank({}, ACTIONS, event_id=f"e{i}")
+        loop.reward(d.event_id, 1.0 if d.chosen == "c" else 0.0)
+    clock.advance(6)
+    loop.step()
+    [cand] = loop.evaluations()["candidates"]
+    assert cand["name"] == "prefer-c" and cand["n"] == 41
+    assert cand["snips"]["value"] == pytest.approx(1.0)  # every logged 'c' was rewarded
+    loop.unregister_policy("prefer-c")
+    assert loop.evaluations()["candidates"] == []
