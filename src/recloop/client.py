@@ -59,16 +59,17 @@ STATS_KEY = "pipeline.stats"
 
 def to_action(raw: ActionLike, index: int) -> Action:
     """Accept Action objects, {"id": ..., "features": {...}} mappings or bare id strings."""
+    if type(raw) is dict:  # the common case first: isinstance(x, Mapping) is slow
+        action_id = raw.get("id")
+        if type(action_id) is not str:
+            raise InvalidInputError(f"actions[{index}].id must be a string")
+        return Action(action_id, raw.get("features") or {})
     if isinstance(raw, Action):
         return raw
     if isinstance(raw, str):
         return Action(raw)
     if isinstance(raw, Mapping):
-        action_id = raw.get("id")
-        if not isinstance(action_id, str):
-            raise InvalidInputError(f"actions[{index}].id must be a string")
-        features = raw.get("features") or {}
-        return Action(action_id, features)
+        return to_action(dict(raw), index)
     raise InvalidInputError(f"actions[{index}] must be an object with an id")
 
 
