@@ -138,6 +138,7 @@ class Loop:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         if role != "pipeline":
+            self.stats.set("model_version", 0.0)  # 0 = the default policy, no model yet
             self.refresh_model()
 
     @classmethod
