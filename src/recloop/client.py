@@ -114,6 +114,7 @@ class Loop:
         self._policy: Policy = self.default_policy
         self._policy_label = f"default:{self.default_policy.name}"
         self._rejected: set[str] = set()
+        self._refresh_lock = threading.Lock()
         self._text = VWText()  # action-line cache shared by every model version served
         self.evaluator = OnlineEvaluator()
         self.pipeline: Pipeline | None = None
@@ -325,7 +326,14 @@ class Loop:
                 self._published[key] = text
 
     def refresh_model(self) -> str:
-        """Serve the model store's active version if it changed; keep the old one if bad."""
+        """Serve the model store's active version if it changed; keep the old one if bad.
+
+        Serialised: the background tick and a rollback request may both refresh, and a slow
+        load that read the store before a pin must not swap in after the pinned model."""
+        with self._refresh_lock:
+            return self._refresh_model()
+
+    def _refresh_model(self) -> str:
         latest = self.models.latest()
         if latest is None or latest.version == self._policy.version:
             return self._policy.version
@@ -338,12 +346,11 @@ class Loop:
             self.stats.inc("models_rejected_total")
             log.warning("model version %s rejected: %s", latest.version, exc)
             return self._policy.version
-        old = self._policy
+        # No explicit close of the old model: a rank that picked it up just before the swap
+        # may still be scoring with it; VW frees it when the last reference goes.
         self._policy = policy
         self._policy_label = policy.name
         self.stats.set("model_version", float(latest.version))
-        if isinstance(old, VWPolicy):
-            old.close()
         return latest.version
 
     def _load(self, version: ModelVersion) -> VWPolicy:

@@ -92,13 +92,16 @@ class Pipeline:
     def _recover_joiner(self) -> None:
         committed = self.joined.offset(READ_KEY)
         after = self.joined.offset(REPLAY_KEY)
-        while after < committed:
-            records = self.log.read(after, min(BATCH, committed - after))
+        position = after
+        while position < committed:
+            records = self.log.read(position, BATCH)
             if not records:
                 break
             for rec in records:
+                if rec.offset > committed:  # not yet processed: join_step feeds it normally
+                    break
                 self._replay(rec)
-            after = records[-1].offset
+            position = records[-1].offset
         self.read_offset = committed
         self._committed_offsets = (committed, after)
 
