@@ -330,3 +330,43 @@ def test_any_policy_object_can_be_a_candidate(loop: Loop, clock: FakeClock) -> N
     assert cand["snips"]["value"] == pytest.approx(1.0)  # every logged 'c' was rewarded
     loop.unregister_policy("prefer-c")
     assert loop.evaluations()["candidates"] == []
+
+
+def test_rollback_is_not_undone_by_a_concurrent_refresh(
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A background refresh that read the store before a pin must not swap its (newer)
+    model in after the pinned one."""
+    import threading
+
+    with Loop.open(
+        tmp_path, start=False, clock=clock, exp_unit_seconds=1.0, checkpoint_every_examples=1
+    ) as lp:
+        for _ in range(2):
+            lp.rank({}, ACTIONS)
+            clock.advance(2)
+            lp.step()
+        lp.activate_model("1")
+        lp.models.follow_newest()  # the store now says "2"; the loop still serves "1"
+        original = lp._load
+        loading = threading.Event()
+        release = threading.Event()
+
+        def slow_load(version: Any) -> Any:
+            if version.version == "2":
+                loading.set()
+                release.wait(5)
+            return original(version)
+
+        monkeypatch.setattr(lp, "_load", slow_load)
+        tick = threading.Thread(target=lp.refresh_model)
+        tick.start()
+        assert loading.wait(5)
+        rollback = threading.Thread(target=lp.activate_model, args=("1",))
+        rollback.start()
+        rollback.join(0.2)
+        release.set()
+        tick.join(5)
+        rollback.join(5)
+        assert lp.models.pinned() == "1"
+        assert lp.model_version == "1"
