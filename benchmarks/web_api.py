@@ -413,9 +413,10 @@ def main(quick: bool = False) -> list[dict[str, Any]]:
         version = _pretrain(tmp / "data", model, payloads, 1000 if quick else 2000)
         shutil.copytree(tmp / "data", tmp / "data-serve-only")
 
-        def recloop(name: str, data: str, exp_unit: float) -> Server:
+        def recloop(name: str, data: str, exp_unit: float, workers: int = 1) -> Server:
             port = free_port()
             cmd = [sys.executable, "-m", "recloop.cli", "serve", "--host", HOST]
+            cmd += ["--workers", str(workers)]
             cmd += ["--port", str(port), "--data-dir", str(tmp / data), "--log-level", "warning"]
             env = _child_env(RECLOOP_EXP_UNIT_SECONDS=str(exp_unit))
             return Server(name, cmd, env, port, tmp / f"{name}.log")
@@ -435,6 +436,7 @@ def main(quick: bool = False) -> list[dict[str, Any]]:
             # yardstick. Started together, measured one at a time, interleaved.
             servers["recloop"] = recloop("recloop", "data", SERVER_EXP_UNIT)
             servers["serve_only"] = recloop("serve_only", "data-serve-only", 3600.0)
+            servers["workers2"] = recloop("workers2", "data-workers2", SERVER_EXP_UNIT, workers=2)
             servers["yardstick"] = yardstick()
             for server in servers.values():
                 server.wait_ready()
@@ -448,7 +450,7 @@ def main(quick: bool = False) -> list[dict[str, Any]]:
                 ("paced_1000", paced_s, MODERATE_RATE),
             ]:
                 for key, server in servers.items():
-                    if kind.startswith("paced") and key == "serve_only":
+                    if kind.startswith("paced") and key in ("serve_only", "workers2"):
                         continue
                     results[key][kind] = _phase(server, reqs[key], seconds, rate)
                     if key == "recloop":
@@ -473,6 +475,8 @@ def main(quick: bool = False) -> list[dict[str, Any]]:
             )
             so = results["serve_only"]
             rows += _figures("serve_only_", so, servers["serve_only"].proc.pid, False)
+            w2 = results["workers2"]
+            rows += _figures("workers2_", w2, servers["workers2"].proc.pid, False)
             yard = results["yardstick"]
             rows += _figures("yardstick_", yard, servers["yardstick"].proc.pid, False)
         finally:
@@ -484,6 +488,8 @@ def main(quick: bool = False) -> list[dict[str, Any]]:
     rows.append(figure(BENCH, "ratio_rank_per_s_vs_yardstick", ratio))
     ratio = so["saturation"].rate / max(yard["saturation"].rate, 1e-9)
     rows.append(figure(BENCH, "ratio_serve_only_rank_per_s_vs_yardstick", ratio))
+    ratio = w2["saturation"].rate / max(yard["saturation"].rate, 1e-9)
+    rows.append(figure(BENCH, "ratio_workers2_rank_per_s_vs_yardstick", ratio))
     p99 = summarize(rec["paced"].latencies_ms)["p99"]
     yard_p99 = summarize(yard["paced"].latencies_ms)["p99"]
     rows.append(figure(BENCH, "ratio_paced_p99_vs_yardstick", p99 / yard_p99))

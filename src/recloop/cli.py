@@ -31,27 +31,72 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
     data_dir: DataDirOpt = None,
     config: ConfigOpt = None,
+    workers: Annotated[int | None, typer.Option(help="Serving processes.")] = None,
     log_level: Annotated[str, typer.Option(help="Log level.")] = "info",
 ) -> None:
     """Start the web API on the embedded default (SQLite under --data-dir)."""
+    import os
+
     import uvicorn
 
     from recloop.serving import create_app
+    from recloop.serving.pipeline_process import start_pipeline_process, stop_pipeline_process
 
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    settings = load_settings(config, host=host, port=port, data_dir=data_dir)
+    settings = load_settings(config, host=host, port=port, data_dir=data_dir, workers=workers)
     console.print(
         f"recloop serving on http://{settings.host}:{settings.port} "
         f"(data in {settings.data_dir}, docs at /docs)"
     )
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=log_level,
-        access_log=False,
+    if settings.workers == 1:
+        uvicorn.run(
+            create_app(settings),
+            host=settings.host,
+            port=settings.port,
+            log_level=log_level,
+            access_log=False,
+        )
+        return
+    # Several serving processes: this process runs the one pipeline, the workers only serve.
+    os.environ.update({"RECLOOP_PIPELINE": "external", "RECLOOP_DATA_DIR": str(settings.data_dir)})
+    if config is not None:
+        os.environ["RECLOOP_CONFIG"] = str(config)
+    child = start_pipeline_process(
+        settings.data_dir, {n: settings.loop(n) for n in settings.loop_names()}
+    )
+    try:
+        uvicorn.run(
+            "recloop.serving.app:app_from_env",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            log_level=log_level,
+            access_log=False,
+        )
+    finally:
+        stop_pipeline_process(child)
+
+
+@app.command()
+def pipeline(
+    data_dir: DataDirOpt = None,
+    config: ConfigOpt = None,
+    log_level: Annotated[str, typer.Option(help="Log level.")] = "info",
+) -> None:
+    """Run only the join/learn/evaluate pipeline (for servers started with pipeline=external)."""
+    import os
+
+    from recloop.serving.pipeline_process import run_pipelines
+
+    settings = load_settings(config, data_dir=data_dir)
+    run_pipelines(
+        str(settings.data_dir),
+        {n: settings.loop(n).model_dump() for n in settings.loop_names()},
+        os.getppid(),
+        getattr(logging, log_level.upper()),
     )
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import threading
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -55,6 +56,7 @@ Role = Literal["all", "serve", "pipeline"]
 CANDIDATE_PREFIX = "candidate:"
 EVALUATIONS_KEY = "pipeline.evaluations"
 STATS_KEY = "pipeline.stats"
+SERVE_STATS_PREFIX = "serve.stats."
 
 
 def to_action(raw: ActionLike, index: int) -> Action:
@@ -305,13 +307,34 @@ class Loop:
                 if self.role == "pipeline":
                     self._publish()
         else:
-            raw = self.joined.get_state(STATS_KEY)
-            if raw:
-                published = orjson.loads(raw)
-                self.stats.set_remote(published["counters"], published["gauges"])
+            self._exchange_counters()
         if self.role != "pipeline":
             self.refresh_model()
         return joined
+
+    def _exchange_counters(self) -> None:
+        """Serve role: publish this process's counters, and add everyone else's (the
+        pipeline's and other workers'), so any process's /metrics shows loop totals."""
+        counters, _ = self.stats.local()
+        mine = SERVE_STATS_PREFIX + str(os.getpid())
+        text = orjson.dumps({"counters": counters}).decode()
+        if self._published.get(mine) != text:
+            self.joined.set_state(mine, text)
+            self._published[mine] = text
+        remote: dict[str, float] = {}
+        gauges: dict[str, float] = {}
+        raw = self.joined.get_state(STATS_KEY)
+        published = [orjson.loads(raw)] if raw else []
+        published += [
+            orjson.loads(value)
+            for key, value in self.joined.states(SERVE_STATS_PREFIX).items()
+            if key != mine
+        ]
+        for doc in published:
+            for name, value in doc["counters"].items():
+                remote[name] = remote.get(name, 0.0) + value
+            gauges.update(doc.get("gauges", {}))
+        self.stats.set_remote(remote, gauges)
 
     def _publish(self) -> None:
         """Pipeline role: share evaluations and counters with the serving process."""

@@ -82,11 +82,13 @@ class Settings(BaseSettings, LoopSettings):
     port: int = 8000
     api_key: SecretStr | None = None
     max_body_bytes: int = Field(1_000_000, gt=0)
-    pipeline: Literal["process", "thread"] = Field(
+    pipeline: Literal["process", "thread", "external"] = Field(
         "process",
         description="process: join/learn/evaluate run in a child process (the server uses "
-        "both cores); thread: in the serving process.",
+        "both cores); thread: in the serving process; external: elsewhere (`recloop "
+        "pipeline`, or the parent of several `serve --workers`), this server only serves.",
     )
+    workers: int = Field(1, ge=1, description="Serving processes (uvicorn workers).")
     loops: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     def loop_names(self) -> list[str]:

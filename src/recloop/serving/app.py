@@ -17,7 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from recloop import __version__
-from recloop.client import Loop
+from recloop.client import Loop, Role
 from recloop.core.clock import Clock
 from recloop.core.errors import PayloadTooLargeError, RecloopError, UnauthorizedError
 from recloop.core.stats import LoopStats
@@ -25,7 +25,7 @@ from recloop.serving.metrics import LoopCollector
 from recloop.serving.pipeline_process import start_pipeline_process, stop_pipeline_process
 from recloop.serving.routes import decisions, models, policies
 from recloop.serving.schemas import RankRequest, RewardRequest
-from recloop.settings import Settings
+from recloop.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"
@@ -144,19 +144,20 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        separate = settings.pipeline == "process" and clock is None
+        mode = "thread" if clock is not None else settings.pipeline
         configs = {name: settings.loop(name) for name in settings.loop_names()}
         for name, cfg in configs.items():
-            loop = Loop(cfg, settings.data_dir, name, clock, role="serve" if separate else "all")
+            role: Role = "all" if mode == "thread" else "serve"
+            loop = Loop(cfg, settings.data_dir, name, clock, role=role)
             loop.start()
             loops[name] = loop
-        child = start_pipeline_process(settings.data_dir, configs) if separate else None
-        app.state.pipeline = f"process {child.pid}" if child else "thread"
+        child = start_pipeline_process(settings.data_dir, configs) if mode == "process" else None
+        app.state.pipeline = f"process {child.pid}" if child else mode
         log.info(
-            "recloop serving loops %s from %s (pipeline in %s)",
+            "recloop serving loops %s from %s (pipeline: %s)",
             sorted(loops),
             settings.data_dir,
-            f"process {child.pid}" if child else "this process",
+            app.state.pipeline,
         )
         try:
             yield
@@ -225,3 +226,8 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
 
     app.add_middleware(Guard, settings=settings, stats=http_stats)
     return app
+
+
+def app_from_env() -> FastAPI:
+    """uvicorn factory for worker processes: settings from RECLOOP_* and RECLOOP_CONFIG."""
+    return create_app(load_settings())
