@@ -370,3 +370,30 @@ def test_rollback_is_not_undone_by_a_concurrent_refresh(
         rollback.join(5)
         assert lp.models.pinned() == "1"
         assert lp.model_version == "1"
+
+
+def test_catch_up_after_restart_is_bounded_per_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A long evaluator/learner catch-up must not stall joining: each step does a slice."""
+    from recloop.learning import pipeline
+
+    clock = FakeClock()
+    with Loop.open(tmp_path, start=False, clock=clock, exp_unit_seconds=1.0) as lp:
+        lp.register_policy("always-a", "fixed", {"action_id": "a"})
+        for i in range(25):
+            lp.rank({}, ACTIONS, event_id=f"e{i}")
+        clock.advance(2)
+        lp.step()
+    monkeypatch.setattr(pipeline, "EVALUATE_CATCH_UP", 10)
+    with Loop.open(tmp_path, start=False, clock=clock, exp_unit_seconds=1.0) as lp:
+        assert lp.evaluations()["examples"] == 0  # nothing replayed at open
+        late = lp.rank({}, ACTIONS, event_id="late")
+        clock.advance(2)
+        assert lp.step() == 1  # the new decision is joined in the first step
+        assert lp.evaluations()["examples"] == 10
+        lp.step()
+        lp.step()
+        report = lp.evaluations()
+        assert report["examples"] == 26 and report["candidates"][0]["n"] == 26
+        assert lp.joined.is_joined(late.event_id)

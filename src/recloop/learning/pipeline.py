@@ -7,7 +7,8 @@ Each consumer keeps its own offset:
   the joined examples and dead letters it produced, in one transaction;
 * the learner's offset travels inside each model version's metadata, so a model and the
   examples it has learned can never disagree;
-* evaluators keep theirs in memory and rebuild from the durable joined stream on start.
+* evaluators keep theirs in memory and rebuild from the durable joined stream on start,
+  a bounded number of examples per step, so joining and learning go on meanwhile.
 
 A crash anywhere therefore neither loses nor double-counts an example.
 """
@@ -49,6 +50,8 @@ def _decode(decision: DecisionLike) -> Decision:
 READ_KEY = "joiner.read"
 REPLAY_KEY = "joiner.replay_from"
 BATCH = 2000
+LEARN_CATCH_UP = 20_000  # examples per step when a consumer is behind (after a restart)
+EVALUATE_CATCH_UP = 5_000
 MAINTENANCE_SECONDS = 1.0
 
 
@@ -86,7 +89,6 @@ class Pipeline:
         self._last_maintenance = 0.0
         self._recover_joiner()
         self._recover_learner()
-        self._recover_evaluator()
 
     # -- joiner ---------------------------------------------------------------------------
     def _recover_joiner(self) -> None:
@@ -175,24 +177,28 @@ class Pipeline:
         self.learner_offset = int(newest.meta["learner_offset"])
         self.learner.examples_learned = int(newest.meta.get("examples_learned", 0))
 
-    def _unseen(self, offset: int, fresh: list[JoinedExample]) -> Iterator[JoinedExample]:
+    def _unseen(
+        self, offset: int, fresh: list[JoinedExample], limit: int
+    ) -> Iterator[JoinedExample]:
         """Joined examples after `offset`: straight from memory when the consumer is caught
-        up (the common case), else from the durable store (after a restart or a failure)."""
+        up (the common case), else from the durable store (after a restart or a failure),
+        at most `limit` per step so a long catch-up never stalls joining."""
         if fresh and fresh[0].seq == offset + 1:
             yield from fresh
             return
-        while True:
-            batch = self.joined.read(offset, BATCH)
+        while limit > 0:
+            batch = self.joined.read(offset, min(BATCH, limit))
             yield from batch
-            if len(batch) < BATCH:
+            if len(batch) < min(BATCH, limit):
                 return
+            limit -= len(batch)
             offset = batch[-1].seq
 
     def learn_step(self, now: float, fresh: list[JoinedExample] | None = None) -> int:
         """Learn what is new; checkpoint (once) when enough examples or time have passed."""
         assert self.learner is not None
         learned = 0
-        for ex in self._unseen(self.learner_offset, fresh or []):
+        for ex in self._unseen(self.learner_offset, fresh or [], LEARN_CATCH_UP):
             self.learner.learn_one(ex)
             self.learner_offset = ex.seq
             learned += 1
@@ -223,12 +229,9 @@ class Pipeline:
         return version.version
 
     # -- evaluators -----------------------------------------------------------------------
-    def _recover_evaluator(self) -> None:
-        self.evaluate_step()
-
     def evaluate_step(self, fresh: list[JoinedExample] | None = None) -> int:
         done = 0
-        for ex in self._unseen(self.evaluator.offset, fresh or []):
+        for ex in self._unseen(self.evaluator.offset, fresh or [], EVALUATE_CATCH_UP):
             self.evaluator.update(ex)
             done += 1
         return done
