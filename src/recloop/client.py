@@ -42,7 +42,7 @@ from recloop.evaluation.online import Candidate, OnlineEvaluator
 from recloop.exploration.explorers import make_explorer
 from recloop.exploration.sampling import sample_index, uniform_from_event
 from recloop.features.vw_text import VWText
-from recloop.learning.lease import PipelineLease
+from recloop.learning.lease import Lease, acquire_lease
 from recloop.learning.pipeline import Pipeline
 from recloop.policies.registry import make_policy
 from recloop.policies.vw import VWPolicy
@@ -120,12 +120,12 @@ class Loop:
         self._text = VWText()  # action-line cache shared by every model version served
         self.evaluator = OnlineEvaluator()
         self.pipeline: Pipeline | None = None
-        self._lease: PipelineLease | None = None
+        self._lease: Lease | None = None
         self._published: dict[str, str] = {}
         self._in_process: set[str] = set()  # candidates added as objects, not stored
         if role != "serve":
-            self._lease = PipelineLease.acquire(
-                self.dir / "pipeline.lock", self.settings.lease_wait_seconds
+            self._lease = acquire_lease(
+                self.settings.storage_url, self.dir, self.settings.lease_wait_seconds
             )
             self._sync_candidates()
             self.pipeline = Pipeline(

@@ -54,6 +54,11 @@ class LoopSettings(BaseModel):
     lease_wait_seconds: float = Field(
         10.0, ge=0, description="How long to wait for another process's pipeline to let go."
     )
+    storage_url: str | None = Field(
+        None,
+        description="Where the log, joined examples and models live: unset = SQLite files "
+        "under data_dir; postgresql://host/db = PostgreSQL (tables shared by all loops).",
+    )
     durability: Literal["process", "power"] = Field(
         "process",
         description="process: survives kill -9 (SQLite synchronous=NORMAL); "

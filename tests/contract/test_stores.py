@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,12 +25,43 @@ from recloop.log.codec import decode_decision
 from recloop.stores.sqlite_log import SqliteEventLog, SqliteJoinedStore
 from recloop.stores.sqlite_models import SqliteModelStore
 
-LOGS: dict[str, Callable[[Path], EventLog]] = {"sqlite": lambda p: SqliteEventLog(p / "l.db")}
+POSTGRES_URL = os.environ.get("RECLOOP_TEST_POSTGRES_URL", "postgresql://127.0.0.1:5432/test")
+
+
+def _postgres_reachable() -> str | None:
+    try:
+        import psycopg
+
+        psycopg.connect(POSTGRES_URL, connect_timeout=3).close()
+    except Exception as exc:  # any failure to reach it is a reason to skip, given clearly
+        return f"PostgreSQL not reachable at {POSTGRES_URL}: {exc}"
+    return None
+
+
+def _pg(factory: str) -> Callable[..., Any]:
+    def make(path: Path, *args: Any) -> Any:
+        reason = _postgres_reachable()
+        if reason:
+            pytest.skip(reason)
+        from recloop.stores import postgres
+
+        loop = f"test-{uuid.uuid4().hex}"  # a fresh loop: the tables are shared
+        return getattr(postgres, factory)(POSTGRES_URL, loop, *args)
+
+    return make
+
+
+LOGS: dict[str, Callable[[Path], EventLog]] = {
+    "sqlite": lambda p: SqliteEventLog(p / "l.db"),
+    "postgres": _pg("PostgresEventLog"),
+}
 JOINED: dict[str, Callable[[Path], JoinedStore]] = {
-    "sqlite": lambda p: SqliteJoinedStore(p / "l.db")
+    "sqlite": lambda p: SqliteJoinedStore(p / "l.db"),
+    "postgres": _pg("PostgresJoinedStore"),
 }
 MODELS: dict[str, Callable[[Path, int], ModelStore]] = {
-    "sqlite": lambda p, keep: SqliteModelStore(p / "m.db", keep=keep)
+    "sqlite": lambda p, keep: SqliteModelStore(p / "m.db", keep=keep),
+    "postgres": _pg("PostgresModelStore"),
 }
 
 
@@ -163,3 +197,36 @@ def test_model_store_versions_pin_and_prune(models: ModelStore) -> None:
         models.activate("nope")
     models.follow_newest()
     assert models.latest() is not None and models.latest().version == "6"  # type: ignore[union-attr]
+
+
+@pytest.mark.services
+def test_a_loop_learns_on_postgres(tmp_path: Path) -> None:
+    """The whole loop on PostgreSQL: rank, reward, join, learn, serve, evaluate, lease."""
+    reason = _postgres_reachable()
+    if reason:
+        pytest.skip(reason)
+    from recloop import Loop
+    from recloop.core.clock import FakeClock
+    from recloop.learning.lease import LeaseBusyError
+    from recloop.settings import LoopSettings
+
+    clock = FakeClock()
+    name = f"loop-{uuid.uuid4().hex[:12]}"
+    settings = {"exp_unit_seconds": 1.0, "storage_url": POSTGRES_URL}
+    with Loop.open(tmp_path, name=name, start=False, clock=clock, **settings) as lp:
+        lp.register_policy("always-b", "fixed", {"action_id": "b"})
+        for i in range(30):
+            d = lp.rank({"u": i % 2}, ["a", "b", "c"], event_id=f"e{i}")
+            lp.reward(d.event_id, 1.0 if d.chosen == "b" else 0.0)
+        with pytest.raises(LeaseBusyError):
+            Loop(LoopSettings(lease_wait_seconds=0.1, **settings), tmp_path, name, clock)
+        clock.advance(2)
+        assert lp.step() == 30
+        assert lp.model_version == "1"
+        assert lp.models.newest() is not None
+        report = lp.evaluations()
+        assert report["examples"] == 30 and report["candidates"][0]["n"] == 30
+        assert not (tmp_path / name / "loop.db").exists()  # nothing went to SQLite
+    with Loop.open(tmp_path, name=name, start=False, clock=clock, **settings) as again:
+        assert again.pipeline is not None and again.pipeline.learner_offset == 30
+        assert again.log.count("decision") == 30

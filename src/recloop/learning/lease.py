@@ -7,6 +7,7 @@ import fcntl
 import os
 import time
 from pathlib import Path
+from typing import Protocol
 
 from recloop.core.errors import RecloopError
 
@@ -50,3 +51,16 @@ class PipelineLease:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
+
+
+class Lease(Protocol):
+    def release(self) -> None: ...
+
+
+def acquire_lease(storage_url: str | None, loop_dir: Path, wait_seconds: float) -> Lease:
+    """A file lock beside SQLite files; an advisory lock in PostgreSQL (across machines)."""
+    if storage_url:
+        from recloop.stores.postgres import PostgresLease
+
+        return PostgresLease(storage_url, loop_dir.name, wait_seconds)
+    return PipelineLease.acquire(loop_dir / "pipeline.lock", wait_seconds)

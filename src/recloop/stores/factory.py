@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from recloop.core.errors import InvalidInputError
 from recloop.core.protocols import EventLog, JoinedStore, ModelStore
 from recloop.settings import LoopSettings
 from recloop.stores.sqlite_log import SqliteEventLog, SqliteJoinedStore
@@ -25,7 +26,24 @@ class LoopStores:
 
 
 def open_stores(settings: LoopSettings, loop_dir: Path) -> LoopStores:
-    """SQLite: ``loop.db`` (log, dead letters, joined, offsets) and ``models.db``."""
+    """PostgreSQL when ``storage_url`` names one; else SQLite: ``loop.db`` (log, dead
+    letters, joined, offsets) and ``models.db`` under the loop's directory."""
+    url = settings.storage_url
+    if url:
+        if not url.startswith(("postgresql://", "postgres://")):
+            raise InvalidInputError(f"unsupported storage_url {url!r}: use postgresql://...")
+        from recloop.stores.postgres import (
+            PostgresEventLog,
+            PostgresJoinedStore,
+            PostgresModelStore,
+        )
+
+        loop = loop_dir.name
+        return LoopStores(
+            log=PostgresEventLog(url, loop),
+            joined=PostgresJoinedStore(url, loop),
+            models=PostgresModelStore(url, loop, keep=settings.keep_model_versions),
+        )
     durability = settings.durability
     return LoopStores(
         log=SqliteEventLog(loop_dir / "loop.db", durability),
