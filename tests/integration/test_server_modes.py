@@ -148,3 +148,76 @@ def test_external_pipeline_command(tmp_path: Path) -> None:
         url = f"http://127.0.0.1:{port}"
         assert _healthy(url, proc, tmp_path / "serve.log")["pipeline"] == "external"
         _learns(url)
+
+
+def test_two_servers_share_postgres_and_a_standby_pipeline_takes_over(tmp_path: Path) -> None:
+    """Two servers (separate data dirs, one PostgreSQL): one pipeline runs, the other
+    stands by; after kill -9 of the first server, the second's pipeline takes over."""
+    import signal
+    import uuid
+
+    import pytest
+
+    url = os.environ.get("RECLOOP_TEST_POSTGRES_URL", "postgresql://127.0.0.1:5432/test")
+    try:
+        import psycopg
+
+        psycopg.connect(url, connect_timeout=3).close()
+    except Exception as exc:
+        pytest.skip(f"PostgreSQL not reachable at {url}: {exc}")
+    loop = f"ha-{uuid.uuid4().hex[:10]}"
+    config = tmp_path / "recloop.toml"
+    config.write_text(f'[loops.{loop}]\nstorage_url = "{url}"\n')  # default loop: SQLite
+    ports = [_free_port(), _free_port()]
+
+    def serve(i: int) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "recloop.cli",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(ports[i]),
+            "--data-dir",
+            str(tmp_path / f"d{i}"),
+            "--config",
+            str(config),
+        ]
+
+    with _process(serve(0), _env(), tmp_path / "a.log") as first:
+        urls = [f"http://127.0.0.1:{p}" for p in ports]
+        _healthy(urls[0], first, tmp_path / "a.log")
+        deadline = time.monotonic() + 20
+        while "runs loop " + loop not in (tmp_path / "a.log").read_text(errors="replace"):
+            assert time.monotonic() < deadline, "the first server's pipeline never started"
+            time.sleep(0.1)
+        second_cm = _process(serve(1), _env(), tmp_path / "b.log")
+        second = second_cm.__enter__()
+        _healthy(urls[1], second, tmp_path / "b.log")
+        prefix = f"/v1/loops/{loop}"
+
+        def rank_and_wait_joined(base: str, count: int) -> None:
+            with httpx.Client(base_url=base, timeout=10) as client:
+                ids = [
+                    client.post(f"{prefix}/rank", json={"context": {}, "actions": ACTIONS}).json()[
+                        "event_id"
+                    ]
+                    for _ in range(count)
+                ]
+                deadline = time.monotonic() + 20
+                while client.get(f"{prefix}/evaluations").json()["examples"] < count:
+                    assert time.monotonic() < deadline, "decisions were never joined"
+                    time.sleep(0.2)
+                assert len(set(ids)) == count
+
+        try:
+            rank_and_wait_joined(urls[1], 10)  # logged via B, joined by A's pipeline
+            assert "runs loop " + loop not in (tmp_path / "b.log").read_text(errors="replace")
+            first.send_signal(signal.SIGKILL)
+            first.wait(10)
+            rank_and_wait_joined(urls[1], 20)  # only B is left: its standby took over
+            assert "runs loop " + loop in (tmp_path / "b.log").read_text(errors="replace")
+        finally:
+            second_cm.__exit__(None, None, None)

@@ -14,14 +14,17 @@ import multiprocessing
 import os
 import signal
 import threading
+import time
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
 from recloop.client import Loop
+from recloop.learning.lease import LeaseBusyError
 from recloop.settings import LoopSettings
 
 log = logging.getLogger(__name__)
+TAKE_OVER_SECONDS = 1.0  # how often a standby pipeline tries to take a loop over
 
 
 def run_pipelines(
@@ -31,26 +34,45 @@ def run_pipelines(
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    opened = [
-        Loop(LoopSettings(**cfg), Path(data_dir), name, role="pipeline")
-        for name, cfg in loops.items()
-    ]
-    tick = min(lp.settings.tick_seconds for lp in opened)
-    log.info("pipeline process %s running loops %s", os.getpid(), sorted(loops))
+    opened: dict[str, Loop] = {}
+    waiting = dict(loops)
+    next_try = 0.0
+    tick = min(LoopSettings(**cfg).tick_seconds for cfg in loops.values())
+    log.info("pipeline process %s for loops %s", os.getpid(), sorted(loops))
     try:
         while not stop.wait(tick):
             if os.getppid() != parent_pid:
                 log.warning("server process %s is gone; pipeline exits", parent_pid)
                 break
-            for lp in opened:
+            if waiting and time.monotonic() >= next_try:
+                next_try = time.monotonic() + TAKE_OVER_SECONDS
+                for name in list(waiting):
+                    loop = _take_over(name, waiting[name], data_dir)
+                    if loop is not None:
+                        opened[name] = loop
+                        del waiting[name]
+            for lp in opened.values():
                 try:
                     lp.step()
                 except Exception:  # the next tick retries from committed offsets
                     lp.stats.inc("pipeline_errors_total")
                     log.exception("pipeline step failed in loop %s", lp.name)
     finally:
-        for lp in opened:
+        for lp in opened.values():
             lp.close()
+
+
+def _take_over(name: str, cfg: dict[str, Any], data_dir: str) -> Loop | None:
+    """Open the loop's pipeline if no other process runs it. Otherwise stand by: with a
+    shared PostgreSQL store, another server's pipeline may hold it, and this one takes
+    over when that server dies."""
+    settings = LoopSettings(**{**cfg, "lease_wait_seconds": 0.0})
+    try:
+        loop = Loop(settings, Path(data_dir), name, role="pipeline")
+    except LeaseBusyError:
+        return None
+    log.info("pipeline process %s runs loop %s", os.getpid(), name)
+    return loop
 
 
 def start_pipeline_process(data_dir: Path, loops: dict[str, LoopSettings]) -> BaseProcess:
