@@ -21,12 +21,21 @@ def uniform_from_event(event_id: str, seed: int) -> float:
 
 
 def sample_index(probabilities: np.ndarray, u: float) -> int:
-    """Inverse-CDF sampling; never returns an index with zero probability."""
-    cumulative = np.cumsum(probabilities)
-    index = int(np.searchsorted(cumulative, u * cumulative[-1], side="right"))
-    index = min(index, len(probabilities) - 1)
-    while probabilities[index] <= 0.0 and index > 0:
-        index -= 1
-    while probabilities[index] <= 0.0:
-        index += 1
-    return index
+    """Inverse-CDF sampling; never returns an index with zero probability.
+
+    A plain loop: for the handful of actions of a decision it is several times faster than
+    numpy's cumsum + searchsorted."""
+    probs: list[float] = probabilities.tolist()
+    target = u * sum(probs)
+    cumulative = 0.0
+    last = -1
+    for index, p in enumerate(probs):
+        if p <= 0.0:
+            continue
+        cumulative += p
+        last = index
+        if target < cumulative:
+            return index
+    if last < 0:
+        raise ValueError("no action has positive probability")
+    return last  # u * total rounded up to the very end

@@ -32,7 +32,7 @@ from recloop.stores.sqlite_common import Durability, connect
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
-    offset    INTEGER PRIMARY KEY AUTOINCREMENT,
+    offset    INTEGER PRIMARY KEY,  -- max+1: gap-free and never reused (nothing is deleted)
     kind      TEXT NOT NULL,
     event_id  TEXT NOT NULL,
     ts        REAL NOT NULL,
