@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import socket
 import threading
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -75,6 +76,22 @@ def to_action(raw: ActionLike, index: int) -> Action:
     raise InvalidInputError(f"actions[{index}] must be an object with an id")
 
 
+def _dead_local_worker(key: str) -> bool:
+    """Is this ``serve.stats.<host>:<pid>:<id>`` row from a process of this host that is
+    gone?"""
+    host_pid = key[len(SERVE_STATS_PREFIX) :].rpartition(":")[0]
+    host, _, pid = host_pid.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 class Loop:
     """One decision loop, embedded: SQLite files under ``data_dir/<name>/``.
 
@@ -122,6 +139,9 @@ class Loop:
         self.pipeline: Pipeline | None = None
         self._lease: Lease | None = None
         self._published: dict[str, str] = {}
+        self._stats_key = (
+            f"{SERVE_STATS_PREFIX}{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        )
         self._in_process: set[str] = set()  # candidates added as objects, not stored
         if role != "serve":
             self._lease = acquire_lease(
@@ -314,22 +334,25 @@ class Loop:
 
     def _exchange_counters(self) -> None:
         """Serve role: publish this process's counters, and add everyone else's (the
-        pipeline's and other workers'), so any process's /metrics shows loop totals."""
+        pipeline's and other live workers'), so any process's /metrics shows loop totals.
+        Rows of workers that died on this host are dropped (their counts with them, as a
+        restarted process's counters restart at zero)."""
         counters, _ = self.stats.local()
-        mine = SERVE_STATS_PREFIX + str(os.getpid())
         text = orjson.dumps({"counters": counters}).decode()
-        if self._published.get(mine) != text:
-            self.joined.set_state(mine, text)
-            self._published[mine] = text
+        if self._published.get(self._stats_key) != text:
+            self.joined.set_state(self._stats_key, text)
+            self._published[self._stats_key] = text
         remote: dict[str, float] = {}
         gauges: dict[str, float] = {}
         raw = self.joined.get_state(STATS_KEY)
         published = [orjson.loads(raw)] if raw else []
-        published += [
-            orjson.loads(value)
-            for key, value in self.joined.states(SERVE_STATS_PREFIX).items()
-            if key != mine
-        ]
+        for key, value in self.joined.states(SERVE_STATS_PREFIX).items():
+            if key == self._stats_key:
+                continue
+            if _dead_local_worker(key):
+                self.joined.delete_state(key)
+                continue
+            published.append(orjson.loads(value))
         for doc in published:
             for name, value in doc["counters"].items():
                 remote[name] = remote.get(name, 0.0) + value
@@ -501,6 +524,8 @@ class Loop:
 
     def close(self) -> None:
         self.stop()
+        if self.role == "serve":
+            self.joined.delete_state(self._stats_key)
         if self.pipeline is not None:
             self.pipeline.close()
         if isinstance(self._policy, VWPolicy):

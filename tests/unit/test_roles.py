@@ -57,3 +57,40 @@ def test_only_one_pipeline_per_loop(tmp_path: Path) -> None:
     finally:
         first.close()
     Loop(LoopSettings(lease_wait_seconds=0), tmp_path).close()  # released on close
+
+
+def test_counters_of_dead_workers_are_dropped_and_closed_workers_remove_theirs(
+    tmp_path: Path,
+) -> None:
+    import os
+    import socket
+    import subprocess
+
+    import orjson
+
+    from recloop.client import SERVE_STATS_PREFIX
+
+    settings = LoopSettings(exp_unit_seconds=1.0)
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a pid that no longer exists on this host
+    host = socket.gethostname()
+    worker = Loop(settings, tmp_path, role="serve")
+    other = Loop(settings, tmp_path, role="serve")
+    try:
+        worker.joined.set_state(
+            f"{SERVE_STATS_PREFIX}{host}:{dead.pid}:abc",
+            orjson.dumps({"counters": {"decisions_total": 99.0}}).decode(),
+        )
+        worker.rank({}, ["a", "b"])
+        other.rank({}, ["a", "b"])
+        other.step()  # publishes its own counters
+        worker.step()
+        assert worker.stats.get("decisions_total") == 2  # own + other; the dead row dropped
+        keys = set(worker.joined.states(SERVE_STATS_PREFIX))
+        assert f"{SERVE_STATS_PREFIX}{host}:{dead.pid}:abc" not in keys
+        assert len(keys) == 2
+        assert all(k.startswith(f"{SERVE_STATS_PREFIX}{host}:{os.getpid()}:") for k in keys)
+    finally:
+        other.close()
+        worker.close()
+    assert Loop(settings, tmp_path, role="serve").joined.states(SERVE_STATS_PREFIX) == {}
