@@ -109,6 +109,9 @@ def simulate(
     seed: Annotated[int, typer.Option(help="Population seed.")] = 0,
     window: Annotated[int, typer.Option(help="Events per reported window.")] = 500,
     epsilon: Annotated[float, typer.Option(help="Exploration (in-process only).")] = 0.2,
+    rate: Annotated[
+        float, typer.Option(help="Events per second against a server (0: no limit).")
+    ] = 250.0,
 ) -> None:
     """Play a synthetic population (adults like politics, teens sports...) and watch it learn."""
     from recloop.client import Loop
@@ -121,7 +124,7 @@ def simulate(
     tmp: tempfile.TemporaryDirectory[str] | None = None
     target: Target
     if url:
-        target = HttpTarget(url, api_key, loop_name)
+        target = HttpTarget(url, api_key, loop_name, rate=rate or None)
     else:
         tmp = tempfile.TemporaryDirectory(prefix="recloop-sim-")
         clock = FakeClock()
@@ -145,6 +148,8 @@ def simulate(
             progress=lambda i: bar.update(task, completed=i),
             run_id=uuid.uuid4().hex[:8] if url else None,
         )
+    if url:
+        console.print("(waited for the server to join this run's decisions: exp_unit + grace)")
     table = Table(title="reward rate over time")
     table.add_column("events")
     table.add_column("reward rate", justify="right")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -30,7 +31,9 @@ class Target(Protocol):
 
     def register(self, spec: dict[str, Any]) -> None: ...
 
-    def evaluations(self) -> dict[str, Any]: ...
+    def evaluations(self, events: int) -> dict[str, Any]:
+        """The evaluators' report once this run's `events` decisions are joined."""
+        ...
 
     def tick(self, i: int) -> None: ...
 
@@ -56,7 +59,7 @@ class LoopTarget:
     def register(self, spec: dict[str, Any]) -> None:
         self.loop.register_policy(spec["name"], spec["kind"], spec["params"], persist=False)
 
-    def evaluations(self) -> dict[str, Any]:
+    def evaluations(self, events: int) -> dict[str, Any]:
         self.clock.advance(self.loop.settings.exp_unit_seconds * 2)
         self.loop.step()
         return self.loop.evaluations()
@@ -70,10 +73,22 @@ class LoopTarget:
 class HttpTarget:
     """A running server; candidates are registered with the server's evaluators."""
 
-    def __init__(self, url: str, api_key: str | None = None, loop: str = "default") -> None:
+    def __init__(
+        self,
+        url: str,
+        api_key: str | None = None,
+        loop: str = "default",
+        wait_seconds: float = 120.0,
+        rate: float | None = None,
+    ) -> None:
+        """`rate`: events per second (None: as fast as the server answers)."""
+        self.rate = rate
+        self._start = time.monotonic()
         headers = {"X-API-Key": api_key} if api_key else {}
         self.client = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=10.0)
         self.prefix = "/v1" if loop == "default" else f"/v1/loops/{loop}"
+        self.joined_before = self._report()["examples"]
+        self.wait_seconds = wait_seconds
 
     def rank(
         self, context: dict[str, Any], actions: list[dict[str, Any]], event_id: str
@@ -94,12 +109,26 @@ class HttpTarget:
     def register(self, spec: dict[str, Any]) -> None:
         self.client.post(f"{self.prefix}/policies", json=spec).raise_for_status()
 
-    def evaluations(self) -> dict[str, Any]:
-        result: dict[str, Any] = self.client.get(f"{self.prefix}/evaluations").json()
+    def _report(self) -> dict[str, Any]:
+        response = self.client.get(f"{self.prefix}/evaluations")
+        response.raise_for_status()
+        result: dict[str, Any] = response.json()
         return result
 
+    def evaluations(self, events: int) -> dict[str, Any]:
+        """Wait (up to wait_seconds) for the server to join this run's decisions."""
+        deadline = time.monotonic() + self.wait_seconds
+        report = self._report()
+        while report["examples"] < self.joined_before + events and time.monotonic() < deadline:
+            time.sleep(0.25)
+            report = self._report()
+        return report
+
     def tick(self, i: int) -> None:
-        return None
+        if self.rate:
+            delay = self._start + i / self.rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
 
 
 @dataclass
@@ -152,5 +181,5 @@ def simulate(
         target.tick(i)
         if progress is not None:
             progress(i)
-    result.evaluations = target.evaluations()
+    result.evaluations = target.evaluations(events)
     return result
