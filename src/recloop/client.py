@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import socket
 import threading
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -17,7 +15,6 @@ from types import TracebackType
 from typing import Any, Literal
 
 import numpy as np
-import orjson
 
 from recloop.core.clock import Clock, SystemClock
 from recloop.core.errors import (
@@ -25,10 +22,8 @@ from recloop.core.errors import (
     ExpiredEventError,
     InvalidInputError,
     ModelRejectedError,
-    RecloopError,
     UnknownEventError,
     UnknownModelError,
-    UnknownPolicyError,
 )
 from recloop.core.protocols import Explorer, ModelVersion, Policy
 from recloop.core.stats import LoopStats
@@ -39,12 +34,14 @@ from recloop.core.validation import (
     check_features,
     check_reward_value,
 )
-from recloop.evaluation.online import Candidate, OnlineEvaluator
+from recloop.evaluation.candidates import CandidateRegistry
+from recloop.evaluation.online import OnlineEvaluator
 from recloop.exploration.explorers import make_explorer
 from recloop.exploration.sampling import sample_index, uniform_from_event
 from recloop.features.vw_text import VWText
 from recloop.learning.lease import Lease, acquire_lease
 from recloop.learning.pipeline import Pipeline
+from recloop.learning.sharing import SharedFigures
 from recloop.policies.registry import make_policy
 from recloop.policies.vw import VWPolicy
 from recloop.settings import DEFAULT_LOOP, LoopSettings
@@ -54,10 +51,6 @@ log = logging.getLogger(__name__)
 
 ActionLike = Action | Mapping[str, Any] | str
 Role = Literal["all", "serve", "pipeline"]
-CANDIDATE_PREFIX = "candidate:"
-EVALUATIONS_KEY = "pipeline.evaluations"
-STATS_KEY = "pipeline.stats"
-SERVE_STATS_PREFIX = "serve.stats."
 
 
 def to_action(raw: ActionLike, index: int) -> Action:
@@ -74,22 +67,6 @@ def to_action(raw: ActionLike, index: int) -> Action:
     if isinstance(raw, Mapping):
         return to_action(dict(raw), index)
     raise InvalidInputError(f"actions[{index}] must be an object with an id")
-
-
-def _dead_local_worker(key: str) -> bool:
-    """Is this ``serve.stats.<host>:<pid>:<id>`` row from a process of this host that is
-    gone?"""
-    host_pid = key[len(SERVE_STATS_PREFIX) :].rpartition(":")[0]
-    host, _, pid = host_pid.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
 
 
 class Loop:
@@ -136,18 +113,22 @@ class Loop:
         self._refresh_lock = threading.Lock()
         self._text = VWText()  # action-line cache shared by every model version served
         self.evaluator = OnlineEvaluator()
+        self._pipeline_lock = threading.Lock()
+        self.candidates = CandidateRegistry(
+            self.joined,
+            self.evaluator,
+            self.settings.epsilon,
+            role != "serve",
+            self._pipeline_lock,
+        )
+        self.shared = SharedFigures(self.joined, self.stats)
         self.pipeline: Pipeline | None = None
         self._lease: Lease | None = None
-        self._published: dict[str, str] = {}
-        self._stats_key = (
-            f"{SERVE_STATS_PREFIX}{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        )
-        self._in_process: set[str] = set()  # candidates added as objects, not stored
         if role != "serve":
             self._lease = acquire_lease(
                 self.settings.storage_url, self.dir, self.settings.lease_wait_seconds
             )
-            self._sync_candidates()
+            self.candidates.sync()
             self.pipeline = Pipeline(
                 self.settings,
                 self.log,
@@ -157,7 +138,6 @@ class Loop:
                 self.clock,
                 self.stats,
             )
-        self._pipeline_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         if role != "pipeline":
@@ -322,54 +302,15 @@ class Loop:
         if self.pipeline is not None:
             with self._pipeline_lock:
                 if self.role == "pipeline":
-                    self._sync_candidates()
+                    self.candidates.sync()
                 joined = self.pipeline.step()
                 if self.role == "pipeline":
-                    self._publish()
+                    self.shared.publish_pipeline(self.evaluator.report())
         else:
-            self._exchange_counters()
+            self.shared.exchange_serving()
         if self.role != "pipeline":
             self.refresh_model()
         return joined
-
-    def _exchange_counters(self) -> None:
-        """Serve role: publish this process's counters, and add everyone else's (the
-        pipeline's and other live workers'), so any process's /metrics shows loop totals.
-        Rows of workers that died on this host are dropped (their counts with them, as a
-        restarted process's counters restart at zero)."""
-        counters, _ = self.stats.local()
-        text = orjson.dumps({"counters": counters}).decode()
-        if self._published.get(self._stats_key) != text:
-            self.joined.set_state(self._stats_key, text)
-            self._published[self._stats_key] = text
-        remote: dict[str, float] = {}
-        gauges: dict[str, float] = {}
-        raw = self.joined.get_state(STATS_KEY)
-        published = [orjson.loads(raw)] if raw else []
-        for key, value in self.joined.states(SERVE_STATS_PREFIX).items():
-            if key == self._stats_key:
-                continue
-            if _dead_local_worker(key):
-                self.joined.delete_state(key)
-                continue
-            published.append(orjson.loads(value))
-        for doc in published:
-            for name, value in doc["counters"].items():
-                remote[name] = remote.get(name, 0.0) + value
-            gauges.update(doc.get("gauges", {}))
-        self.stats.set_remote(remote, gauges)
-
-    def _publish(self) -> None:
-        """Pipeline role: share evaluations and counters with the serving process."""
-        counters, gauges = self.stats.local()
-        for key, value in (
-            (EVALUATIONS_KEY, self.evaluator.report()),
-            (STATS_KEY, {"counters": counters, "gauges": gauges}),
-        ):
-            text = orjson.dumps(value).decode()
-            if self._published.get(key) != text:
-                self.joined.set_state(key, text)
-                self._published[key] = text
 
     def refresh_model(self) -> str:
         """Serve the model store's active version if it changed; keep the old one if bad.
@@ -431,15 +372,7 @@ class Loop:
         persist: bool = True,
     ) -> None:
         """Add a candidate policy, evaluated off-policy on every joined example (past too)."""
-        if not name or len(name) > 100:
-            raise InvalidInputError("candidate name must be 1-100 characters")
-        spec: dict[str, Any] = {"kind": kind, "params": dict(params or {}), "explorer": explorer}
-        cand = self._candidate(name, spec)  # validates the spec even where it is not run
-        if self.role != "serve":
-            with self._pipeline_lock:
-                self.evaluator.add(cand, self.joined.iter_all())
-        if persist:
-            self.joined.set_state(CANDIDATE_PREFIX + name, orjson.dumps(spec).decode())
+        self.candidates.register(name, kind, params, explorer, persist)
 
     def add_candidate(self, name: str, policy: Policy, explorer: Explorer | None = None) -> None:
         """Evaluate any in-process Policy object (past and future joined examples).
@@ -447,52 +380,14 @@ class Loop:
         Not persisted (an object cannot be stored): add it again after a restart. Needs the
         evaluators in this process, so not on a "serve"-role loop.
         """
-        if self.role == "serve":
-            raise InvalidInputError(
-                "a serving-only loop cannot evaluate in-process policies; register a policy "
-                "kind instead, or use a loop with role='all'"
-            )
-        spec = {"kind": "in-process", "policy": policy.name}
-        cand = Candidate(name, policy, explorer or make_explorer("greedy"), spec)
-        with self._pipeline_lock:
-            self.evaluator.add(cand, self.joined.iter_all())
-            self._in_process.add(name)
+        self.candidates.add_object(name, policy, explorer)
 
     def unregister_policy(self, name: str) -> None:
-        known = self.joined.get_state(CANDIDATE_PREFIX + name) is not None
-        if self.role != "serve":
-            known = self.evaluator.remove(name) or known
-            self._in_process.discard(name)
-        if not known:
-            raise UnknownPolicyError(f"no candidate policy named {name!r}")
-        self.joined.delete_state(CANDIDATE_PREFIX + name)
-
-    def _candidate(self, name: str, spec: Mapping[str, Any]) -> Candidate:
-        policy = make_policy(spec["kind"], spec.get("params"))
-        explorer = make_explorer(spec.get("explorer", "greedy"), self.settings.epsilon)
-        return Candidate(name, policy, explorer, spec)
-
-    def _sync_candidates(self) -> None:
-        """Match the evaluator to the stored candidate specs (registered by any process)."""
-        stored = {
-            key[len(CANDIDATE_PREFIX) :]: raw
-            for key, raw in self.joined.states(CANDIDATE_PREFIX).items()
-        }
-        running = set(self.evaluator.names()) - self._in_process
-        for name in running - set(stored):
-            self.evaluator.remove(name)
-        for name in set(stored) - running:
-            try:
-                cand = self._candidate(name, orjson.loads(stored[name]))
-            except RecloopError as exc:
-                log.warning("skipping stored candidate %s: %s", name, exc)
-                continue
-            self.evaluator.add(cand, self.joined.iter_all())
+        self.candidates.unregister(name)
 
     def evaluations(self) -> dict[str, Any]:
         if self.role == "serve":
-            raw = self.joined.get_state(EVALUATIONS_KEY)
-            report: dict[str, Any] = orjson.loads(raw) if raw else OnlineEvaluator().report()
+            report = self.shared.evaluations() or OnlineEvaluator().report()
         else:
             report = self.evaluator.report()
         report["loop"] = self.name
@@ -525,7 +420,7 @@ class Loop:
     def close(self) -> None:
         self.stop()
         if self.role == "serve":
-            self.joined.delete_state(self._stats_key)
+            self.shared.retire()
         if self.pipeline is not None:
             self.pipeline.close()
         if isinstance(self._policy, VWPolicy):

@@ -68,7 +68,7 @@ def test_counters_of_dead_workers_are_dropped_and_closed_workers_remove_theirs(
 
     import orjson
 
-    from recloop.client import SERVE_STATS_PREFIX
+    from recloop.learning.sharing import SERVE_STATS_PREFIX
 
     settings = LoopSettings(exp_unit_seconds=1.0)
     dead = subprocess.Popen(["true"])

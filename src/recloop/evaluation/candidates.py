@@ -1,0 +1,101 @@
+"""Candidate policies of a loop: registered by spec (stored, so every process and every
+restart sees them) or added as in-process objects, and kept in step with the evaluator."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from recloop.core.errors import InvalidInputError, RecloopError, UnknownPolicyError
+from recloop.core.protocols import Explorer, JoinedStore, Policy
+from recloop.evaluation.online import Candidate, OnlineEvaluator
+from recloop.exploration.explorers import make_explorer
+from recloop.policies.registry import make_policy
+
+log = logging.getLogger(__name__)
+CANDIDATE_PREFIX = "candidate:"
+
+
+class CandidateRegistry:
+    """``runs_evaluators`` is False in a serving-only process: it validates and stores
+    specs, and the pipeline process evaluates them."""
+
+    def __init__(
+        self,
+        store: JoinedStore,
+        evaluator: OnlineEvaluator,
+        epsilon: float,
+        runs_evaluators: bool,
+        lock: threading.Lock,
+    ) -> None:
+        self.store = store
+        self.evaluator = evaluator
+        self.epsilon = epsilon
+        self.runs_evaluators = runs_evaluators
+        self.lock = lock  # held while the evaluator replays history
+        self._in_process: set[str] = set()
+
+    def _build(self, name: str, spec: Mapping[str, Any]) -> Candidate:
+        policy = make_policy(spec["kind"], spec.get("params"))
+        explorer = make_explorer(spec.get("explorer", "greedy"), self.epsilon)
+        return Candidate(name, policy, explorer, spec)
+
+    def register(
+        self,
+        name: str,
+        kind: str,
+        params: Mapping[str, Any] | None,
+        explorer: str,
+        persist: bool,
+    ) -> None:
+        if not name or len(name) > 100:
+            raise InvalidInputError("candidate name must be 1-100 characters")
+        spec: dict[str, Any] = {"kind": kind, "params": dict(params or {}), "explorer": explorer}
+        cand = self._build(name, spec)  # validates the spec even where it is not run
+        if self.runs_evaluators:
+            with self.lock:
+                self.evaluator.add(cand, self.store.iter_all())
+        if persist:
+            self.store.set_state(CANDIDATE_PREFIX + name, orjson.dumps(spec).decode())
+
+    def add_object(self, name: str, policy: Policy, explorer: Explorer | None) -> None:
+        if not self.runs_evaluators:
+            raise InvalidInputError(
+                "a serving-only loop cannot evaluate in-process policies; register a policy "
+                "kind instead, or use a loop with role='all'"
+            )
+        spec = {"kind": "in-process", "policy": policy.name}
+        cand = Candidate(name, policy, explorer or make_explorer("greedy"), spec)
+        with self.lock:
+            self.evaluator.add(cand, self.store.iter_all())
+            self._in_process.add(name)
+
+    def unregister(self, name: str) -> None:
+        known = self.store.get_state(CANDIDATE_PREFIX + name) is not None
+        if self.runs_evaluators:
+            known = self.evaluator.remove(name) or known
+            self._in_process.discard(name)
+        if not known:
+            raise UnknownPolicyError(f"no candidate policy named {name!r}")
+        self.store.delete_state(CANDIDATE_PREFIX + name)
+
+    def sync(self) -> None:
+        """Match the evaluator to the stored specs (registered by any process)."""
+        stored = {
+            key[len(CANDIDATE_PREFIX) :]: raw
+            for key, raw in self.store.states(CANDIDATE_PREFIX).items()
+        }
+        running = set(self.evaluator.names()) - self._in_process
+        for name in running - set(stored):
+            self.evaluator.remove(name)
+        for name in set(stored) - running:
+            try:
+                cand = self._build(name, orjson.loads(stored[name]))
+            except RecloopError as exc:
+                log.warning("skipping stored candidate %s: %s", name, exc)
+                continue
+            self.evaluator.add(cand, self.store.iter_all())
