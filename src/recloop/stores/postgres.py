@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import replace
 from typing import Any
@@ -28,7 +28,13 @@ from recloop.core.types import (
     LoggedDecision,
     Reward,
 )
-from recloop.log.codec import decode_decision, decode_reward, encode_decision, encode_reward
+from recloop.log.codec import decode_decision, decode_reward, encode_decision
+from recloop.stores.shared import (
+    JoinedIteration,
+    KeyedAppends,
+    activation_key,
+    decision_key,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS recloop_events (
@@ -77,7 +83,7 @@ class _Base:
             self._conn.close()
 
 
-class PostgresEventLog(_Base):
+class PostgresEventLog(KeyedAppends, _Base):
     def _append(
         self,
         kind: str,
@@ -106,31 +112,6 @@ class PostgresEventLog(_Base):
         assert row is not None
         return int(row[0])
 
-    def append_decision(self, decision: Decision) -> int:
-        return self._append(
-            "decision",
-            decision.event_id,
-            decision.timestamp,
-            "d:" + decision.event_id,
-            encode_decision(decision),
-            decision.deferred,
-        )
-
-    def append_reward(self, reward: Reward) -> int:
-        dedup = None if reward.reward_id is None else f"r:{reward.event_id}:{reward.reward_id}"
-        return self._append(
-            "reward", reward.event_id, reward.timestamp, dedup, encode_reward(reward)
-        )
-
-    def append_activation(self, activation: Activation) -> int:
-        return self._append(
-            "activation",
-            activation.event_id,
-            activation.timestamp,
-            "a:" + activation.event_id,
-            b"{}",
-        )
-
     def _by_key(self, key: str, columns: str) -> tuple[Any, ...] | None:
         with self._lock:
             return self._conn.execute(
@@ -139,14 +120,14 @@ class PostgresEventLog(_Base):
             ).fetchone()
 
     def decision_time(self, event_id: str) -> tuple[float, bool, float | None] | None:
-        row = self._by_key("d:" + event_id, "ts, deferred")
+        row = self._by_key(decision_key(event_id), "ts, deferred")
         if row is None:
             return None
-        act = self._by_key("a:" + event_id, "ts")
+        act = self._by_key(activation_key(event_id), "ts")
         return float(row[0]), bool(row[1]), None if act is None else float(act[0])
 
     def get_decision(self, event_id: str) -> Decision | None:
-        row = self._by_key("d:" + event_id, "body")
+        row = self._by_key(decision_key(event_id), "body")
         return None if row is None else decode_decision(bytes(row[0]))
 
     def read(self, after: int, limit: int) -> list[LogRecord]:
@@ -216,7 +197,7 @@ def _insert_letters(
         )
 
 
-class PostgresJoinedStore(_Base):
+class PostgresJoinedStore(JoinedIteration, _Base):
     def commit_joined(
         self,
         examples: Sequence[JoinedExample],
@@ -287,15 +268,6 @@ class PostgresJoinedStore(_Base):
             JoinedExample(decode_decision(bytes(r[5])), r[2], r[3], bool(r[4]), r[1], seq=r[0])
             for r in rows
         ]
-
-    def iter_all(self, batch: int = 1000) -> Iterator[JoinedExample]:
-        after = 0
-        while True:
-            chunk = self.read(after, batch)
-            if not chunk:
-                return
-            yield from chunk
-            after = chunk[-1].seq
 
     def count(self) -> int:
         with self._lock:

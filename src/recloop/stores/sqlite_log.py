@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import replace
 from pathlib import Path
@@ -26,7 +26,12 @@ from recloop.log.codec import (
     decode_decision,
     decode_reward,
     encode_decision,
-    encode_reward,
+)
+from recloop.stores.shared import (
+    JoinedIteration,
+    KeyedAppends,
+    activation_key,
+    decision_key,
 )
 from recloop.stores.sqlite_common import Durability, connect
 
@@ -79,7 +84,7 @@ def _insert_letters(conn: sqlite3.Connection, letters: Sequence[DeadLetter]) -> 
     )
 
 
-class SqliteEventLog:
+class SqliteEventLog(KeyedAppends):
     """The durable log. Each append commits before it returns (acknowledged = durable)."""
 
     def __init__(self, path: Path, durability: Durability = "process") -> None:
@@ -120,47 +125,22 @@ class SqliteEventLog:
                 ) from exc
             return int(cur.lastrowid or 0)
 
-    def append_decision(self, decision: Decision) -> int:
-        return self._append(
-            "decision",
-            decision.event_id,
-            decision.timestamp,
-            "d:" + decision.event_id,
-            encode_decision(decision),
-            decision.deferred,
-        )
-
-    def append_reward(self, reward: Reward) -> int:
-        dedup = None if reward.reward_id is None else f"r:{reward.event_id}:{reward.reward_id}"
-        return self._append(
-            "reward", reward.event_id, reward.timestamp, dedup, encode_reward(reward)
-        )
-
-    def append_activation(self, activation: Activation) -> int:
-        return self._append(
-            "activation",
-            activation.event_id,
-            activation.timestamp,
-            "a:" + activation.event_id,
-            b"{}",
-        )
-
     def decision_time(self, event_id: str) -> tuple[float, bool, float | None] | None:
         with self._lock:
             row = self._conn.execute(
-                "SELECT ts, deferred FROM events WHERE dedup_key = ?", ("d:" + event_id,)
+                "SELECT ts, deferred FROM events WHERE dedup_key = ?", (decision_key(event_id),)
             ).fetchone()
             if row is None:
                 return None
             act = self._conn.execute(
-                "SELECT ts FROM events WHERE dedup_key = ?", ("a:" + event_id,)
+                "SELECT ts FROM events WHERE dedup_key = ?", (activation_key(event_id),)
             ).fetchone()
         return float(row[0]), bool(row[1]), None if act is None else float(act[0])
 
     def get_decision(self, event_id: str) -> Decision | None:
         with self._lock:
             row = self._conn.execute(
-                "SELECT body FROM events WHERE dedup_key = ?", ("d:" + event_id,)
+                "SELECT body FROM events WHERE dedup_key = ?", (decision_key(event_id),)
             ).fetchone()
         return None if row is None else decode_decision(row[0])
 
@@ -217,7 +197,7 @@ class SqliteEventLog:
             self._maintenance_conn.close()
 
 
-class SqliteJoinedStore:
+class SqliteJoinedStore(JoinedIteration):
     """Joined examples and consumer offsets; the joiner's offsets commit with its output."""
 
     def __init__(self, path: Path, durability: Durability = "process") -> None:
@@ -291,15 +271,6 @@ class SqliteJoinedStore:
             JoinedExample(decode_decision(r[5]), r[2], r[3], bool(r[4]), r[1], seq=r[0])
             for r in rows
         ]
-
-    def iter_all(self, batch: int = 1000) -> Iterator[JoinedExample]:
-        after = 0
-        while True:
-            chunk = self.read(after, batch)
-            if not chunk:
-                return
-            yield from chunk
-            after = chunk[-1].seq
 
     def count(self) -> int:
         with self._lock:

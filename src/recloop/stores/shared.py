@@ -1,0 +1,73 @@
+"""What every backend does the same way: the dedup keys that make duplicates detectable,
+and the joined-stream iteration built on ``read``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from recloop.core.types import Activation, Decision, JoinedExample, Reward
+from recloop.log.codec import encode_decision, encode_reward
+
+
+def decision_key(event_id: str) -> str:
+    return "d:" + event_id
+
+
+def activation_key(event_id: str) -> str:
+    return "a:" + event_id
+
+
+class KeyedAppends:
+    """The three appends in terms of one backend-specific ``_append``."""
+
+    def _append(
+        self,
+        kind: str,
+        event_id: str,
+        ts: float,
+        dedup: str | None,
+        body: bytes,
+        deferred: bool = False,
+    ) -> int:
+        raise NotImplementedError
+
+    def append_decision(self, decision: Decision) -> int:
+        return self._append(
+            "decision",
+            decision.event_id,
+            decision.timestamp,
+            decision_key(decision.event_id),
+            encode_decision(decision),
+            decision.deferred,
+        )
+
+    def append_reward(self, reward: Reward) -> int:
+        dedup = None if reward.reward_id is None else f"r:{reward.event_id}:{reward.reward_id}"
+        return self._append(
+            "reward", reward.event_id, reward.timestamp, dedup, encode_reward(reward)
+        )
+
+    def append_activation(self, activation: Activation) -> int:
+        return self._append(
+            "activation",
+            activation.event_id,
+            activation.timestamp,
+            activation_key(activation.event_id),
+            b"{}",
+        )
+
+
+class JoinedIteration:
+    """``iter_all`` in terms of the backend's ``read``."""
+
+    def read(self, after: int, limit: int) -> list[JoinedExample]:
+        raise NotImplementedError
+
+    def iter_all(self, batch: int = 1000) -> Iterator[JoinedExample]:
+        after = 0
+        while True:
+            chunk = self.read(after, batch)
+            if not chunk:
+                return
+            yield from chunk
+            after = chunk[-1].seq
