@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -203,6 +203,18 @@ def test_oversized_payload(serve: Callable[..., Server]) -> None:
         big = {"context": {"blob": "x" * 5000}, "actions": ACTIONS}
         problem(api.post("/v1/rank", json=big), 413)
         assert metric(api, "recloop_rejected_total", reason="payload-too-large") == 1
+
+        def chunks() -> Iterator[bytes]:  # no Content-Length: the limit applies while reading
+            yield b'{"context": {"blob": "'
+            for _ in range(10):
+                yield b"x" * 500
+            yield b'"}, "actions": [{"id": "a"}]}'
+
+        streamed = api.post(
+            "/v1/rank", content=chunks(), headers={"content-type": "application/json"}
+        )
+        problem(streamed, 413)
+        assert metric(api, "recloop_rejected_total", reason="payload-too-large") == 2
         assert api.post("/v1/rank", json=RANK).status_code == 200
 
 
