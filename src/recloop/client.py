@@ -214,7 +214,7 @@ class Loop:
         try:
             # stamp and append under the log's lock: a record stamped before a reader's clock
             # reading is always visible to that reader (the joiner never misses it)
-            with self.log.exclusive():
+            with self.log.exclusive(across_processes=False):
                 decision = Decision(
                     event_id=event_id,
                     loop=self.name,

@@ -230,3 +230,22 @@ def test_a_loop_learns_on_postgres(tmp_path: Path) -> None:
     with Loop.open(tmp_path, name=name, start=False, clock=clock, **settings) as again:
         assert again.pipeline is not None and again.pipeline.learner_offset == 30
         assert again.log.count("decision") == 30
+
+
+def test_exclusive_commits_on_typed_errors_and_rolls_back_on_others(
+    event_log: EventLog,
+) -> None:
+    from recloop.core.errors import UnknownEventError
+
+    with pytest.raises(UnknownEventError), event_log.exclusive():
+        event_log.dead_letter(DeadLetter("unknown-event", "x", 1.0, {}, None))
+        raise UnknownEventError("x")  # the caller's typed error: the dead letter stays
+    with pytest.raises(RuntimeError), event_log.exclusive():
+        event_log.append_decision(decision("lost"))
+        raise RuntimeError("boom")  # anything else: nothing written survives
+    with event_log.exclusive(), event_log.exclusive():  # reentrant
+        event_log.append_decision(decision("kept"))
+    assert event_log.count("dead_letter") == 1
+    assert event_log.get_decision("lost") is None
+    assert event_log.get_decision("kept") is not None
+    assert [r.event.event_id for r in event_log.read(0, 10)] == ["kept"]

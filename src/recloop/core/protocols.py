@@ -93,10 +93,12 @@ class EventLog(Protocol):
         """Records of a kind: 'decision', 'reward', 'activation' or 'dead_letter'."""
         ...
 
-    def exclusive(self) -> AbstractContextManager[Any]:
-        """A reentrant hold on the log: check-then-append sequences run inside it, and
-        ``read`` waits for it, so a record stamped before a reader took its clock reading is
-        always visible to that reader."""
+    def exclusive(self, across_processes: bool = True) -> AbstractContextManager[Any]:
+        """A reentrant hold on the log for check-then-append sequences. In this process,
+        ``read`` waits for it; ``across_processes`` also takes the database's write lock
+        before the caller stamps its record, so stamp-to-commit stays short however many
+        processes append. Either way, a record stamped before a reader took its clock
+        reading is visible to that reader (across processes: within join_grace_seconds)."""
         ...
 
     def maintenance(self) -> None:

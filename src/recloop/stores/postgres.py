@@ -10,15 +10,15 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Mapping, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
 from typing import Any
 
 import orjson
 import psycopg
 
-from recloop.core.errors import DuplicateEventError, UnknownModelError
+from recloop.core.errors import DuplicateEventError, RecloopError, UnknownModelError
 from recloop.core.protocols import LogRecord, ModelVersion
 from recloop.core.types import (
     Activation,
@@ -75,7 +75,7 @@ class _Base:
             self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_key("", "schema"),))
             self._conn.execute(SCHEMA)
 
-    def exclusive(self) -> AbstractContextManager[Any]:
+    def exclusive(self, across_processes: bool = True) -> AbstractContextManager[Any]:
         return self._lock
 
     def close(self) -> None:
@@ -84,6 +84,39 @@ class _Base:
 
 
 class PostgresEventLog(KeyedAppends, _Base):
+    def __init__(self, url: str, loop: str) -> None:
+        super().__init__(url, loop)
+        self._depth = 0
+
+    @contextmanager
+    def exclusive(self, across_processes: bool = True) -> Iterator[None]:
+        """Hold the log in this process and, through the loop's advisory lock, across
+        processes, before the caller stamps its record (see SqliteEventLog.exclusive).
+        Typed errors raised inside still commit what was written (dead letters)."""
+        with self._lock:
+            self._depth += 1
+            try:
+                if self._depth > 1 or not across_processes:
+                    yield
+                    return
+                tx = self._conn.transaction()
+                tx.__enter__()
+                try:
+                    self._conn.execute(
+                        "SELECT pg_advisory_xact_lock(%s)", (_lock_key(self.loop, "log"),)
+                    )
+                    yield
+                except RecloopError:
+                    tx.__exit__(None, None, None)
+                    raise
+                except BaseException as exc:
+                    tx.__exit__(type(exc), exc, exc.__traceback__)
+                    raise
+                else:
+                    tx.__exit__(None, None, None)
+            finally:
+                self._depth -= 1
+
     def _append(
         self,
         kind: str,
