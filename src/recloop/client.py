@@ -125,9 +125,13 @@ class Loop:
         self.pipeline: Pipeline | None = None
         self._lease: Lease | None = None
         if role != "serve":
-            self._lease = acquire_lease(
-                self.settings.storage_url, self.dir, self.settings.lease_wait_seconds
-            )
+            try:
+                self._lease = acquire_lease(
+                    self.settings.storage_url, self.dir, self.settings.lease_wait_seconds
+                )
+            except BaseException:
+                self.stores.close()  # a standby retries every second: leak nothing
+                raise
             self.candidates.sync()
             self.pipeline = Pipeline(
                 self.settings,

@@ -94,3 +94,21 @@ def test_counters_of_dead_workers_are_dropped_and_closed_workers_remove_theirs(
         other.close()
         worker.close()
     assert Loop(settings, tmp_path, role="serve").joined.states(SERVE_STATS_PREFIX) == {}
+
+
+def test_a_busy_lease_leaks_no_connections(tmp_path: Path) -> None:
+    import os
+
+    first = Loop(LoopSettings(), tmp_path)
+    try:
+
+        def attempts(n: int) -> int:
+            for _ in range(n):  # what a standby pipeline does, once a second
+                with pytest.raises(LeaseBusyError):
+                    Loop(LoopSettings(lease_wait_seconds=0), tmp_path, role="pipeline")
+            return len(os.listdir("/proc/self/fd"))
+
+        warmed_up = attempts(5)
+        assert attempts(20) <= warmed_up  # no descriptor left behind per attempt
+    finally:
+        first.close()
