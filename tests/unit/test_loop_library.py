@@ -397,3 +397,30 @@ def test_catch_up_after_restart_is_bounded_per_step(
         report = lp.evaluations()
         assert report["examples"] == 26 and report["candidates"][0]["n"] == 26
         assert lp.joined.is_joined(late.event_id)
+
+
+def test_a_new_candidate_catches_up_on_history_in_bounded_slices(
+    loop: Loop, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from recloop.learning import pipeline
+
+    for i in range(25):
+        d = loop.rank({}, ACTIONS, event_id=f"h{i}")
+        loop.reward(d.event_id, 1.0 if d.chosen == "a" else 0.0)
+    clock.advance(6)
+    loop.step()
+    monkeypatch.setattr(pipeline, "EVALUATE_CATCH_UP", 10)
+    loop.register_policy("always-a", "fixed", {"action_id": "a"})  # returns at once
+    [cand] = loop.evaluations()["candidates"]
+    assert (cand["n"], cand["caught_up"]) == (0, False)
+    loop.step()
+    [cand] = loop.evaluations()["candidates"]
+    assert (cand["n"], cand["caught_up"]) == (10, False)
+    live = loop.rank({}, ACTIONS, event_id="live")  # new examples keep flowing meanwhile
+    loop.reward(live.event_id, 1.0 if live.chosen == "a" else 0.0)
+    clock.advance(6)
+    loop.step()
+    loop.step()
+    [cand] = loop.evaluations()["candidates"]
+    assert (cand["n"], cand["caught_up"]) == (26, True)
+    assert cand["snips"]["value"] == pytest.approx(1.0)  # every logged 'a' was rewarded

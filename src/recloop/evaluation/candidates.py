@@ -36,7 +36,7 @@ class CandidateRegistry:
         self.evaluator = evaluator
         self.epsilon = epsilon
         self.runs_evaluators = runs_evaluators
-        self.lock = lock  # held while the evaluator replays history
+        self.lock = lock  # the pipeline's: candidates change between steps, not during one
         self._in_process: set[str] = set()
 
     def _build(self, name: str, spec: Mapping[str, Any]) -> Candidate:
@@ -58,7 +58,7 @@ class CandidateRegistry:
         cand = self._build(name, spec)  # validates the spec even where it is not run
         if self.runs_evaluators:
             with self.lock:
-                self.evaluator.add(cand, self.store.iter_all())
+                self.evaluator.add(cand)
         if persist:
             self.store.set_state(CANDIDATE_PREFIX + name, orjson.dumps(spec).decode())
 
@@ -71,7 +71,7 @@ class CandidateRegistry:
         spec = {"kind": "in-process", "policy": policy.name}
         cand = Candidate(name, policy, explorer or make_explorer("greedy"), spec)
         with self.lock:
-            self.evaluator.add(cand, self.store.iter_all())
+            self.evaluator.add(cand)
             self._in_process.add(name)
 
     def unregister(self, name: str) -> None:
@@ -98,4 +98,4 @@ class CandidateRegistry:
             except RecloopError as exc:
                 log.warning("skipping stored candidate %s: %s", name, exc)
                 continue
-            self.evaluator.add(cand, self.store.iter_all())
+            self.evaluator.add(cand)

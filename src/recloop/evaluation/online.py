@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +24,8 @@ class Candidate:
     explorer: Explorer = field(default_factory=Greedy)
     spec: Mapping[str, Any] = field(default_factory=dict)
     stats: WeightedRewardStats = field(default_factory=WeightedRewardStats)
+    offset: int = 0
+    """Seq of the last joined example this candidate has seen."""
 
     def probability_of_logged(self, example: JoinedExample) -> float:
         d = example.decision
@@ -34,11 +36,14 @@ class Candidate:
 
     def update(self, example: JoinedExample) -> None:
         """Score the logged example, then let a learning candidate learn from it."""
+        if example.seq and example.seq <= self.offset:
+            return  # seen already
         p = self.probability_of_logged(example)
         self.stats.add(p / example.decision.probability, example.reward)
         learn = getattr(self.policy, "learn_one", None)
         if learn is not None:
             learn(example)
+        self.offset = max(self.offset, example.seq)
 
 
 def _estimate_dict(e: Estimate) -> dict[str, float | None]:
@@ -61,14 +66,30 @@ class OnlineEvaluator:
         self.observed = MeanStats()
         self.offset = 0
 
-    def add(self, candidate: Candidate, history: Iterable[JoinedExample] = ()) -> None:
-        """Register a candidate, first replaying the joined history it missed."""
+    def add(self, candidate: Candidate) -> None:
+        """Register a candidate. It first catches up on the joined history it missed, a
+        bounded slice per :meth:`catch_up`, so registering never stalls the pipeline."""
         with self._lock:
-            for example in history:
-                if example.seq > self.offset:
-                    break
-                candidate.update(example)
             self._candidates[candidate.name] = candidate
+
+    def catch_up(self, read: Callable[[int, int], list[JoinedExample]], limit: int) -> int:
+        """Feed lagging candidates up to `limit` past examples (read by seq); returns how
+        many were fed."""
+        fed = 0
+        with self._lock:
+            for cand in self._candidates.values():
+                while cand.offset < self.offset and fed < limit:
+                    rows = read(cand.offset, min(1000, limit - fed))
+                    if not rows:
+                        break
+                    for row in rows:
+                        if row.seq > self.offset:
+                            break
+                        cand.update(row)
+                        fed += 1
+                    if rows[-1].seq > self.offset:
+                        break
+        return fed
 
     def remove(self, name: str) -> bool:
         with self._lock:
@@ -82,7 +103,8 @@ class OnlineEvaluator:
         with self._lock:
             self.observed.add(example.reward)
             for cand in self._candidates.values():
-                cand.update(example)
+                if cand.offset >= self.offset:  # caught up: take it live; else catch_up will
+                    cand.update(example)
             self.offset = max(self.offset, example.seq)
 
     def report(self) -> dict[str, Any]:
@@ -95,6 +117,8 @@ class OnlineEvaluator:
                         "name": cand.name,
                         "spec": dict(cand.spec),
                         "n": s.n,
+                        "offset": cand.offset,
+                        "caught_up": cand.offset >= self.offset,
                         "ips": _estimate_dict(s.ips()),
                         "snips": _estimate_dict(s.snips()),
                         "effective_sample_size": s.effective_sample_size(),

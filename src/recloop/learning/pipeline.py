@@ -234,6 +234,7 @@ class Pipeline:
         for ex in self._unseen(self.evaluator.offset, fresh or [], EVALUATE_CATCH_UP):
             self.evaluator.update(ex)
             done += 1
+        self.evaluator.catch_up(self.joined.read, EVALUATE_CATCH_UP)  # new candidates
         return done
 
     def step(self) -> int:
