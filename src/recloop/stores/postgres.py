@@ -10,15 +10,15 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import replace
 from typing import Any
 
 import orjson
 import psycopg
 
-from recloop.core.errors import DuplicateEventError, RecloopError, UnknownModelError
+from recloop.core.errors import DuplicateEventError, UnknownModelError
 from recloop.core.protocols import LogRecord, ModelVersion
 from recloop.core.types import (
     Activation,
@@ -30,6 +30,7 @@ from recloop.core.types import (
 )
 from recloop.log.codec import decode_decision, decode_reward, encode_decision
 from recloop.stores.shared import (
+    ExclusiveLog,
     JoinedIteration,
     KeyedAppends,
     activation_key,
@@ -83,39 +84,31 @@ class _Base:
             self._conn.close()
 
 
-class PostgresEventLog(KeyedAppends, _Base):
+class _RollBack(Exception):
+    """Makes psycopg's transaction block roll back."""
+
+
+class PostgresEventLog(KeyedAppends, ExclusiveLog, _Base):
     def __init__(self, url: str, loop: str) -> None:
         super().__init__(url, loop)
         self._depth = 0
+        self._tx: AbstractContextManager[psycopg.Transaction] | None = None
 
-    @contextmanager
-    def exclusive(self, across_processes: bool = True) -> Iterator[None]:
-        """Hold the log in this process and, through the loop's advisory lock, across
-        processes, before the caller stamps its record (see SqliteEventLog.exclusive).
-        Typed errors raised inside still commit what was written (dead letters)."""
-        with self._lock:
-            self._depth += 1
-            try:
-                if self._depth > 1 or not across_processes:
-                    yield
-                    return
-                tx = self._conn.transaction()
-                tx.__enter__()
-                try:
-                    self._conn.execute(
-                        "SELECT pg_advisory_xact_lock(%s)", (_lock_key(self.loop, "log"),)
-                    )
-                    yield
-                except RecloopError:
-                    tx.__exit__(None, None, None)
-                    raise
-                except BaseException as exc:
-                    tx.__exit__(type(exc), exc, exc.__traceback__)
-                    raise
-                else:
-                    tx.__exit__(None, None, None)
-            finally:
-                self._depth -= 1
+    def _begin(self) -> None:
+        """A transaction holding the loop's advisory lock, before the caller stamps."""
+        tx = self._conn.transaction()
+        tx.__enter__()
+        self._tx = tx
+        self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_key(self.loop, "log"),))
+
+    def _end(self, commit: bool) -> None:
+        tx, self._tx = self._tx, None
+        assert tx is not None
+        if commit:
+            tx.__exit__(None, None, None)
+        else:
+            error = _RollBack()
+            tx.__exit__(type(error), error, None)
 
     def _append(
         self,

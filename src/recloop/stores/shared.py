@@ -3,8 +3,11 @@ and the joined-stream iteration built on ``read``."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 
+from recloop.core.errors import RecloopError
 from recloop.core.types import Activation, Decision, JoinedExample, Reward
 from recloop.log.codec import encode_decision, encode_reward
 
@@ -71,3 +74,44 @@ class JoinedIteration:
                 return
             yield from chunk
             after = chunk[-1].seq
+
+
+class ExclusiveLog:
+    """``exclusive()`` for every backend: reentrant, holds the in-process lock and, when
+    ``across_processes``, a database-level lock taken *before* the caller stamps its record
+    (``_begin``), so stamp-to-commit stays microseconds however many processes append.
+    Typed errors raised inside still commit what was written (dead letters); other errors
+    roll back. Backends provide ``_lock``, ``_depth``, ``_begin`` and ``_end``."""
+
+    _lock: threading.RLock
+    _depth: int
+
+    def _begin(self) -> None:
+        raise NotImplementedError
+
+    def _end(self, commit: bool) -> None:
+        raise NotImplementedError
+
+    @contextmanager
+    def exclusive(self, across_processes: bool = True) -> Iterator[None]:
+        with self._lock:
+            self._depth += 1
+            outermost = self._depth == 1 and across_processes
+            try:
+                if outermost:
+                    self._begin()
+                try:
+                    yield
+                except RecloopError:
+                    if outermost:
+                        self._end(commit=True)
+                    raise
+                except BaseException:
+                    if outermost:
+                        self._end(commit=False)
+                    raise
+                else:
+                    if outermost:
+                        self._end(commit=True)
+            finally:
+                self._depth -= 1

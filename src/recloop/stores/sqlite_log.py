@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
 import orjson
 
-from recloop.core.errors import DuplicateEventError, RecloopError
+from recloop.core.errors import DuplicateEventError
 from recloop.core.protocols import LogRecord
 from recloop.core.types import (
     Activation,
@@ -28,6 +27,7 @@ from recloop.log.codec import (
     encode_decision,
 )
 from recloop.stores.shared import (
+    ExclusiveLog,
     JoinedIteration,
     KeyedAppends,
     activation_key,
@@ -84,7 +84,7 @@ def _insert_letters(conn: sqlite3.Connection, letters: Sequence[DeadLetter]) -> 
     )
 
 
-class SqliteEventLog(KeyedAppends):
+class SqliteEventLog(KeyedAppends, ExclusiveLog):
     """The durable log. Each append commits before it returns (acknowledged = durable)."""
 
     def __init__(self, path: Path, durability: Durability = "process") -> None:
@@ -96,36 +96,12 @@ class SqliteEventLog(KeyedAppends):
         self._lock = threading.RLock()
         self._depth = 0
 
-    @contextmanager
-    def exclusive(self, across_processes: bool = True) -> Iterator[None]:
-        """Hold the log, in this process (no other thread's read or append interleaves)
-        and in the database (BEGIN IMMEDIATE takes SQLite's write lock before the caller
-        stamps its record), so a record's timestamp is never older than the wait for the
-        lock: with several processes, stamp-to-commit stays microseconds. Typed errors
-        raised inside still commit what was written (dead letters); others roll back.
-        ``across_processes=False`` holds only the in-process lock (decisions need no more:
-        nothing can refer to one before it is committed)."""
-        with self._lock:
-            self._depth += 1
-            outermost = self._depth == 1 and across_processes
-            try:
-                if outermost:
-                    self._conn.execute("BEGIN IMMEDIATE")
-                try:
-                    yield
-                except RecloopError:
-                    if outermost:
-                        self._conn.execute("COMMIT")
-                    raise
-                except BaseException:
-                    if outermost:
-                        self._conn.execute("ROLLBACK")
-                    raise
-                else:
-                    if outermost:
-                        self._conn.execute("COMMIT")
-            finally:
-                self._depth -= 1
+    def _begin(self) -> None:
+        """BEGIN IMMEDIATE: SQLite's write lock, before the caller stamps its record."""
+        self._conn.execute("BEGIN IMMEDIATE")
+
+    def _end(self, commit: bool) -> None:
+        self._conn.execute("COMMIT" if commit else "ROLLBACK")
 
     def maintenance(self) -> None:
         """Checkpoint the WAL into the database file (PASSIVE: never blocks writers)."""
