@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 
-from recloop.core.types import Action, Activation, Decision, JoinedExample, Reward
+from recloop.core.types import Action, Decision, Reward
 
 
 def decision_to_dict(d: Decision) -> dict[str, Any]:
@@ -62,18 +62,3 @@ def encode_reward(r: Reward) -> bytes:
 def decode_reward(event_id: str, ts: float, blob: bytes) -> Reward:
     raw = orjson.loads(blob)
     return Reward(event_id=event_id, value=raw["value"], timestamp=ts, reward_id=raw["reward_id"])
-
-
-def decode_activation(event_id: str, ts: float) -> Activation:
-    return Activation(event_id=event_id, timestamp=ts)
-
-
-def joined_to_dict(ex: JoinedExample) -> dict[str, Any]:
-    return {
-        "seq": ex.seq,
-        "reward": ex.reward,
-        "n_rewards": ex.n_rewards,
-        "used_default": ex.used_default,
-        "joined_at": ex.joined_at,
-        "decision": decision_to_dict(ex.decision),
-    }

@@ -21,7 +21,6 @@ from recloop.core.types import (
     Reward,
 )
 from recloop.log.codec import (
-    decode_activation,
     decode_decision,
     decode_reward,
     encode_decision,
@@ -163,7 +162,7 @@ class SqliteEventLog(KeyedAppends, ExclusiveLog):
             elif kind == "reward":
                 event = decode_reward(event_id, ts, body)
             else:
-                event = decode_activation(event_id, ts)
+                event = Activation(event_id, ts)
             out.append(LogRecord(offset, kind, event))
         return out
 
