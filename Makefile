@@ -14,6 +14,9 @@ $(BIN)/python:
 
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
+	# real logged bandit data (the Open Bandit Dataset sample) for OPE validation: obp's
+	# old pins (torch 1.12, Python <3.11) are not needed to read it, so no deps
+	$(BIN)/pip install -q --no-deps --ignore-requires-python obp==0.5.7
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 

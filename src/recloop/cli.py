@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 from rich.table import Table
 
+from recloop.cli_offline import evaluate_offline
 from recloop.settings import DEFAULT_LOOP, load_settings
 
 app = typer.Typer(help="recloop: a self-hosted learning decision service.", no_args_is_help=True)
@@ -228,6 +229,9 @@ def bench(
     if quick:
         cmd.append("--quick")
     raise typer.Exit(subprocess.call(cmd, cwd=root))
+
+
+app.command("evaluate-offline")(evaluate_offline)
 
 
 @app.command("show-config")

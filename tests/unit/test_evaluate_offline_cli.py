@@ -1,0 +1,134 @@
+"""`recloop evaluate-offline` on files: CSV/Parquet logs, .npy policies, policies by name."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from recloop.cli import app
+from recloop.evaluation.logdata import read_log, write_log
+from recloop.evaluation.synthetic import Evaluation, SyntheticBandit
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def logged(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ope")
+    world = SyntheticBandit(seed=2, n_actions=4, dim=3, logging_beta=1.0)
+    data, q = world.log(3_000)
+    policy = Evaluation(beta=4.0)
+    probs = policy.probabilities(data.context, q)
+    write_log(tmp / "log.csv", data)
+    write_log(tmp / "log.parquet", data)
+    np.save(tmp / "policy.npy", probs)
+    return tmp, world.true_value(policy, n=300_000)
+
+
+def _json(args):
+    result = runner.invoke(app, ["evaluate-offline", *args, "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_table_json_and_plot_from_csv_and_parquet(logged):
+    tmp, truth = logged
+    for name in ("log.csv", "log.parquet"):
+        out = _json(
+            [
+                "--log", str(tmp / name),
+                "--policy-probs", str(tmp / "policy.npy"),
+                "--estimators", "dm,ips,snips,dr,sndr,switch-dr,dr-os,clipped-ips,clipped-dr",
+                "--reward-model", "ridge",
+                "--plot", str(tmp / f"{name}.png"),
+            ]
+        )  # fmt: skip
+        est = {e["estimator"].split("(")[0]: e for e in out["estimates"]}
+        assert set(est) == {"dm", "ips", "snips", "dr", "sndr", "switch-dr", "dr-os",
+                            "clipped-ips", "clipped-dr"}  # fmt: skip
+        for key in ("ips", "snips", "dr", "sndr"):
+            e = est[key]
+            assert e["low"] < e["value"] < e["high"]
+            assert abs(e["value"] - truth) < 0.05, (key, e, truth)
+        assert out["overlap"]["n"] == 3_000
+        assert 0 < out["overlap"]["ess_ratio"] <= 1
+        assert out["reward_model"].startswith("ridge (3-fold")
+        assert (tmp / f"{name}.png").stat().st_size > 1000
+    table = runner.invoke(
+        app,
+        ["evaluate-offline", "--log", str(tmp / "log.csv"), "--policy-probs",
+         str(tmp / "policy.npy"), "--estimators", "ips,snips", "--no-plot"],
+    )  # fmt: skip
+    assert table.exit_code == 0, table.output
+    assert "snips" in table.stdout and "effective sample size" in table.stdout
+
+
+def test_bootstrap_intervals_from_the_cli(logged):
+    tmp, _ = logged
+    out = _json(["--log", str(tmp / "log.csv"), "--policy-probs", str(tmp / "policy.npy"),
+                 "--estimators", "ips", "--bootstrap", "200", "--no-plot"])  # fmt: skip
+    assert out["estimates"][0]["method"] == "bootstrap(200)"
+
+
+def test_policy_by_name_matches_its_probabilities(logged):
+    tmp, _ = logged
+    data = read_log(tmp / "log.csv")
+    uniform = np.full((data.n_rows, data.n_actions), 1.0 / data.n_actions)
+    np.save(tmp / "uniform.npy", uniform)
+    by_name = _json(["--log", str(tmp / "log.csv"), "--policy", "uniform", "--explorer",
+                     "softmax", "--estimators", "ips,snips", "--no-plot"])  # fmt: skip
+    by_probs = _json(["--log", str(tmp / "log.csv"), "--policy-probs", str(tmp / "uniform.npy"),
+                      "--estimators", "ips,snips", "--no-plot"])  # fmt: skip
+    assert by_name["estimates"] == by_probs["estimates"]
+
+
+def test_poor_overlap_is_warned(tmp_path):
+    world = SyntheticBandit(seed=3, n_actions=6, logging_beta=8.0, logging_epsilon=0.02)
+    data, q = world.log(2_000)
+    write_log(tmp_path / "log.csv", data)
+    # the opposite of the logger: the worst action, deterministically
+    probs = np.eye(6)[q.argmin(axis=1)]
+    np.save(tmp_path / "p.npy", probs)
+    out = _json(["--log", str(tmp_path / "log.csv"), "--policy-probs", str(tmp_path / "p.npy"),
+                 "--estimators", "ips,snips", "--no-plot"])  # fmt: skip
+    assert any("poor overlap" in w for w in out["warnings"]), out["warnings"]
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        ("no-propensity", "missing column"),
+        ("bad-shape", "shape"),
+        ("both-policies", "--policy or --policy-probs"),
+        ("unknown-policy", "neither a policy kind"),
+        ("unknown-estimator", "unknown estimator"),
+        ("non-numeric", "non-numeric"),
+    ],
+)
+def test_bad_input_is_a_clear_error(tmp_path, logged, setup, message):
+    tmp, _ = logged
+    log, policy = tmp / "log.csv", ["--policy-probs", str(tmp / "policy.npy")]
+    extra: list[str] = []
+    if setup == "no-propensity":
+        (tmp_path / "bad.csv").write_text("action,reward\n0,1\n")
+        log = tmp_path / "bad.csv"
+    elif setup == "bad-shape":
+        np.save(tmp_path / "p.npy", np.ones((5, 4)) / 4)
+        policy = ["--policy-probs", str(tmp_path / "p.npy")]
+    elif setup == "both-policies":
+        policy += ["--policy", "uniform"]
+    elif setup == "unknown-policy":
+        policy = ["--policy", "no-such-thing"]
+    elif setup == "unknown-estimator":
+        extra = ["--estimators", "ips,magic"]
+    elif setup == "non-numeric":
+        (tmp_path / "bad.csv").write_text("action,reward,propensity\n0,yes,0.5\n")
+        log = tmp_path / "bad.csv"
+    result = runner.invoke(
+        app, ["evaluate-offline", "--log", str(log), *policy, *extra, "--no-plot"]
+    )
+    assert result.exit_code == 2
+    assert message in result.output
