@@ -9,36 +9,42 @@ import pytest
 
 from recloop import Loop
 from recloop.core.clock import FakeClock
-from recloop.evaluation.estimators import MeanStats, WeightedRewardStats
+from recloop.evaluation.offpolicy import IPS, SNIPS
+from recloop.evaluation.terms import TermSums
 from recloop.simulators.synthetic import SyntheticPopulation
 
 
+def _streamed(rows: list[tuple[float, float]]) -> tuple[TermSums, TermSums]:
+    """What a candidate accumulates online: the offline estimators' row terms, summed."""
+    ips, snips = TermSums(), TermSums()
+    for w, r in rows:
+        ips.add(*IPS.row(w, r), w=w)
+        snips.add(*SNIPS.row(w, r), w=w)
+    return ips, snips
+
+
 def test_ips_and_snips_on_a_tiny_log() -> None:
-    s = WeightedRewardStats()
-    for w, r in [(2.0, 1.0), (0.0, 1.0), (2.0, 0.0), (4.0, 1.0)]:
-        s.add(w, r)
-    assert s.ips().value == pytest.approx((2 + 0 + 0 + 4) / 4)
-    assert s.snips().value == pytest.approx(6 / 8)
-    assert s.effective_sample_size() == pytest.approx(64 / 24)
-    assert s.max_w == 4.0
-    ips = s.ips()
+    ips, snips = _streamed([(2.0, 1.0), (0.0, 1.0), (2.0, 0.0), (4.0, 1.0)])
+    assert ips.value() == pytest.approx((2 + 0 + 0 + 4) / 4)
+    assert snips.value() == pytest.approx(6 / 8)
+    assert ips.effective_sample_size() == pytest.approx(64 / 24)
+    assert ips.max_w == 4.0
+    interval = ips.normal_interval()
     wr = [2.0, 0.0, 0.0, 4.0]
     mean = sum(wr) / 4
-    var = sum((x - mean) ** 2 for x in wr) / 4
-    assert ips.high - ips.value == pytest.approx(1.959963984540054 * math.sqrt(var / 4))
+    var = sum((x - mean) ** 2 for x in wr) / 3  # sample variance
+    assert interval.high - interval.value == pytest.approx(1.959963984540054 * math.sqrt(var / 4))
 
 
 def test_snips_equals_ips_when_weights_average_one() -> None:
-    s = WeightedRewardStats()
-    for w, r in [(0.5, 1.0), (1.5, 0.2), (1.0, 0.7), (1.0, 0.0)]:
-        s.add(w, r)
-    assert s.snips().value == pytest.approx(s.ips().value)
+    ips, snips = _streamed([(0.5, 1.0), (1.5, 0.2), (1.0, 0.7), (1.0, 0.0)])
+    assert snips.value() == pytest.approx(ips.value())
 
 
 def test_empty_stats_are_nan_not_errors() -> None:
-    assert math.isnan(WeightedRewardStats().ips().value)
-    assert math.isnan(WeightedRewardStats().snips().value)
-    assert math.isnan(MeanStats().estimate().value)
+    ips, snips = _streamed([])
+    assert math.isnan(ips.normal_interval().value)
+    assert math.isnan(snips.normal_interval().value)
 
 
 def _run(seed: int, tmp: Path, events: int = 1500) -> tuple[dict[str, dict], dict[str, float]]:

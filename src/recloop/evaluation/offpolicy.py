@@ -194,7 +194,12 @@ class IPS(Estimator):
         return self.name if self.clip is None else f"clipped-ips(M={self.clip:g})"
 
     def terms(self, p: Prepared) -> Terms:
-        return Terms(a=_clipped(p.weight, self.clip) * p.reward)
+        return Terms(*self.row(_clipped(p.weight, self.clip), p.reward))
+
+    @staticmethod
+    def row(weight: Any, reward: Any) -> tuple[Any, Any, Any]:
+        """(a, u, v) of rows: arrays here, single floats for the online evaluators."""
+        return weight * reward, 0.0, 1.0
 
 
 @dataclass
@@ -208,8 +213,12 @@ class SNIPS(Estimator):
         return self.name if self.clip is None else f"clipped-snips(M={self.clip:g})"
 
     def terms(self, p: Prepared) -> Terms:
-        w = _clipped(p.weight, self.clip)
-        return Terms(a=0.0, u=w * p.reward, v=w)
+        return Terms(*self.row(_clipped(p.weight, self.clip), p.reward))
+
+    @staticmethod
+    def row(weight: Any, reward: Any) -> tuple[Any, Any, Any]:
+        """(a, u, v) of rows: arrays here, single floats for the online evaluators."""
+        return 0.0, weight * reward, weight
 
 
 @dataclass

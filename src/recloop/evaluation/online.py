@@ -11,7 +11,8 @@ import numpy as np
 
 from recloop.core.protocols import Explorer, Policy
 from recloop.core.types import JoinedExample, available_actions
-from recloop.evaluation.estimators import Estimate, MeanStats, WeightedRewardStats
+from recloop.evaluation.offpolicy import IPS, SNIPS
+from recloop.evaluation.terms import Interval, TermSums
 from recloop.exploration.explorers import Greedy
 
 
@@ -23,7 +24,8 @@ class Candidate:
     policy: Policy
     explorer: Explorer = field(default_factory=Greedy)
     spec: Mapping[str, Any] = field(default_factory=dict)
-    stats: WeightedRewardStats = field(default_factory=WeightedRewardStats)
+    ips: TermSums = field(default_factory=TermSums)
+    snips: TermSums = field(default_factory=TermSums)
     offset: int = 0
     """Seq of the last joined example this candidate has seen."""
 
@@ -38,19 +40,21 @@ class Candidate:
         """Score the logged example, then let a learning candidate learn from it."""
         if example.seq and example.seq <= self.offset:
             return  # seen already
-        p = self.probability_of_logged(example)
-        self.stats.add(p / example.decision.probability, example.reward)
+        w = self.probability_of_logged(example) / example.decision.probability
+        # the same per-row terms as the offline estimators (one implementation)
+        for sums, terms in (
+            (self.ips, IPS.row(w, example.reward)),
+            (self.snips, SNIPS.row(w, example.reward)),
+        ):
+            sums.add(*terms, w=w)
         learn = getattr(self.policy, "learn_one", None)
         if learn is not None:
             learn(example)
         self.offset = max(self.offset, example.seq)
 
 
-def _estimate_dict(e: Estimate) -> dict[str, float | None]:
-    def clean(x: float) -> float | None:
-        return None if not np.isfinite(x) else x
-
-    return {"value": clean(e.value), "low": clean(e.low), "high": clean(e.high)}
+def _estimate_dict(e: Interval) -> dict[str, float | None]:
+    return {k: v for k, v in e.to_dict().items() if k != "method"}
 
 
 class OnlineEvaluator:
@@ -63,7 +67,7 @@ class OnlineEvaluator:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._candidates: dict[str, Candidate] = {}
-        self.observed = MeanStats()
+        self.observed = TermSums()
         self.offset = 0
 
     def add(self, candidate: Candidate) -> None:
@@ -111,23 +115,22 @@ class OnlineEvaluator:
         with self._lock:
             candidates = []
             for cand in self._candidates.values():
-                s = cand.stats
                 candidates.append(
                     {
                         "name": cand.name,
                         "spec": dict(cand.spec),
-                        "n": s.n,
+                        "n": cand.ips.n,
                         "offset": cand.offset,
                         "caught_up": cand.offset >= self.offset,
-                        "ips": _estimate_dict(s.ips()),
-                        "snips": _estimate_dict(s.snips()),
-                        "effective_sample_size": s.effective_sample_size(),
-                        "max_weight": s.max_w,
+                        "ips": _estimate_dict(cand.ips.normal_interval()),
+                        "snips": _estimate_dict(cand.snips.normal_interval()),
+                        "effective_sample_size": cand.ips.effective_sample_size(),
+                        "max_weight": cand.ips.max_w,
                     }
                 )
             return {
                 "examples": self.observed.n,
                 "offset": self.offset,
-                "deployed": {"observed": _estimate_dict(self.observed.estimate())},
+                "deployed": {"observed": _estimate_dict(self.observed.normal_interval())},
                 "candidates": candidates,
             }
