@@ -19,7 +19,14 @@ from typing import Any
 
 from benchmarks.common import JSON_PREFIX, print_table
 
-BENCHMARKS = ["rank_inprocess", "learner_throughput", "reward_to_model", "web_api"]
+BENCHMARKS = [
+    "rank_inprocess",
+    "learner_throughput",
+    "reward_to_model",
+    "web_api",
+    "ope_speed",
+    "ope_accuracy",
+]
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT_S = 240
 

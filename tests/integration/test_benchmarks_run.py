@@ -13,7 +13,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["rank_inprocess", "learner_throughput", "reward_to_model"])
+@pytest.mark.parametrize(
+    "name",
+    ["rank_inprocess", "learner_throughput", "reward_to_model", "ope_speed", "ope_accuracy"],
+)
 def test_benchmark_runs_and_prints_figures(name: str) -> None:
     out = subprocess.run(
         [sys.executable, "-m", f"benchmarks.{name}", "--quick"],

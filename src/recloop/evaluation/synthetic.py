@@ -2,8 +2,8 @@
 
 Contexts are Gaussian; each action has a hidden linear reward model squashed into a click
 probability, so the true value of any policy is computable. The logging policy is a softmax
-over the true expected rewards with inverse temperature ``logging_beta`` (0 = uniform, good
-overlap; large = nearly greedy, poor overlap), mixed with ``logging_epsilon`` uniform
+over the true expected rewards with inverse temperature ``logging_beta`` (0 = uniform;
+large = nearly greedy; negative = prefers the worst actions), mixed with ``logging_epsilon`` uniform
 exploration so every action keeps some probability.
 """
 
@@ -35,6 +35,8 @@ class SyntheticBandit:
     seed: int = 0
     logging_beta: float = 1.0
     logging_epsilon: float = 0.1
+    base_logit: float = -1.5
+    """Shifts every action's reward logit: -1.5 gives click rates around 0.2."""
 
     def _weights(self) -> tuple[Array, Array]:
         rng = np.random.default_rng([self.seed, 0])
@@ -48,7 +50,7 @@ class SyntheticBandit:
     def expected_reward(self, x: Array) -> Array:
         """True P(reward = 1 | x, a) for every action, shape (n, A)."""
         theta, bias = self._weights()
-        out: Array = 1.0 / (1.0 + np.exp(-(x @ theta + bias)))
+        out: Array = 1.0 / (1.0 + np.exp(-(x @ theta + bias + self.base_logit)))
         return out
 
     def logging_policy(self, q: Array) -> Array:
