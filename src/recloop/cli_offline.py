@@ -23,15 +23,21 @@ DEFAULT_ESTIMATORS = "dm,ips,snips,dr,sndr,switch-dr"
 
 def evaluate_offline(
     log: Annotated[
-        Path,
+        Path | None,
         typer.Option(
             "--log",
             help="CSV or Parquet log: action, reward, propensity, [position], x_* context columns.",
         ),
-    ],
-    estimators: Annotated[str, typer.Option(help="Comma-separated estimators.")] = (
-        DEFAULT_ESTIMATORS
-    ),
+    ] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option("--data-dir", help="Evaluate a loop's own joined log instead of --log."),
+    ] = None,
+    loop: Annotated[str, typer.Option("--loop", help="The loop, with --data-dir.")] = "default",
+    estimators: Annotated[
+        str | None,
+        typer.Option(help=f"Comma-separated (default {DEFAULT_ESTIMATORS}; ips,snips for loops)."),
+    ] = None,
     policy: Annotated[
         str | None,
         typer.Option(
@@ -78,9 +84,14 @@ def evaluate_offline(
 ) -> None:
     """Estimate how a policy would have done on a logged-bandit file (DM, IPS, SNIPS, DR,
     SNDR, Switch-DR, DR-OS, clipped variants, IIPS) with intervals and overlap warnings."""
+    if (log is None) == (data_dir is None):
+        err_console.print("[red]error:[/red] give --log FILE or --data-dir DIR [--loop NAME]")
+        raise typer.Exit(2)
+    source = log if log is not None else Path(f"{loop}.joined")
     try:
         report = _run(
             log,
+            (data_dir, loop) if data_dir is not None else None,
             estimators,
             policy,
             policy_probs,
@@ -101,14 +112,14 @@ def evaluate_offline(
     if not no_plot:
         from recloop.evaluation.offline import write_plot
 
-        plot_path = plot or log.with_suffix(".ope.png")
-        write_plot(report, plot_path, title=f"{log.name}: off-policy estimates")
+        plot_path = plot or source.with_suffix(".ope.png")
+        write_plot(report, plot_path, title=f"{source.name}: off-policy estimates")
     if as_json:
         out = report.to_dict()
         out["plot"] = str(plot_path) if plot_path else None
         typer.echo(json.dumps(out))
         return
-    table = Table(title=f"off-policy estimates on {log.name} ({report.overlap.n} rows)")
+    table = Table(title=f"off-policy estimates on {source.name} ({report.overlap.n} rows)")
     for col in ("estimator", "value", f"{1 - alpha:.0%} interval", "method"):
         table.add_column(col)
     for row in report.rows:
@@ -129,8 +140,9 @@ def evaluate_offline(
 
 
 def _run(
-    log: Path,
-    estimators: str,
+    log: Path | None,
+    loop_source: tuple[Path, str] | None,
+    estimators: str | None,
     policy: str | None,
     policy_probs: Path | None,
     action_features: Path | None,
@@ -147,9 +159,11 @@ def _run(
 
     from recloop.evaluation.logdata import read_log
     from recloop.evaluation.offline import (
+        joined_action_dist,
         load_policy,
         load_policy_probs,
         policy_action_dist,
+        read_loop_log,
         run_offline,
     )
     from recloop.evaluation.offpolicy import make_estimator, prepare
@@ -160,15 +174,36 @@ def _run(
         raise InvalidInputError("give the evaluation policy as --policy or --policy-probs")
     if reward_model not in REWARD_MODELS:
         raise InvalidInputError(f"--reward-model must be one of {', '.join(REWARD_MODELS)}")
-    data = read_log(log, action_features)
-    if policy_probs is not None:
-        dist = load_policy_probs(policy_probs)
+    how = make_explorer(explorer, epsilon)
+    if loop_source is not None:
+        joined = read_loop_log(*loop_source)
+        data = joined.data
+        estimators = estimators or "ips,snips"
+        dist = (
+            load_policy_probs(policy_probs)
+            if policy_probs is not None
+            else joined_action_dist(load_policy(policy or ""), joined, how)
+        )
     else:
-        assert policy is not None
-        dist = policy_action_dist(load_policy(policy), data, make_explorer(explorer, epsilon))
+        assert log is not None
+        data = read_log(log, action_features)
+        estimators = estimators or DEFAULT_ESTIMATORS
+        dist = (
+            load_policy_probs(policy_probs)
+            if policy_probs is not None
+            else policy_action_dist(load_policy(policy or ""), data, how)
+        )
     names = [n.strip() for n in estimators.split(",") if n.strip()]
     if not names:
         raise InvalidInputError("--estimators is empty")
+    if loop_source is not None and any(
+        make_estimator(n, clip=1.0).needs_reward_model for n in names
+    ):
+        raise InvalidInputError(
+            "reward-model estimators (dm, dr, ...) need context features as columns: export "
+            "the loop's log to a CSV/Parquet file with x_* columns, or use ips, snips, "
+            "clipped-ips here"
+        )
     if clip is None and any(n.startswith("clipped-") for n in names):
         clip = float(np.quantile(prepare(data, dist).weight, 0.99)) or 1.0
     chosen = [make_estimator(n, clip=clip) for n in names]

@@ -7,6 +7,7 @@ that scores every row's actions again.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ from numpy.typing import NDArray
 from recloop.core.errors import InvalidInputError
 from recloop.core.protocols import Explorer, Policy
 from recloop.core.types import Action
-from recloop.evaluation.logdata import BanditData
+from recloop.evaluation.logdata import BanditData, JoinedLog, from_joined
 from recloop.evaluation.offpolicy import EstimateRow, Estimator, Overlap, evaluate
 from recloop.evaluation.reward_model import cross_fit_rewards
 from recloop.exploration.explorers import Greedy
@@ -43,12 +44,19 @@ def load_policy_probs(path: str | Path) -> Array:
 
 
 def load_policy(name_or_model: str) -> Policy:
-    """A registered policy kind, or a VW model file saved by recloop (models are stored as
-    bytes in the model store; `GET /v1/models/{version}/download` or a checkpoint file)."""
+    """A registered policy kind, optionally with JSON params (``fixed:{"action_id": "a"}``),
+    or a VW model file saved by recloop."""
     from recloop.policies.registry import POLICIES, make_policy
 
-    if name_or_model in POLICIES:
-        return make_policy(name_or_model)
+    kind, _, params = name_or_model.partition(":")
+    if kind in POLICIES:
+        try:
+            parsed = json.loads(params) if params else {}
+        except ValueError as exc:
+            raise InvalidInputError(f"--policy {kind}:PARAMS needs JSON params ({exc})") from exc
+        if not isinstance(parsed, dict):
+            raise InvalidInputError(f"--policy {kind}:PARAMS needs a JSON object")
+        return make_policy(kind, parsed)
     path = Path(name_or_model)
     if not path.exists():
         raise InvalidInputError(
@@ -94,6 +102,31 @@ def policy_action_dist(policy: Policy, data: BanditData, explorer: Explorer | No
             for slot in range(min(slots, len(order))):
                 out[i, order[slot], slot] = 1.0
     return out if data.position is not None else out[:, :, 0]
+
+
+def joined_action_dist(policy: Policy, log: JoinedLog, explorer: Explorer | None = None) -> Array:
+    """The same for recloop's own joined log: each decision's own actions (and context) are
+    scored again; action sets vary, so shorter ones are padded with probability 0."""
+    explorer = explorer or Greedy()
+    out = np.zeros((log.data.n_rows, log.data.n_actions))
+    for i, (ctx, acts) in enumerate(zip(log.contexts, log.actions, strict=True)):
+        scores = np.asarray(policy.scores(ctx, acts), dtype=np.float64)
+        out[i, : len(acts)] = explorer.distribution(scores)
+    return out
+
+
+def read_loop_log(data_dir: Path, loop: str) -> JoinedLog:
+    """A loop's joined examples from its embedded store (``DATA_DIR/LOOP/loop.db``)."""
+    from recloop.stores.sqlite_log import SqliteJoinedStore
+
+    db = Path(data_dir) / loop / "loop.db"
+    if not db.exists():
+        raise InvalidInputError(f"no loop data at {db}")
+    store = SqliteJoinedStore(db)
+    try:
+        return from_joined(list(store.iter_all()))
+    finally:
+        store.close()
 
 
 @dataclass
