@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 from rich.table import Table
 
+from recloop.cli_experiment import experiment
 from recloop.cli_offline import evaluate_offline
 from recloop.settings import DEFAULT_LOOP, load_settings
 
@@ -232,6 +233,7 @@ def bench(
 
 
 app.command("evaluate-offline")(evaluate_offline)
+app.command("experiment")(experiment)
 
 
 @app.command("show-config")
