@@ -36,7 +36,7 @@ def evaluate_offline(
     loop: Annotated[str, typer.Option("--loop", help="The loop, with --data-dir.")] = "default",
     estimators: Annotated[
         str | None,
-        typer.Option(help=f"Comma-separated (default {DEFAULT_ESTIMATORS}; ips,snips for loops)."),
+        typer.Option(help=f"Comma-separated (default {DEFAULT_ESTIMATORS})."),
     ] = None,
     policy: Annotated[
         str | None,
@@ -175,10 +175,11 @@ def _run(
     if reward_model not in REWARD_MODELS:
         raise InvalidInputError(f"--reward-model must be one of {', '.join(REWARD_MODELS)}")
     how = make_explorer(explorer, epsilon)
+    joined = None
     if loop_source is not None:
         joined = read_loop_log(*loop_source)
         data = joined.data
-        estimators = estimators or "ips,snips"
+        estimators = estimators or DEFAULT_ESTIMATORS
         dist = (
             load_policy_probs(policy_probs)
             if policy_probs is not None
@@ -196,14 +197,6 @@ def _run(
     names = [n.strip() for n in estimators.split(",") if n.strip()]
     if not names:
         raise InvalidInputError("--estimators is empty")
-    if loop_source is not None and any(
-        make_estimator(n, clip=1.0).needs_reward_model for n in names
-    ):
-        raise InvalidInputError(
-            "reward-model estimators (dm, dr, ...) need context features as columns: export "
-            "the loop's log to a CSV/Parquet file with x_* columns, or use ips, snips, "
-            "clipped-ips here"
-        )
     if clip is None and any(n.startswith("clipped-") for n in names):
         clip = float(np.quantile(prepare(data, dist).weight, 0.99)) or 1.0
     chosen = [make_estimator(n, clip=clip) for n in names]
@@ -211,6 +204,7 @@ def _run(
         data,
         dist,
         chosen,
+        joined=joined,
         reward_model=reward_model,
         n_folds=folds,
         alpha=alpha,

@@ -21,7 +21,7 @@ from recloop.core.protocols import Explorer, Policy
 from recloop.core.types import Action
 from recloop.evaluation.logdata import BanditData, JoinedLog, from_joined
 from recloop.evaluation.offpolicy import EstimateRow, Estimator, Overlap, evaluate
-from recloop.evaluation.reward_model import cross_fit_rewards
+from recloop.evaluation.reward_model import cross_fit_joined_rewards, cross_fit_rewards
 from recloop.exploration.explorers import Greedy
 
 Array = NDArray[np.float64]
@@ -157,10 +157,16 @@ def run_offline(
     alpha: float = 0.05,
     n_bootstrap: int = 0,
     seed: int = 0,
+    joined: JoinedLog | None = None,
 ) -> OfflineReport:
+    """Fit the reward model only if an estimator needs one (on ``joined``'s named features
+    when the log is a loop's own), then estimate with every estimator."""
     q = None
     if any(e.needs_reward_model for e in estimators):
-        q = cross_fit_rewards(data, model=reward_model, n_folds=n_folds, seed=seed)
+        if joined is not None:
+            q = cross_fit_joined_rewards(joined, model=reward_model, n_folds=n_folds, seed=seed)
+        else:
+            q = cross_fit_rewards(data, model=reward_model, n_folds=n_folds, seed=seed)
     rows, ov = evaluate(
         data, action_dist, estimators, q, alpha=alpha, n_bootstrap=n_bootstrap, seed=seed
     )

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from recloop.evaluation.logdata import BanditData
+from recloop.evaluation.logdata import BanditData, JoinedLog
+from recloop.log.dsjson import flatten_features
 
 Array = NDArray[np.float64]
 RegressorFactory = Callable[[int], Any]
@@ -111,3 +112,62 @@ def cross_fit_rewards(
                     pos = np.full(len(test), slot, dtype=np.int64)
                 out[test, a, slot] = reg.predict(features(test, acts, pos))
     return out if data.position is not None else out[:, :, 0]
+
+
+def _joined_features(
+    context: dict[str, Any], action_id: str, action_features: dict[str, Any], interactions: bool
+) -> dict[str, Any]:
+    """One (context, action) as named features: strings become one-hots (DictVectorizer)."""
+    feats: dict[str, Any] = {f"c:{k}": v for k, v in context.items()}
+    feats["action"] = action_id
+    feats.update({f"a:{k}": v for k, v in action_features.items()})
+    if interactions:
+        for k, v in context.items():
+            key = f"c:{k}|a={action_id}"
+            if isinstance(v, str):
+                feats[f"{key}={v}"] = 1.0
+            else:
+                feats[key] = v
+    return feats
+
+
+def cross_fit_joined_rewards(
+    log: JoinedLog,
+    *,
+    model: str | RegressorFactory = "ridge",
+    n_folds: int = 3,
+    seed: int = 0,
+    interactions: bool | None = None,
+) -> Array:
+    """The same for recloop's own joined log, whose contexts and actions are named features
+    (dicts) and whose action sets vary: q for each decision's own actions, padded with 0."""
+    from sklearn.feature_extraction import DictVectorizer
+
+    factory = REWARD_MODELS[model] if isinstance(model, str) else model
+    if interactions is None:
+        interactions = model == "ridge"
+    data = log.data
+    flat_ctx = [flatten_features(c) for c in log.contexts]
+    rows_of: list[list[dict[str, Any]]] = [
+        [_joined_features(ctx, a.id, flatten_features(a.features), interactions) for a in acts]
+        for ctx, acts in zip(flat_ctx, log.actions, strict=True)
+    ]
+    logged = [rows[int(a)] for rows, a in zip(rows_of, data.action, strict=True)]
+    n = data.n_rows
+    folds = np.random.default_rng(seed).permutation(n) % max(n_folds, 1)
+    out = np.zeros((n, data.n_actions))
+    sparse = model == "ridge"
+    for k in range(max(n_folds, 1)):
+        test = np.flatnonzero(folds == k)
+        train = np.flatnonzero(folds != k) if n_folds > 1 else test
+        vec = DictVectorizer(sparse=sparse)
+        x_train = vec.fit_transform([logged[i] for i in train])
+        reg = factory(seed + k)
+        reg.fit(x_train, data.reward[train])
+        flat = [(i, j, f) for i in test for j, f in enumerate(rows_of[i])]
+        if not flat:
+            continue
+        pred = reg.predict(vec.transform([f for _, _, f in flat]))
+        for (i, j, _), value in zip(flat, pred, strict=True):
+            out[i, j] = value
+    return out

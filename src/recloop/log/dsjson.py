@@ -26,12 +26,12 @@ from recloop.core.types import Action, Decision, JoinedExample, available_action
 from recloop.features.vw_text import ACTION_NAMESPACE, CONTEXT_NAMESPACE
 
 
-def _flatten(features: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten_features(features: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in features.items():
         name = prefix + key
         if isinstance(value, Mapping):
-            out.update(_flatten(value, name + "."))
+            out.update(flatten_features(value, name + "."))
         elif isinstance(value, list | tuple):
             for item in value:
                 out[f"{name}={item}"] = 1
@@ -78,8 +78,10 @@ def to_dsjson(example: JoinedExample) -> dict[str, Any]:
         "EventId": d.event_id,
         "a": [index[aid] + 1 for aid, _ in kept],
         "c": {
-            CONTEXT_NAMESPACE: _flatten(d.context),
-            "_multi": [{ACTION_NAMESPACE: {"id": a.id, **_flatten(a.features)}} for a in acts],
+            CONTEXT_NAMESPACE: flatten_features(d.context),
+            "_multi": [
+                {ACTION_NAMESPACE: {"id": a.id, **flatten_features(a.features)}} for a in acts
+            ],
         },
         "p": [p for _, p in kept],
         "VWState": {"m": d.model_version},
@@ -111,7 +113,7 @@ def _set_path(root: dict[str, Any], path: list[str], value: Any) -> bool:
 
 
 def _unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
-    """Invert :func:`_flatten`: ``a.b`` becomes nested, ``k=v: 1`` becomes the bag ``k: [v]``.
+    """Invert :func:`flatten_features`: ``a.b`` becomes nested, ``k=v: 1`` the bag ``k: [v]``.
 
     A key that cannot be placed (a scalar and a namespace under one name) stays flat: its
     VW text is the same either way.
