@@ -130,27 +130,22 @@ def _examples(
 def _print(report: ExperimentReport, configs: list[LearnerConfig]) -> None:
     level = f"{1 - report.alpha:.0%}"
     table = Table(title=f"offline experiment: {len(configs)} configs on {report.n} examples")
-    table.add_column("")
     table.add_column("config", no_wrap=True)
-    table.add_column("VW args")
-    table.add_column("explorer")
-    for col in ("SNIPS", f"{level} interval", "IPS"):
-        table.add_column(col, justify="right")
-    table.add_column("ESS", justify="right")
+    for col in ("SNIPS", f"{level} interval", "IPS", "ESS"):
+        table.add_column(col, justify="right", no_wrap=True)
     best = report.best
     for r in report.results:
-        mark = "[bold green]best[/bold green]" if r is best else ""
+        name = f"[bold green]{r.config.name} *[/bold green]" if r is best else r.config.name
         table.add_row(
-            mark,
-            r.config.name,
-            r.config.vw_args,
-            r.config.describe_explorer(),
+            name,
             f"{r.snips.value:.4f}",
             f"[{r.snips.low:.4f}, {r.snips.high:.4f}]",
-            f"{r.ips.value:.4f} [{r.ips.low:.4f}, {r.ips.high:.4f}]",
+            f"{r.ips.value:.4f}",
             f"{r.effective_sample_size:.0f}",
         )
     console.print(table)
+    for r in report.results:  # the configs in full, below the table so it stays narrow
+        console.print(f"  {r.config.name}: {r.config.vw_args}; {r.config.describe_explorer()}")
     lg = report.logged
     console.print(
         f"logged policy: average reward {lg.value:.4f} [{lg.low:.4f}, {lg.high:.4f}] "
