@@ -60,7 +60,12 @@ def evaluate_offline(
         ),
     ] = "greedy",
     epsilon: Annotated[float, typer.Option(help="Epsilon of --explorer epsilon-greedy.")] = 0.1,
-    reward_model: Annotated[str, typer.Option(help="hgb, ridge or random-forest.")] = "hgb",
+    reward_model: Annotated[
+        str,
+        typer.Option(
+            help="hgb, ridge, random-forest, or for 0/1 rewards logistic, hgb-classifier."
+        ),
+    ] = "hgb",
     folds: Annotated[int, typer.Option(help="Cross-fitting folds of the reward model.")] = 3,
     clip: Annotated[
         float | None,

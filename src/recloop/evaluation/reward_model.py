@@ -40,11 +40,53 @@ def _random_forest(seed: int) -> Any:
     return RandomForestRegressor(n_estimators=50, min_samples_leaf=5, random_state=seed, n_jobs=1)
 
 
+class ProbabilityModel:
+    """A classifier used as a reward model for 0/1 rewards: ``predict`` is P(reward = 1),
+    so q stays in [0, 1] (a regressor's squared loss can leave it)."""
+
+    def __init__(self, classifier: Any) -> None:
+        self.classifier = classifier
+        self._constant: float | None = None
+
+    def fit(self, x: Any, y: Array) -> ProbabilityModel:
+        labels = np.unique(y)
+        if not np.all(np.isin(labels, (0.0, 1.0))):
+            raise ValueError("a classifier reward model needs 0/1 rewards; use a regressor")
+        if len(labels) == 1:  # one class in this fold: predict it
+            self._constant = float(labels[0])
+            return self
+        self._constant = None
+        self.classifier.fit(x, y.astype(np.int64))
+        return self
+
+    def predict(self, x: Any) -> Array:
+        if self._constant is not None:
+            return np.full(x.shape[0], self._constant)
+        out: Array = self.classifier.predict_proba(x)[:, 1]
+        return out
+
+
+def _logistic(seed: int) -> Any:
+    from sklearn.linear_model import LogisticRegression
+
+    return ProbabilityModel(LogisticRegression(C=1.0, max_iter=1000))
+
+
+def _hgb_classifier(seed: int) -> Any:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    return ProbabilityModel(HistGradientBoostingClassifier(max_iter=100, random_state=seed))
+
+
 REWARD_MODELS: dict[str, RegressorFactory] = {
     "hgb": _hist_gbm,
     "ridge": _ridge,
     "random-forest": _random_forest,
+    "logistic": _logistic,
+    "hgb-classifier": _hgb_classifier,
 }
+LINEAR_MODELS = ("ridge", "logistic")
+"""Models that cannot learn context x action interactions by themselves."""
 
 
 def _design(
@@ -81,7 +123,7 @@ def cross_fit_rewards(
     for the linear model, which cannot learn them by itself)."""
     factory = REWARD_MODELS[model] if isinstance(model, str) else model
     if interactions is None:
-        interactions = model == "ridge"
+        interactions = model in LINEAR_MODELS
     n, n_actions = data.n_rows, data.n_actions
     slots = data.len_list if data.position is not None else 1
     rng = np.random.default_rng(seed)
@@ -145,7 +187,7 @@ def cross_fit_joined_rewards(
 
     factory = REWARD_MODELS[model] if isinstance(model, str) else model
     if interactions is None:
-        interactions = model == "ridge"
+        interactions = model in LINEAR_MODELS
     data = log.data
     flat_ctx = [flatten_features(c) for c in log.contexts]
     rows_of: list[list[dict[str, Any]]] = [
@@ -156,7 +198,7 @@ def cross_fit_joined_rewards(
     n = data.n_rows
     folds = np.random.default_rng(seed).permutation(n) % max(n_folds, 1)
     out = np.zeros((n, data.n_actions))
-    sparse = model == "ridge"
+    sparse = model in LINEAR_MODELS
     for k in range(max(n_folds, 1)):
         test = np.flatnonzero(folds == k)
         train = np.flatnonzero(folds != k) if n_folds > 1 else test
