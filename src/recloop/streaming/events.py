@@ -1,0 +1,99 @@
+"""Behaviour events: what users did with items, the input of the stateful stream."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from recloop.core.errors import InvalidInputError
+
+BEHAVIOURS: tuple[str, ...] = ("view", "click", "cart", "favourite", "buy", "custom")
+"""Known behaviour names; ``custom`` carries an application-defined kind in its features."""
+
+
+@dataclass(frozen=True, slots=True)
+class BehaviourEvent:
+    """``<user, item, behaviour, event time>``. ``event_id`` makes an event unique (the log
+    refuses a second one) and breaks ties between events with the same timestamp, so the
+    order of a user's events -- hence their state -- never depends on arrival order."""
+
+    user_id: str
+    item_id: str
+    behaviour: str
+    timestamp: float
+    event_id: str
+    features: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def order(self) -> tuple[float, str]:
+        return (self.timestamp, self.event_id)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "user_id": self.user_id,
+            "item_id": self.item_id,
+            "behaviour": self.behaviour,
+            "timestamp": self.timestamp,
+            "event_id": self.event_id,
+        }
+        if self.features:
+            out["features"] = dict(self.features)
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> BehaviourEvent:
+        """The inverse of :meth:`to_dict` (trusted input: already validated once)."""
+        return cls(
+            str(raw["user_id"]),
+            str(raw["item_id"]),
+            str(raw["behaviour"]),
+            float(raw["timestamp"]),
+            str(raw["event_id"]),
+            dict(raw.get("features") or {}),
+        )
+
+
+def parse_event(
+    raw: Mapping[str, Any],
+    *,
+    now: float,
+    max_future_seconds: float = 300.0,
+    behaviours: tuple[str, ...] = BEHAVIOURS,
+) -> BehaviourEvent:
+    """Validate one event from JSON-like input. Missing timestamps take ``now``; ids may
+    be strings or integers; an absent ``event_id`` gets a fresh UUID."""
+    if not isinstance(raw, Mapping):
+        raise InvalidInputError("an event must be a JSON object")
+    ids: dict[str, str] = {}
+    for key in ("user_id", "item_id"):
+        value = raw.get(key)
+        if isinstance(value, bool) or not isinstance(value, str | int) or value == "":
+            raise InvalidInputError(f"{key} is missing or not a string")
+        ids[key] = str(value)
+    behaviour = raw.get("behaviour", raw.get("behavior"))
+    if behaviour not in behaviours:
+        raise InvalidInputError(f"unknown behaviour {behaviour!r}; known: {', '.join(behaviours)}")
+    ts = raw.get("timestamp", now)
+    if isinstance(ts, bool) or not isinstance(ts, int | float) or not math.isfinite(ts):
+        raise InvalidInputError("timestamp must be a finite number (seconds since the epoch)")
+    if ts > now + max_future_seconds:
+        raise InvalidInputError(
+            f"timestamp {ts} is {ts - now:.0f} s in the future (limit {max_future_seconds:.0f} s)"
+        )
+    event_id = raw.get("event_id")
+    if event_id is None:
+        event_id = uuid.uuid4().hex
+    elif not isinstance(event_id, str) or not event_id:
+        raise InvalidInputError("event_id must be a non-empty string")
+    features = raw.get("features") or {}
+    if not isinstance(features, Mapping):
+        raise InvalidInputError("features must be an object")
+    for key, value in features.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InvalidInputError(f"feature {key!r} is not a finite number")
+    return BehaviourEvent(
+        ids["user_id"], ids["item_id"], str(behaviour), float(ts), event_id, dict(features)
+    )
