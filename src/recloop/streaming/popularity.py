@@ -1,0 +1,113 @@
+"""Time-decayed item popularity: the fallback list and the default candidate generator.
+
+An event of weight ``w`` at time ``t`` contributes ``w * 2^(-(now - t) / half_life)`` to
+its item's score. Each item keeps one number, its score scaled to a shared anchor time
+(``sum w 2^((t - anchor) / half_life)``), so adding an event is O(1), the order of events
+does not matter (up to float rounding), and reading at any ``now`` is one multiplication.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_WEIGHTS: Mapping[str, float] = {
+    "view": 1.0,
+    "click": 2.0,
+    "cart": 3.0,
+    "favourite": 3.0,
+    "buy": 5.0,
+    "custom": 1.0,
+}
+_MAX_EXPONENT = 500.0  # rebase before 2**exponent nears float overflow (2**1024)
+
+
+@dataclass(slots=True)
+class DecayedPopularity:
+    half_life_seconds: float = 6 * 3600.0
+    weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
+    anchor: float | None = None
+    scaled: dict[str, float] = field(default_factory=dict)
+    events: int = 0
+
+    def add(self, item_id: str, behaviour: str, timestamp: float) -> None:
+        weight = self.weights.get(behaviour, 1.0)
+        if self.anchor is None:
+            self.anchor = timestamp
+        exponent = (timestamp - self.anchor) / self.half_life_seconds
+        if exponent > _MAX_EXPONENT:
+            self._rebase(timestamp)
+            exponent = 0.0
+        self.scaled[item_id] = self.scaled.get(item_id, 0.0) + weight * 2.0**exponent
+        self.events += 1
+
+    def _rebase(self, new_anchor: float) -> None:
+        assert self.anchor is not None
+        factor = 2.0 ** (-(new_anchor - self.anchor) / self.half_life_seconds)
+        self.scaled = {k: v * factor for k, v in self.scaled.items()}
+        self.anchor = new_anchor
+
+    def score(self, item_id: str, now: float) -> float:
+        if self.anchor is None:
+            return 0.0
+        return self.scaled.get(item_id, 0.0) * self._scale(now)
+
+    def _scale(self, now: float) -> float:
+        assert self.anchor is not None
+        exponent = -(now - self.anchor) / self.half_life_seconds
+        return 2.0**exponent if exponent > -1000 else 0.0
+
+    def top(
+        self, k: int, now: float, exclude: set[str] | frozenset[str] = frozenset()
+    ) -> list[tuple[str, float]]:
+        """The ``k`` most popular items at ``now`` (ties by item id), minus ``exclude``."""
+        if self.anchor is None or k <= 0:
+            return []
+        scale = self._scale(now)
+        candidates = (
+            (v, item) for item, v in self.scaled.items() if item not in exclude and v > 0.0
+        )
+        best = heapq.nlargest(k, candidates, key=lambda x: (x[0], _Reversed(x[1])))
+        return [(item, v * scale) for v, item in best]
+
+    def __len__(self) -> int:
+        return len(self.scaled)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "half_life_seconds": self.half_life_seconds,
+            "weights": dict(self.weights),
+            "anchor": self.anchor,
+            "scaled": dict(self.scaled),
+            "events": self.events,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> DecayedPopularity:
+        return cls(
+            float(raw["half_life_seconds"]),
+            dict(raw["weights"]),
+            raw["anchor"],
+            {str(k): float(v) for k, v in raw["scaled"].items()},
+            int(raw["events"]),
+        )
+
+
+class _Reversed:
+    """Orders strings backwards, so that equal scores list the smaller item id first."""
+
+    __slots__ = ("s",)
+
+    def __init__(self, s: str) -> None:
+        self.s = s
+
+    def __lt__(self, other: _Reversed) -> bool:
+        return self.s > other.s
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Reversed) and self.s == other.s
+
+    def __hash__(self) -> int:
+        return hash(self.s)
