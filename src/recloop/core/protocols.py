@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -12,11 +12,13 @@ import numpy as np
 from recloop.core.types import (
     Action,
     Activation,
+    BehaviourEvent,
     Context,
     DeadLetter,
     Decision,
     JoinedExample,
     LoggedDecision,
+    Recommendation,
     Reward,
 )
 
@@ -185,5 +187,55 @@ class JoinedStore(Protocol):
     def delete_state(self, key: str) -> None: ...
 
     def states(self, prefix: str) -> dict[str, str]: ...
+
+    def close(self) -> None: ...
+
+
+class BehaviourLog(Protocol):
+    """The stream's durable input: behaviour events in arrival order, each with an offset."""
+
+    def append(self, events: Sequence[BehaviourEvent]) -> list[int | None]:
+        """Durably append (one commit); returns each event's offset, None for a duplicate
+        event id (already logged: acknowledged before, not logged twice)."""
+        ...
+
+    def read(self, after: int, limit: int) -> list[tuple[int, BehaviourEvent]]: ...
+
+    def last_offset(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+class RecommendationStore(Protocol):
+    """Precomputed recommendations, one key lookup per user, plus the popular fallback."""
+
+    def put_many(self, recs: Sequence[Recommendation], written_at: float) -> int:
+        """Upsert; a list never replaces one from a newer state version. Returns how many
+        were written."""
+        ...
+
+    def get(self, user_id: str) -> tuple[Recommendation, float] | None:
+        """The user's list and when it was written."""
+        ...
+
+    def put_popular(self, rec: Recommendation, written_at: float) -> None: ...
+
+    def get_popular(self) -> tuple[Recommendation, float] | None: ...
+
+    def close(self) -> None: ...
+
+
+class StreamStateStore(Protocol):
+    """Snapshots of the stream processor, committed atomically with the runner's offset."""
+
+    def save(
+        self,
+        offset: int,
+        users: Iterable[tuple[str, dict[str, Any] | None]],
+        meta: dict[str, Any],
+        dead: Sequence[tuple[str, BehaviourEvent]] = (),
+    ) -> None: ...
+
+    def load(self) -> tuple[int, dict[str, dict[str, Any]], dict[str, Any]]: ...
 
     def close(self) -> None: ...

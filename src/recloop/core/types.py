@@ -120,3 +120,86 @@ def available_actions(
         return list(actions)
     drop = set(excluded)
     return [a for a in actions if a.id not in drop]
+
+
+BEHAVIOURS: tuple[str, ...] = ("view", "click", "cart", "favourite", "buy", "custom")
+"""Known behaviour names; ``custom`` carries an application-defined kind in its features."""
+
+
+@dataclass(frozen=True, slots=True)
+class BehaviourEvent:
+    """``<user, item, behaviour, event time>``. ``event_id`` makes an event unique (the log
+    refuses a second one) and breaks ties between events with the same timestamp, so the
+    order of a user's events -- hence their state -- never depends on arrival order."""
+
+    user_id: str
+    item_id: str
+    behaviour: str
+    timestamp: float
+    event_id: str
+    features: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def order(self) -> tuple[float, str]:
+        return (self.timestamp, self.event_id)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "user_id": self.user_id,
+            "item_id": self.item_id,
+            "behaviour": self.behaviour,
+            "timestamp": self.timestamp,
+            "event_id": self.event_id,
+        }
+        if self.features:
+            out["features"] = dict(self.features)
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> BehaviourEvent:
+        """The inverse of :meth:`to_dict` (trusted input: already validated once)."""
+        return cls(
+            str(raw["user_id"]),
+            str(raw["item_id"]),
+            str(raw["behaviour"]),
+            float(raw["timestamp"]),
+            str(raw["event_id"]),
+            dict(raw.get("features") or {}),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Recommendation:
+    user_id: str
+    items: tuple[str, ...]
+    scores: tuple[float, ...]
+    state_version: int
+    """The user state version that produced it (0 for the popular fallback)."""
+    event_time: float
+    """Event time of the newest event behind it (the end-to-end lag is measured from it)."""
+    policy: str
+    source: str = "state"
+    """``state`` (from the user's fresh state) or ``popular`` (the fallback)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "user_id": self.user_id,
+            "items": list(self.items),
+            "scores": list(self.scores),
+            "state_version": self.state_version,
+            "event_time": self.event_time,
+            "policy": self.policy,
+            "source": self.source,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Recommendation:
+        return cls(
+            str(raw["user_id"]),
+            tuple(str(i) for i in raw["items"]),
+            tuple(float(s) for s in raw["scores"]),
+            int(raw["state_version"]),
+            float(raw["event_time"]),
+            str(raw["policy"]),
+            str(raw.get("source", "state")),
+        )

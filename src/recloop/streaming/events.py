@@ -5,55 +5,12 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from recloop.core.errors import InvalidInputError
+from recloop.core.types import BEHAVIOURS, BehaviourEvent
 
-BEHAVIOURS: tuple[str, ...] = ("view", "click", "cart", "favourite", "buy", "custom")
-"""Known behaviour names; ``custom`` carries an application-defined kind in its features."""
-
-
-@dataclass(frozen=True, slots=True)
-class BehaviourEvent:
-    """``<user, item, behaviour, event time>``. ``event_id`` makes an event unique (the log
-    refuses a second one) and breaks ties between events with the same timestamp, so the
-    order of a user's events -- hence their state -- never depends on arrival order."""
-
-    user_id: str
-    item_id: str
-    behaviour: str
-    timestamp: float
-    event_id: str
-    features: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def order(self) -> tuple[float, str]:
-        return (self.timestamp, self.event_id)
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "user_id": self.user_id,
-            "item_id": self.item_id,
-            "behaviour": self.behaviour,
-            "timestamp": self.timestamp,
-            "event_id": self.event_id,
-        }
-        if self.features:
-            out["features"] = dict(self.features)
-        return out
-
-    @classmethod
-    def from_dict(cls, raw: Mapping[str, Any]) -> BehaviourEvent:
-        """The inverse of :meth:`to_dict` (trusted input: already validated once)."""
-        return cls(
-            str(raw["user_id"]),
-            str(raw["item_id"]),
-            str(raw["behaviour"]),
-            float(raw["timestamp"]),
-            str(raw["event_id"]),
-            dict(raw.get("features") or {}),
-        )
+__all__ = ["BEHAVIOURS", "BehaviourEvent", "parse_event"]
 
 
 def parse_event(

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
 from recloop.core.protocols import Policy
-from recloop.core.types import Action, Context
+from recloop.core.types import Action, Context, Recommendation
 from recloop.streaming.events import BehaviourEvent
 from recloop.streaming.popularity import DecayedPopularity
 from recloop.streaming.state import Outcome, UserStateConfig, UserStream
@@ -27,43 +26,6 @@ class TriggerConfig:
     """Items per recommendation list."""
     candidates: int = 100
     """How many popular items the policy ranks (the candidate generator)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Recommendation:
-    user_id: str
-    items: tuple[str, ...]
-    scores: tuple[float, ...]
-    state_version: int
-    """The user state version that produced it (0 for the popular fallback)."""
-    event_time: float
-    """Event time of the newest event behind it (the end-to-end lag is measured from it)."""
-    policy: str
-    source: str = "state"
-    """``state`` (from the user's fresh state) or ``popular`` (the fallback)."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "user_id": self.user_id,
-            "items": list(self.items),
-            "scores": list(self.scores),
-            "state_version": self.state_version,
-            "event_time": self.event_time,
-            "policy": self.policy,
-            "source": self.source,
-        }
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> Recommendation:
-        return cls(
-            str(raw["user_id"]),
-            tuple(str(i) for i in raw["items"]),
-            tuple(float(s) for s in raw["scores"]),
-            int(raw["state_version"]),
-            float(raw["event_time"]),
-            str(raw["policy"]),
-            str(raw.get("source", "state")),
-        )
 
 
 @dataclass(slots=True)
