@@ -77,10 +77,43 @@ class LoopSettings(BaseModel):
         return " ".join([self.vw_args, *(f"-q {pair}" for pair in self.interactions)])
 
 
+class StreamSettings(BaseModel):
+    """The behaviour stream: user state, triggers, recommendations (TOML ``[stream]``,
+    environment ``RECLOOP_STREAM__FIELD``)."""
+
+    enabled: bool = True
+    runner: Literal["embedded", "external"] = Field(
+        "embedded",
+        description="embedded: the server runs the stream (one process holds its lock); "
+        "external: `recloop stream` runs it (embedded or --runner flink), the server only "
+        "ingests and serves.",
+    )
+    last_n: int = Field(10, ge=1, description="Recent items kept per user.")
+    session_gap_seconds: float = Field(1800.0, gt=0)
+    allowed_lateness_seconds: float = Field(60.0, ge=0)
+    ttl_seconds: float = Field(30 * 86400.0, gt=0, description="Forget users idle this long.")
+    max_future_seconds: float = Field(300.0, ge=0, description="Refuse events further ahead.")
+    min_events: int = Field(1, ge=1, description="Recommend once a user has this many events.")
+    k: int = Field(10, ge=1, description="Items per precomputed list.")
+    candidates: int = Field(100, ge=1, description="Popular items the policy ranks.")
+    popularity_half_life_seconds: float = Field(6 * 3600.0, gt=0)
+    stale_after_seconds: float = Field(
+        86400.0, gt=0, description="Older lists are stale: the popular fallback is served."
+    )
+    max_batch_events: int = Field(10_000, ge=1)
+    recommendations_url: str | None = Field(
+        None, description="redis://... to keep recommendations in Redis; default SQLite."
+    )
+    snapshot_every_events: int = Field(5000, ge=1)
+    snapshot_every_seconds: float = Field(1.0, gt=0)
+
+
 class Settings(BaseSettings, LoopSettings):
     """Server settings plus the default loop's settings."""
 
-    model_config = SettingsConfigDict(env_prefix="RECLOOP_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="RECLOOP_", extra="ignore", env_nested_delimiter="__"
+    )
 
     data_dir: Path = Path("data")
     host: str = "127.0.0.1"
@@ -95,6 +128,7 @@ class Settings(BaseSettings, LoopSettings):
     )
     workers: int = Field(1, ge=1, description="Serving processes (uvicorn workers).")
     loops: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    stream: StreamSettings = Field(default_factory=StreamSettings)
 
     def loop_names(self) -> list[str]:
         return [DEFAULT_LOOP, *(n for n in self.loops if n != DEFAULT_LOOP)]

@@ -19,6 +19,22 @@ class InvalidInputError(RecloopError, ValueError):
     title = "Invalid input"
 
 
+class MalformedJSONError(RecloopError, ValueError):
+    """The body is not valid JSON (or JSON lines)."""
+
+    status = 400
+    kind = "malformed-json"
+    title = "Malformed JSON"
+
+
+class StreamDisabledError(RecloopError):
+    """The behaviour stream is switched off in this server's settings."""
+
+    status = 404
+    kind = "stream-disabled"
+    title = "Stream disabled"
+
+
 class PayloadTooLargeError(RecloopError):
     """The request body exceeds the configured limit."""
 

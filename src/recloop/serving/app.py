@@ -24,8 +24,10 @@ from recloop.core.stats import LoopStats
 from recloop.serving.metrics import LoopCollector
 from recloop.serving.pipeline_process import start_pipeline_process, stop_pipeline_process
 from recloop.serving.routes import decisions, models, policies
+from recloop.serving.routes import stream as stream_routes
 from recloop.serving.schemas import RankRequest, RewardRequest
 from recloop.settings import Settings, load_settings
+from recloop.streaming.service import Stream
 
 log = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"
@@ -151,6 +153,9 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
             loop = Loop(cfg, settings.data_dir, name, clock, role=role)
             loop.start()
             loops[name] = loop
+        if settings.stream.enabled:
+            run_here = settings.stream.runner == "embedded"
+            app.state.stream = Stream(settings.stream, settings.data_dir, run=run_here)
         child = start_pipeline_process(settings.data_dir, configs) if mode == "process" else None
         app.state.pipeline = f"process {child.pid}" if child else mode
         log.info(
@@ -167,6 +172,9 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
             for loop in loops.values():
                 loop.close()
             loops.clear()
+            if app.state.stream is not None:
+                app.state.stream.close()
+                app.state.stream = None
 
     app = FastAPI(
         title="recloop",
@@ -177,6 +185,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.loops = loops
     app.state.http_stats = http_stats
+    app.state.stream = None
 
     @app.exception_handler(RecloopError)
     async def recloop_error(request: Request, exc: RecloopError) -> JSONResponse:
@@ -205,10 +214,17 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     for router in (decisions.router, models.router, policies.router):
         app.include_router(router, prefix="/v1")
         app.include_router(router, prefix="/v1/loops/{loop}")
+    app.include_router(stream_routes.router, prefix="/v1")
     app.openapi = _openapi(app)  # type: ignore[method-assign]
 
     registry = CollectorRegistry(auto_describe=True)
-    registry.register(LoopCollector(lambda: {n: lp.stats for n, lp in loops.items()}, http_stats))
+    registry.register(
+        LoopCollector(
+            lambda: {n: lp.stats for n, lp in loops.items()},
+            http_stats,
+            lambda: app.state.stream.metrics() if app.state.stream is not None else None,
+        )
+    )
 
     @app.get("/healthz", tags=["ops"], summary="200 once every loop is open")
     async def healthz() -> dict[str, Any]:

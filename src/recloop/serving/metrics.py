@@ -25,20 +25,40 @@ HELP = {
     "joiner_pending": "Decisions waiting for their window to close",
     "model_version": "Model version being served",
     "default_reward_rate": "Share of joined examples that got the default reward",
+    "stream_events_in_total": "Behaviour events durably logged",
+    "stream_duplicates_total": "Behaviour events refused as already logged (same event_id)",
+    "stream_rejected_total": "Behaviour events or batches refused, by reason",
+    "stream_state_updates_total": "User state changes applied by the stream runner",
+    "stream_triggers_total": "State changes that triggered a new recommendation list",
+    "stream_recommendation_writes_total": "Recommendation lists written to the store",
+    "stream_dead_letters_total": "Behaviour events dead-lettered by the runner, by reason",
+    "stream_expired_users_total": "Users forgotten after the state TTL",
+    "stream_served_total": "Recommendation lookups, by source (state or popular)",
+    "stream_runner_offset": "Last behaviour event processed by the runner",
+    "stream_users": "Users with state in the runner",
+    "stream_lag_seconds_p50": "End-to-end lag, event time to recommendation written (p50)",
+    "stream_lag_seconds_p99": "End-to-end lag, event time to recommendation written (p99)",
 }
 
 
 class LoopCollector(Collector):
     """Collects `recloop_*` metrics, labelled by loop."""
 
-    def __init__(self, source: Callable[[], dict[str, LoopStats]], http: LoopStats) -> None:
+    def __init__(
+        self,
+        source: Callable[[], dict[str, LoopStats]],
+        http: LoopStats,
+        *server_wide: Callable[[], LoopStats | None],
+    ) -> None:
         self._source = source
         self._http = http
+        self._server_wide = server_wide
 
     def collect(self) -> Iterator[Metric]:
         counters: dict[str, CounterMetricFamily] = {}
         gauges: dict[str, GaugeMetricFamily] = {}
-        for loop_name, stats in [*self._source().items(), ("", self._http)]:
+        wide = [("", s) for s in (f() for f in self._server_wide) if s is not None]
+        for loop_name, stats in [*self._source().items(), ("", self._http), *wide]:
             for key, value in stats.counters().items():
                 base, _, reason = key.partition(":")
                 labels = ["loop", "reason"] if reason else ["loop"]

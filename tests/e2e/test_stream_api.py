@@ -1,0 +1,90 @@
+"""The behaviour stream over HTTP: events in, recommendations out, bad input, metrics."""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+
+
+def _wait_for(client, user, version, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body = client.get(f"/v1/users/{user}/recommendations").json()
+        if body["source"] == "state" and body["state_version"] >= version:
+            return body
+        time.sleep(0.01)
+    raise AssertionError(f"no recommendation for {user} at version {version}: {body}")
+
+
+def test_events_in_recommendations_out(api):
+    now = time.time()
+    # the popular items: i1 > i2 > i3
+    batch = [{"user_id": f"o{j}", "item_id": item, "behaviour": "buy", "timestamp": now - 5}
+             for j, item in enumerate(["i1", "i1", "i1", "i2", "i2", "i3"])]  # fmt: skip
+    r = api.post("/v1/events", json=batch)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"accepted": 6, "duplicates": 0, "rejected": 0, "errors": []}
+    fresh = api.get("/v1/users/newcomer/recommendations?k=2").json()
+    assert fresh["source"] == "popular" and fresh["state_version"] is None
+    r = api.post("/v1/events", json={"user_id": "u", "item_id": "i1", "behaviour": "view",
+                                     "timestamp": now, "event_id": "ev-1"})  # fmt: skip
+    assert r.json()["accepted"] == 1
+    body = _wait_for(api, "u", 1)
+    assert [i["id"] for i in body["items"]][:2] == ["i2", "i3"]  # i1 consumed
+    assert body["event_time"] == now
+    again = api.post("/v1/events", json={"user_id": "u", "item_id": "i1", "behaviour": "view",
+                                         "timestamp": now, "event_id": "ev-1"})  # fmt: skip
+    assert again.json() == {"accepted": 0, "duplicates": 1, "rejected": 0, "errors": []}
+    popular = api.get("/v1/users/nobody/recommendations?k=1").json()
+    assert popular["source"] == "popular" and [i["id"] for i in popular["items"]] == ["i1"]
+
+
+def test_json_lines_with_bad_lines_are_reported_by_number(api):
+    now = time.time()
+    lines = [
+        orjson.dumps({"user_id": "a", "item_id": "x", "behaviour": "click", "timestamp": now}),
+        b"{not json",
+        b"",
+        orjson.dumps({"user_id": "a", "item_id": "y", "behaviour": "like"}),
+        orjson.dumps({"user_id": "a", "item_id": "z", "behaviour": "cart", "timestamp": now + 1e6}),
+        orjson.dumps({"item_id": "z", "behaviour": "cart"}),
+        orjson.dumps({"user_id": "a", "item_id": "w", "behaviour": "buy"}),
+    ]
+    r = api.post("/v1/events", content=b"\n".join(lines),
+                 headers={"content-type": "application/x-ndjson"})  # fmt: skip
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["accepted"] == 2 and body["rejected"] == 4
+    assert [e["line"] for e in body["errors"]] == [2, 4, 5, 6]
+    assert "malformed JSON" in body["errors"][0]["error"]
+    assert "unknown behaviour" in body["errors"][1]["error"]
+    assert "future" in body["errors"][2]["error"]
+    assert "user_id" in body["errors"][3]["error"]
+    _wait_for(api, "a", 2)
+    metrics = api.get("/metrics").text
+    assert 'recloop_stream_rejected_total{loop="",reason="malformed-line"} 1.0' in metrics
+    assert 'recloop_stream_rejected_total{loop="",reason="invalid-event"} 3.0' in metrics
+    assert "recloop_stream_events_in_total" in metrics
+    assert "recloop_stream_triggers_total" in metrics
+
+
+def test_bad_batches_are_refused_whole(serve):
+    with serve(stream={"max_batch_events": 3}) as api:
+        r = api.post("/v1/events", content=b"{oops", headers={"content-type": "application/json"})
+        assert r.status_code == 400 and r.json()["type"].endswith("malformed-json")
+        many = [{"user_id": "u", "item_id": str(i), "behaviour": "view"} for i in range(4)]
+        r = api.post("/v1/events", json=many)
+        assert r.status_code == 413 and "limit is 3" in r.json()["detail"]
+        r = api.post("/v1/events", json=[{"user_id": "u", "behaviour": "view"}])
+        assert r.status_code == 422 and r.json()["rejected"] == 1
+        r = api.post("/v1/events", json=[])
+        assert r.status_code == 422
+        assert api.get("/v1/users/u/recommendations").json()["items"] == []  # nothing logged
+        assert api.get("/v1/users/u/recommendations?k=0").status_code == 422
+
+
+def test_stream_can_be_disabled(serve):
+    with serve(stream={"enabled": False}) as api:
+        r = api.post("/v1/events", json={"user_id": "u", "item_id": "i", "behaviour": "view"})
+        assert r.status_code == 404 and r.json()["type"].endswith("stream-disabled")
