@@ -18,6 +18,7 @@ from rich.table import Table
 
 from recloop.cli_experiment import experiment
 from recloop.cli_offline import evaluate_offline
+from recloop.cli_stream import replay, stream
 from recloop.settings import DEFAULT_LOOP, load_settings
 
 app = typer.Typer(help="recloop: a self-hosted learning decision service.", no_args_is_help=True)
@@ -234,6 +235,8 @@ def bench(
 
 app.command("evaluate-offline")(evaluate_offline)
 app.command("experiment")(experiment)
+app.command("replay")(replay)
+app.command("stream")(stream)
 
 
 @app.command("show-config")
