@@ -84,10 +84,7 @@ class EmbeddedRunner:
         cfg = self.processor.state_config
         self.processor.users = {u: UserStream.from_dict(body, cfg) for u, body in users.items()}
         if "popularity" in meta:
-            pop = DecayedPopularity.from_dict(meta["popularity"])
-            self.processor.popularity.anchor = pop.anchor
-            self.processor.popularity.scaled = pop.scaled
-            self.processor.popularity.events = pop.events
+            self.processor.popularity.load(DecayedPopularity.from_dict(meta["popularity"]))
         self._newest_event_time = float(meta.get("newest_event_time", 0.0))
         return offset
 

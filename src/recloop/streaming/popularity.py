@@ -8,6 +8,7 @@ does not matter (up to float rounding), and reading at any ``now`` is one multip
 
 from __future__ import annotations
 
+import bisect
 import heapq
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -31,6 +32,17 @@ class DecayedPopularity:
     anchor: float | None = None
     scaled: dict[str, float] = field(default_factory=dict)
     events: int = 0
+    keep_top: int = 256
+    """Size of the always-sorted head (``top`` reads it instead of scanning every item)."""
+    _head: list[tuple[float, str]] = field(default_factory=list, init=False, repr=False)
+    """(-scaled, item) of the ``keep_top`` most popular items, best first. Exact: scores
+    only grow, so an item outside can only enter by beating the last one."""
+    _in_head: set[str] = field(default_factory=set, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if any(w <= 0 for w in self.weights.values()):
+            raise ValueError("behaviour weights must be > 0")
+        self.rebuild_head()
 
     def add(self, item_id: str, behaviour: str, timestamp: float) -> None:
         weight = self.weights.get(behaviour, 1.0)
@@ -40,14 +52,43 @@ class DecayedPopularity:
         if exponent > _MAX_EXPONENT:
             self._rebase(timestamp)
             exponent = 0.0
-        self.scaled[item_id] = self.scaled.get(item_id, 0.0) + weight * 2.0**exponent
+        old = self.scaled.get(item_id, 0.0)
+        new = old + weight * 2.0**exponent
+        self.scaled[item_id] = new
         self.events += 1
+        self._update_head(item_id, old, new)
+
+    def _update_head(self, item: str, old: float, new: float) -> None:
+        head = self._head
+        key = (-new, item)
+        if item in self._in_head:
+            del head[bisect.bisect_left(head, (-old, item))]
+            bisect.insort(head, key)
+        elif len(head) < self.keep_top:
+            bisect.insort(head, key)
+            self._in_head.add(item)
+        elif key < head[-1]:
+            bisect.insort(head, key)
+            self._in_head.discard(head.pop()[1])
+            self._in_head.add(item)
+
+    def rebuild_head(self) -> None:
+        best = heapq.nsmallest(self.keep_top, ((-v, k) for k, v in self.scaled.items()))
+        self._head = best
+        self._in_head = {k for _, k in best}
+
+    def load(self, other: DecayedPopularity) -> None:
+        """Take another tracker's counts (a restored snapshot), keeping this one's head
+        size and identity (policies hold a reference to it)."""
+        self.anchor, self.scaled, self.events = other.anchor, dict(other.scaled), other.events
+        self.rebuild_head()
 
     def _rebase(self, new_anchor: float) -> None:
         assert self.anchor is not None
         factor = 2.0 ** (-(new_anchor - self.anchor) / self.half_life_seconds)
         self.scaled = {k: v * factor for k, v in self.scaled.items()}
         self.anchor = new_anchor
+        self.rebuild_head()
 
     def score(self, item_id: str, now: float) -> float:
         if self.anchor is None:
@@ -66,6 +107,14 @@ class DecayedPopularity:
         if self.anchor is None or k <= 0:
             return []
         scale = self._scale(now)
+        if k + len(exclude) <= len(self._head) or len(self._head) == len(self.scaled):
+            out: list[tuple[str, float]] = []
+            for neg, item in self._head:
+                if item not in exclude:
+                    out.append((item, -neg * scale))
+                    if len(out) == k:
+                        break
+            return out
         candidates = (
             (v, item) for item, v in self.scaled.items() if item not in exclude and v > 0.0
         )
@@ -82,6 +131,7 @@ class DecayedPopularity:
             "anchor": self.anchor,
             "scaled": dict(self.scaled),
             "events": self.events,
+            "keep_top": self.keep_top,
         }
 
     @classmethod
@@ -92,6 +142,7 @@ class DecayedPopularity:
             raw["anchor"],
             {str(k): float(v) for k, v in raw["scaled"].items()},
             int(raw["events"]),
+            int(raw.get("keep_top", 256)),
         )
 
 

@@ -61,6 +61,11 @@ class StreamProcessor:
     def __post_init__(self) -> None:
         if self.policy is None:
             self.policy = PopularityPolicy(self.popularity)
+        # enough of a sorted head for any user: the candidates plus what they consumed
+        need = self.trigger.candidates + self.state_config.last_n
+        if self.popularity.keep_top < need:
+            self.popularity.keep_top = need
+            self.popularity.rebuild_head()
 
     def process(self, event: BehaviourEvent) -> Step:
         stream = self.users.get(event.user_id)
@@ -78,12 +83,12 @@ class StreamProcessor:
         """Rank popular candidates minus what the user consumed with the policy, top k."""
         state = self.users[user_id].state
         consumed = state.consumed()
-        candidates = self.popularity.top(self.trigger.candidates, now, exclude=consumed)
         assert self.policy is not None
         policy = self.policy
-        if isinstance(policy, PopularityPolicy):
-            ranked = candidates[: self.trigger.k]  # already ranked by the same scores
+        if isinstance(policy, PopularityPolicy):  # ranking = the candidates' own order
+            ranked = self.popularity.top(self.trigger.k, now, exclude=consumed)
         else:
+            candidates = self.popularity.top(self.trigger.candidates, now, exclude=consumed)
             actions = [Action(item) for item, _ in candidates]
             context = {**state.features(now, self.state_config), "now": now}
             scores = np.asarray(policy.scores(context, actions), dtype=float)
