@@ -104,8 +104,13 @@ class StreamSettings(BaseModel):
     recommendations_url: str | None = Field(
         None, description="redis://... to keep recommendations in Redis; default SQLite."
     )
-    snapshot_every_events: int = Field(5000, ge=1)
-    snapshot_every_seconds: float = Field(1.0, gt=0)
+    snapshot_every_events: int = Field(
+        200_000,
+        ge=1,
+        description="State snapshots bound recovery time only: the durable event log is "
+        "replayed from the last snapshot's offset after a crash, so nothing is lost between.",
+    )
+    snapshot_every_seconds: float = Field(10.0, gt=0)
 
 
 class Settings(BaseSettings, LoopSettings):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 #: A feature value: a string (categorical), a number, a bool, a list of strings (a bag),
@@ -122,6 +124,9 @@ def available_actions(
     return [a for a in actions if a.id not in drop]
 
 
+NO_FEATURES: Mapping[str, Any] = MappingProxyType({})
+"""Shared by every event without features (millions of users' pending events)."""
+
 BEHAVIOURS: tuple[str, ...] = ("view", "click", "cart", "favourite", "buy", "custom")
 """Known behaviour names; ``custom`` carries an application-defined kind in its features."""
 
@@ -137,7 +142,7 @@ class BehaviourEvent:
     behaviour: str
     timestamp: float
     event_id: str
-    features: Mapping[str, Any] = field(default_factory=dict)
+    features: Mapping[str, Any] = field(default_factory=lambda: NO_FEATURES)
 
     @property
     def order(self) -> tuple[float, str]:
@@ -158,13 +163,14 @@ class BehaviourEvent:
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> BehaviourEvent:
         """The inverse of :meth:`to_dict` (trusted input: already validated once)."""
+        features = raw.get("features")
         return cls(
             str(raw["user_id"]),
-            str(raw["item_id"]),
-            str(raw["behaviour"]),
+            sys.intern(str(raw["item_id"])),  # ids repeat across users: one copy each
+            sys.intern(str(raw["behaviour"])),
             float(raw["timestamp"]),
             str(raw["event_id"]),
-            dict(raw.get("features") or {}),
+            dict(features) if features else NO_FEATURES,
         )
 
 

@@ -101,15 +101,18 @@ class SqliteStreamState:
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
+                upserts, deletes = [], []
                 for user_id, body in users:
                     if body is None:
-                        self._conn.execute("DELETE FROM users WHERE user_id = ?", (user_id,))
+                        deletes.append((user_id,))
                     else:
-                        self._conn.execute(
-                            "INSERT INTO users(user_id, body) VALUES (?, ?) ON CONFLICT(user_id)"
-                            " DO UPDATE SET body = excluded.body",
-                            (user_id, orjson.dumps(body)),
-                        )
+                        upserts.append((user_id, orjson.dumps(body)))
+                self._conn.executemany(
+                    "INSERT INTO users(user_id, body) VALUES (?, ?) ON CONFLICT(user_id)"
+                    " DO UPDATE SET body = excluded.body",
+                    upserts,
+                )
+                self._conn.executemany("DELETE FROM users WHERE user_id = ?", deletes)
                 self._conn.executemany(
                     "INSERT OR IGNORE INTO dead_letters(event_id, reason, body) VALUES (?, ?, ?)",
                     [(e.event_id, reason, orjson.dumps(e.to_dict())) for reason, e in dead],

@@ -52,8 +52,8 @@ class EmbeddedRunner:
         recommendations: RecommendationStore,
         *,
         batch: int = 1000,
-        snapshot_every_events: int = 5000,
-        snapshot_every_seconds: float = 1.0,
+        snapshot_every_events: int = 200_000,
+        snapshot_every_seconds: float = 10.0,
         popular_every_seconds: float = 1.0,
         clock: Callable[[], float] = time.time,
     ) -> None:

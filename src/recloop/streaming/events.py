@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+import sys
 import uuid
 from collections.abc import Mapping
 from typing import Any
 
 from recloop.core.errors import InvalidInputError
-from recloop.core.types import BEHAVIOURS, BehaviourEvent
+from recloop.core.types import BEHAVIOURS, NO_FEATURES, BehaviourEvent
 
 __all__ = ["BEHAVIOURS", "BehaviourEvent", "parse_event"]
 
@@ -52,5 +53,10 @@ def parse_event(
         if isinstance(value, float) and not math.isfinite(value):
             raise InvalidInputError(f"feature {key!r} is not a finite number")
     return BehaviourEvent(
-        ids["user_id"], ids["item_id"], str(behaviour), float(ts), event_id, dict(features)
+        ids["user_id"],
+        sys.intern(ids["item_id"]),
+        sys.intern(str(behaviour)),
+        float(ts),
+        event_id,
+        dict(features) if features else NO_FEATURES,
     )

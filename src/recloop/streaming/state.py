@@ -8,20 +8,25 @@ first event, decays as ``S(t) = S(t0) exp(-lambda0 (t - t0))`` between events, a
 return (a new session) adds ``Sa``, capped at 1.
 
 Events may arrive out of order. Those within ``allowed_lateness_seconds`` of the newest
-event the user has seen are placed where they belong (the state is refolded from a settled
-prefix); older ones are refused as too late, for the caller to count and dead-letter.
+event the user has seen are placed where they belong (the newer events are taken back with
+exact undo records and applied again after it); older ones are refused as too late, for the
+caller to count and dead-letter.
 Lateness is measured per user, so a user's state never depends on how other users' events
 are interleaved with theirs.
 """
 
 from __future__ import annotations
 
-import bisect
 import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from recloop.streaming.events import BehaviourEvent
+
+Undo = tuple[
+    tuple[float | None, float | None, float | None, int, float], tuple[str, str, float] | None
+]
+"""What taking an event back needs: the scalars before it, and the item it pushed out."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,8 +70,12 @@ class UserState:
     activeness: float = 0.0
     """Activeness at ``last_seen``; see :meth:`activeness_at` for later times."""
 
-    def apply(self, event: BehaviourEvent, cfg: UserStateConfig) -> None:
-        """Fold one event that is not older than the last one applied."""
+    def apply(self, event: BehaviourEvent, cfg: UserStateConfig) -> Undo:
+        """Fold one event that is not older than the last one applied; returns what
+        :meth:`undo` needs to take it back exactly."""
+        before = (self.first_seen, self.last_seen, self.session_start, self.sessions,
+                  self.activeness)  # fmt: skip
+        evicted = None
         ts = event.timestamp
         if self.last_seen is None:
             self.first_seen = self.session_start = ts
@@ -84,8 +93,24 @@ class UserState:
         self.counts[event.behaviour] = self.counts.get(event.behaviour, 0) + 1
         self.last_items.append((event.item_id, event.behaviour, ts))
         if len(self.last_items) > cfg.last_n:
-            del self.last_items[0]
+            evicted = self.last_items.pop(0)
         self.version += 1
+        return before, evicted
+
+    def undo(self, event: BehaviourEvent, record: Undo) -> None:
+        """Take back the last event applied (restores the exact previous values)."""
+        before, evicted = record
+        (self.first_seen, self.last_seen, self.session_start, self.sessions,
+         self.activeness) = before  # fmt: skip
+        left = self.counts[event.behaviour] - 1
+        if left:
+            self.counts[event.behaviour] = left
+        else:
+            del self.counts[event.behaviour]
+        self.last_items.pop()
+        if evicted is not None:
+            self.last_items.insert(0, evicted)
+        self.version -= 1
 
     def activeness_at(self, now: float, cfg: UserStateConfig) -> float:
         if self.last_seen is None:
@@ -115,11 +140,12 @@ class UserState:
         )
 
     def to_dict(self) -> dict[str, Any]:
+        """A view for serialising right away (it shares the lists, it does not copy)."""
         return {
             "user_id": self.user_id,
             "version": self.version,
-            "last_items": [list(x) for x in self.last_items],
-            "counts": dict(self.counts),
+            "last_items": self.last_items,  # tuples serialise as arrays; not copied
+            "counts": self.counts,
             "first_seen": self.first_seen,
             "last_seen": self.last_seen,
             "session_start": self.session_start,
@@ -157,18 +183,13 @@ Outcome = Literal["applied", "late", "duplicate"]
 
 @dataclass(slots=True)
 class UserStream:
-    """One user's state with out-of-order handling: ``settled`` folds the events older
-    than the lateness horizon; ``pending`` holds the newer ones in order; ``state`` is the
-    fold of both (what policies read)."""
+    """One user's state with out-of-order handling. ``pending`` holds the events within
+    the lateness horizon of the newest one, each with its undo record: a late event takes
+    back the newer ones, goes in, and they are applied again. Older events need nothing
+    kept, so a user costs one state plus a few recent events."""
 
-    settled: UserState
-    pending: list[BehaviourEvent] = field(default_factory=list)
-    state: UserState = field(init=False)
-
-    def __post_init__(self) -> None:
-        if self.pending:
-            raise ValueError("build a UserStream with pending events through from_dict")
-        self.state = self.settled.copy()
+    state: UserState
+    pending: list[tuple[BehaviourEvent, Undo]] = field(default_factory=list)
 
     @classmethod
     def new(cls, user_id: str) -> UserStream:
@@ -176,37 +197,40 @@ class UserStream:
 
     def add(self, event: BehaviourEvent, cfg: UserStateConfig) -> Outcome:
         """Place one event; ``late`` and ``duplicate`` events change nothing."""
-        last = self.state.last_seen
+        state = self.state
+        last = state.last_seen
         if last is not None and event.timestamp < last - cfg.allowed_lateness_seconds:
             return "late"
-        newest = self.pending[-1].order if self.pending else None
-        if newest is None or event.order > newest:
-            self.state.apply(event, cfg)  # in order: the fast path
-            self.pending.append(event)
+        pending = self.pending
+        if not pending or event.order > pending[-1][0].order:
+            pending.append((event, state.apply(event, cfg)))  # in order: the fast path
         else:
-            keys = [e.order for e in self.pending]
-            at = bisect.bisect_left(keys, event.order)
-            if at < len(keys) and keys[at] == event.order:
+            order = event.order
+            taken: list[BehaviourEvent] = []
+            while pending and pending[-1][0].order > order:
+                newer, record = pending.pop()
+                state.undo(newer, record)
+                taken.append(newer)
+            if pending and pending[-1][0].order == order:  # seen already: put back as was
+                for newer in reversed(taken):
+                    pending.append((newer, state.apply(newer, cfg)))
                 return "duplicate"
-            self.pending.insert(at, event)
-            self.state = self.settled.copy()
-            for e in self.pending:
-                self.state.apply(e, cfg)
+            pending.append((event, state.apply(event, cfg)))
+            for newer in reversed(taken):
+                pending.append((newer, state.apply(newer, cfg)))
         self._settle(cfg)
         return "applied"
 
     def _settle(self, cfg: UserStateConfig) -> None:
-        """Fold events that can no longer be preceded by an accepted late event."""
+        """Forget the undo records of events no accepted late event can precede."""
         assert self.state.last_seen is not None
         horizon = self.state.last_seen - cfg.allowed_lateness_seconds
-        moved = 0
-        for event in self.pending:
-            if event.timestamp >= horizon:
-                break
-            self.settled.apply(event, cfg)
-            moved += 1
-        if moved:
-            del self.pending[:moved]
+        pending = self.pending
+        drop = 0
+        while drop < len(pending) and pending[drop][0].timestamp < horizon:
+            drop += 1
+        if drop:
+            del pending[:drop]
 
     def expired(self, now: float, cfg: UserStateConfig) -> bool:
         last = self.state.last_seen
@@ -214,16 +238,17 @@ class UserStream:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "settled": self.settled.to_dict(),
-            "pending": [e.to_dict() for e in self.pending],
+            "state": self.state.to_dict(),
+            "pending": [[e.to_dict(), before, evicted] for e, (before, evicted) in self.pending],
         }
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], cfg: UserStateConfig) -> UserStream:
-        pending = [BehaviourEvent.from_dict(p) for p in raw["pending"]]
-        stream = cls(UserState.from_dict(raw["settled"]))
-        stream.pending = pending
-        stream.state = stream.settled.copy()
-        for event in pending:
-            stream.state.apply(event, cfg)
-        return stream
+        pending: list[tuple[BehaviourEvent, Undo]] = []
+        for event, before, evicted in raw["pending"]:
+            record: Undo = (
+                (before[0], before[1], before[2], int(before[3]), float(before[4])),
+                None if evicted is None else (str(evicted[0]), str(evicted[1]), float(evicted[2])),
+            )
+            pending.append((BehaviourEvent.from_dict(event), record))
+        return cls(UserState.from_dict(raw["state"]), pending)
