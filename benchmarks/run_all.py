@@ -26,6 +26,7 @@ BENCHMARKS = [
     "web_api",
     "ope_speed",
     "ope_accuracy",
+    "stream_embedded",
 ]
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT_S = 240

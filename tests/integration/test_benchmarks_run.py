@@ -15,7 +15,14 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "name",
-    ["rank_inprocess", "learner_throughput", "reward_to_model", "ope_speed", "ope_accuracy"],
+    [
+        "rank_inprocess",
+        "learner_throughput",
+        "reward_to_model",
+        "ope_speed",
+        "ope_accuracy",
+        "stream_embedded",
+    ],
 )
 def test_benchmark_runs_and_prints_figures(name: str) -> None:
     out = subprocess.run(

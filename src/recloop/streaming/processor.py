@@ -15,7 +15,7 @@ from recloop.core.protocols import Policy
 from recloop.core.types import Action, Context, Recommendation
 from recloop.streaming.events import BehaviourEvent
 from recloop.streaming.popularity import DecayedPopularity
-from recloop.streaming.state import Outcome, UserStateConfig, UserStream
+from recloop.streaming.state import Outcome, UserState, UserStateConfig, UserStream
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,14 +74,20 @@ class StreamProcessor:
         outcome = stream.add(event, self.state_config)
         if outcome != "applied":
             return Step(outcome)
-        self.popularity.add(event.item_id, event.behaviour, event.timestamp)
-        if stream.state.events < self.trigger.min_events:
-            return Step(outcome)
-        return Step(outcome, self.recommend(event.user_id, now=event.timestamp))
+        return Step(outcome, self.after_update(stream.state, event))
 
-    def recommend(self, user_id: str, now: float) -> Recommendation:
+    def after_update(self, state: UserState, event: BehaviourEvent) -> Recommendation | None:
+        """The global half of a step, after the keyed half placed ``event`` in the user's
+        ``state``: popularity, trigger, policy. (The Flink job runs the keyed half keyed by
+        user and this half downstream of it.)"""
+        self.popularity.add(event.item_id, event.behaviour, event.timestamp)
+        if state.events < self.trigger.min_events:
+            return None
+        return self.recommend(state, now=event.timestamp)
+
+    def recommend(self, state: UserState, now: float) -> Recommendation:
         """Rank popular candidates minus what the user consumed with the policy, top k."""
-        state = self.users[user_id].state
+        user_id = state.user_id
         consumed = state.consumed()
         assert self.policy is not None
         policy = self.policy
