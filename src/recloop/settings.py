@@ -101,6 +101,12 @@ class StreamSettings(BaseModel):
         86400.0, gt=0, description="Older lists are stale: the popular fallback is served."
     )
     max_batch_events: int = Field(10_000, ge=1)
+    log_url: str | None = Field(
+        None,
+        description="nats://host:4222 to carry behaviour events over NATS JetStream between "
+        "processes and machines; default: the embedded SQLite log.",
+    )
+    nats_stream: str = Field("RECLOOP_EVENTS", description="JetStream stream name.")
     recommendations_url: str | None = Field(
         None, description="redis://... to keep recommendations in Redis; default SQLite."
     )

@@ -88,3 +88,35 @@ def test_stream_can_be_disabled(serve):
     with serve(stream={"enabled": False}) as api:
         r = api.post("/v1/events", json={"user_id": "u", "item_id": "i", "behaviour": "view"})
         assert r.status_code == 404 and r.json()["type"].endswith("stream-disabled")
+
+
+def test_events_over_nats_jetstream_and_recommendations_in_redis(serve):
+    """The scale-out backends: the behaviour log on NATS JetStream, lists in Redis."""
+    import uuid
+
+    import pytest
+
+    from tests.contract.test_behaviour_logs import NATS_URL
+    from tests.contract.test_stream_stores import REDIS_URL, _redis_reachable
+
+    if reason := _redis_reachable():
+        pytest.skip(reason)
+    name = f"RECLOOP_E2E_{uuid.uuid4().hex[:10].upper()}"
+    settings = {"log_url": NATS_URL, "nats_stream": name, "recommendations_url": REDIS_URL}
+    try:
+        with serve(stream=settings) as api:
+            now = time.time()
+            batch = [{"user_id": f"o{j}", "item_id": item, "behaviour": "buy", "timestamp": now}
+                     for j, item in enumerate(["a", "a", "b"])]  # fmt: skip
+            assert api.post("/v1/events", json=batch).json()["accepted"] == 3
+            r = api.post("/v1/events", json={"user_id": f"nats-{name}", "item_id": "a",
+                                             "behaviour": "view", "timestamp": now})  # fmt: skip
+            assert r.json()["accepted"] == 1
+            body = _wait_for(api, f"nats-{name}", 1)
+            assert [i["id"] for i in body["items"]] == ["b"]
+    finally:
+        from recloop.bus.nats_log import NatsBehaviourLog
+
+        log = NatsBehaviourLog(NATS_URL, stream=name, subject="recloop.events." + name.lower())
+        log.delete_stream()
+        log.close()

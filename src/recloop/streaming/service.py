@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from recloop.core.errors import InvalidInputError, PayloadTooLargeError
-from recloop.core.protocols import RecommendationStore
+from recloop.core.protocols import BehaviourLog, RecommendationStore
 from recloop.core.stats import LoopStats
 from recloop.core.types import BehaviourEvent
 from recloop.learning.lease import LeaseBusyError, PipelineLease
@@ -70,6 +70,17 @@ def make_processor(s: StreamSettings) -> StreamProcessor:
     )
 
 
+def open_behaviour_log(s: StreamSettings, stream_dir: Path) -> BehaviourLog:
+    if s.log_url:
+        if not s.log_url.startswith(("nats://", "tls://")):
+            raise InvalidInputError(f"unsupported log_url {s.log_url!r}: use nats://...")
+        from recloop.bus.nats_log import NatsBehaviourLog
+
+        subject = "recloop.events." + s.nats_stream.lower()
+        return NatsBehaviourLog(s.log_url, stream=s.nats_stream, subject=subject)
+    return SqliteBehaviourLog(stream_dir / "events.db")
+
+
 def open_recommendations(s: StreamSettings, stream_dir: Path) -> RecommendationStore:
     if s.recommendations_url:
         if not s.recommendations_url.startswith(("redis://", "rediss://", "unix://")):
@@ -97,7 +108,7 @@ class Stream:
         self.dir = Path(data_dir) / "_stream"
         self.clock = clock
         self.stats = LoopStats()
-        self.log = SqliteBehaviourLog(self.dir / "events.db")
+        self.log = open_behaviour_log(settings, self.dir)
         self.recs = open_recommendations(settings, self.dir)
         self.runner: EmbeddedRunner | None = None
         self._lease: PipelineLease | None = None
