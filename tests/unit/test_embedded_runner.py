@@ -82,3 +82,25 @@ def test_restart_from_snapshot_gives_the_same_state_as_an_uninterrupted_run(tmp_
     assert resumed.offset == 1500
     resumed.run_until_idle()
     assert final_view(resumed) == final_view(whole)
+
+
+def test_a_short_list_is_topped_up_from_popular_items_minus_consumed(tmp_path):
+    """ann's list was made when only her own item existed (empty); served later, it is
+    topped up from the popular list, without what she consumed."""
+    from recloop.settings import StreamSettings
+    from recloop.streaming.service import Stream
+
+    with Stream(StreamSettings(), tmp_path, run=False) as s:
+        s.ingest(
+            [
+                {"user_id": "ann", "item_id": "shoes", "behaviour": "view", "timestamp": 1.0},
+                {"user_id": "bob", "item_id": "socks", "behaviour": "buy", "timestamp": 2.0},
+                {"user_id": "bob", "item_id": "shoes", "behaviour": "buy", "timestamp": 3.0},
+            ]
+        )
+        assert s.start_runner(background=False) and s.runner is not None
+        s.runner.run_until_idle()
+        stored, _ = s.recs.get("ann")
+        assert stored.items == () and stored.excluded == ("shoes",)
+        body = s.recommendations("ann", k=3)
+        assert body["source"] == "state" and [i["id"] for i in body["items"]] == ["socks"]

@@ -186,6 +186,9 @@ class Recommendation:
     policy: str
     source: str = "state"
     """``state`` (from the user's fresh state) or ``popular`` (the fallback)."""
+    excluded: tuple[str, ...] = ()
+    """Items left out because the user consumed them (a short list is topped up at serve
+    time from the popular list, minus these)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -196,6 +199,7 @@ class Recommendation:
             "event_time": self.event_time,
             "policy": self.policy,
             "source": self.source,
+            "excluded": list(self.excluded),
         }
 
     @classmethod
@@ -208,4 +212,5 @@ class Recommendation:
             float(raw["event_time"]),
             str(raw["policy"]),
             str(raw.get("source", "state")),
+            tuple(str(i) for i in raw.get("excluded", ())),
         )

@@ -73,6 +73,7 @@ class EmbeddedRunner:
         self._since_snapshot = 0
         self._last_snapshot = clock()
         self._last_popular = 0.0
+        self._popular_events = -1
         self._newest_event_time = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -93,6 +94,8 @@ class EmbeddedRunner:
         with self._lock:
             rows = self.log.read(self.offset, self.batch)
             if not rows:
+                if self.processor.popularity.events != self._popular_events:
+                    self._write_popular(self.clock())  # caught up: publish the fresh list
                 self._maybe_snapshot(force=False)
                 return 0
             recs: dict[str, Recommendation] = {}
@@ -129,6 +132,7 @@ class EmbeddedRunner:
         at = self._newest_event_time or now
         self.recs.put_popular(self.processor.popular(at), now)
         self._last_popular = now
+        self._popular_events = self.processor.popularity.events
 
     def _maybe_snapshot(self, force: bool) -> None:
         if not (force or self._dirty or self._dead or self._forgotten):

@@ -107,6 +107,7 @@ class StreamProcessor:
             state.version,
             state.last_seen if state.last_seen is not None else now,
             policy.name,
+            excluded=tuple(sorted(consumed)),
         )
 
     def popular(self, now: float, k: int | None = None) -> Recommendation:

@@ -195,7 +195,10 @@ class Stream:
             stale = now - written_at > self.settings.stale_after_seconds
             if not stale:
                 self.stats.inc("stream_served_total:state")
-                return self._answer(user_id, rec.items, rec.scores, "state", rec, written_at, k)
+                items, scores = list(rec.items[:k]), list(rec.scores[:k])
+                if len(items) < k:  # a short list (few candidates when it was made): top up
+                    items, scores = self._top_up(items, scores, set(rec.excluded), k)
+                return self._answer(user_id, items, scores, "state", rec, written_at, k)
         popular = self.recs.get_popular()
         self.stats.inc("stream_served_total:popular")
         if popular is None:
@@ -205,6 +208,20 @@ class Stream:
         answer = self._answer(user_id, rec.items, rec.scores, "popular", rec, written_at, k)
         answer["stale"] = stale
         return answer
+
+    def _top_up(
+        self, items: list[str], scores: list[float], excluded: set[str], k: int
+    ) -> tuple[list[str], list[float]]:
+        popular = self.recs.get_popular()
+        if popular is not None:
+            have = set(items) | excluded
+            for item, score in zip(popular[0].items, popular[0].scores, strict=True):
+                if len(items) >= k:
+                    break
+                if item not in have:
+                    items.append(item)
+                    scores.append(score)
+        return items, scores
 
     @staticmethod
     def _answer(user_id: str, items: Sequence[str], scores: Sequence[float], source: str,
