@@ -107,3 +107,44 @@ def test_the_sorted_head_always_equals_a_full_scan():
             assert [k for k, _ in got] == [k for _, k in want]
     restored = DecayedPopularity.from_dict(fast.to_dict())
     assert restored.top(8, t) == fast.top(8, t)
+
+
+def test_an_old_event_reads_popularity_as_of_the_newest_one():
+    """A user whose event is a year older than the newest one: scores as of the newest
+    event (no overflow, the same ranking)."""
+    proc = StreamProcessor()
+    proc.process(ev("ann", "shoes", 1.8e9))
+    proc.process(ev("cat", "hats", 1.8e9))
+    rec = proc.process(ev("bob", "socks", 1.8e9 - 365 * 86400)).recommendation
+    assert rec is not None and rec.items == ("hats", "shoes")
+    assert all(0 < s < 10 for s in rec.scores)
+
+
+def test_a_poison_event_is_dead_lettered_and_the_stream_goes_on(tmp_path):
+    from recloop.stores.sqlite_stream import (
+        SqliteBehaviourLog,
+        SqliteRecommendationStore,
+        SqliteStreamState,
+    )
+    from recloop.streaming.embedded import EmbeddedRunner
+
+    class Broken:
+        name, version = "broken", "1"
+
+        def scores(self, context, actions):
+            if context["user_id"] == "poison":
+                raise RuntimeError("boom")
+            return np.zeros(len(actions))
+
+    state = SqliteStreamState(tmp_path / "state.db")
+    runner = EmbeddedRunner(
+        StreamProcessor(policy=Broken()),
+        SqliteBehaviourLog(tmp_path / "events.db"),
+        state,
+        SqliteRecommendationStore(tmp_path / "recs.db"),
+    )
+    runner.log.append([ev("a", "x", 1), ev("poison", "y", 2), ev("b", "z", 3)])
+    runner.run_until_idle()
+    assert runner.offset == 3 and runner.counters.failed == 1
+    assert runner.recs.get("b") is not None and runner.recs.get("poison") is None
+    assert state.dead_letters()[0]["reason"].startswith("processing-error")

@@ -36,6 +36,7 @@ class StreamCounters:
     recommendation_writes: int = 0
     snapshots: int = 0
     expired_users: int = 0
+    failed: int = 0
     lag_seconds: list[float] = field(default_factory=list)
     """End-to-end lag (event time -> recommendation written), recent samples."""
 
@@ -102,7 +103,14 @@ class EmbeddedRunner:
             c = self.counters
             for offset, event in rows:
                 c.events += 1
-                step = self.processor.process(event)
+                self.offset = offset
+                try:
+                    step = self.processor.process(event)
+                except Exception as exc:  # a poison event must not stall the stream
+                    log.exception("stream: event %s failed", event.event_id)
+                    c.failed += 1
+                    self._dead.append((f"processing-error: {exc!r}"[:200], event))
+                    continue
                 if step.outcome == "applied":
                     c.state_updates += 1
                     self._dirty.add(event.user_id)
@@ -115,7 +123,6 @@ class EmbeddedRunner:
                     self._dead.append(("too-late", event))
                 else:
                     c.duplicates += 1
-                self.offset = offset
             now = self.clock()
             if recs:
                 written = self.recs.put_many(list(recs.values()), now)

@@ -32,6 +32,8 @@ class DecayedPopularity:
     anchor: float | None = None
     scaled: dict[str, float] = field(default_factory=dict)
     events: int = 0
+    latest: float | None = None
+    """Newest event time added: scores are read no earlier than this ("as of now")."""
     keep_top: int = 256
     """Size of the always-sorted head (``top`` reads it instead of scanning every item)."""
     _head: list[tuple[float, str]] = field(default_factory=list, init=False, repr=False)
@@ -56,6 +58,8 @@ class DecayedPopularity:
         new = old + weight * 2.0**exponent
         self.scaled[item_id] = new
         self.events += 1
+        if self.latest is None or timestamp > self.latest:
+            self.latest = timestamp
         self._update_head(item_id, old, new)
 
     def _update_head(self, item: str, old: float, new: float) -> None:
@@ -81,6 +85,7 @@ class DecayedPopularity:
         """Take another tracker's counts (a restored snapshot), keeping this one's head
         size and identity (policies hold a reference to it)."""
         self.anchor, self.scaled, self.events = other.anchor, dict(other.scaled), other.events
+        self.latest = other.latest
         self.rebuild_head()
 
     def _rebase(self, new_anchor: float) -> None:
@@ -96,9 +101,13 @@ class DecayedPopularity:
         return self.scaled.get(item_id, 0.0) * self._scale(now)
 
     def _scale(self, now: float) -> float:
+        """Reading before the newest event would inflate every score (and can overflow):
+        an old timestamp reads the scores as of the newest event instead."""
         assert self.anchor is not None
+        if self.latest is not None and now < self.latest:
+            now = self.latest
         exponent = -(now - self.anchor) / self.half_life_seconds
-        return 2.0**exponent if exponent > -1000 else 0.0
+        return 2.0 ** min(exponent, 0.0) if exponent > -1000 else 0.0
 
     def top(
         self, k: int, now: float, exclude: set[str] | frozenset[str] = frozenset()
@@ -131,6 +140,7 @@ class DecayedPopularity:
             "anchor": self.anchor,
             "scaled": dict(self.scaled),
             "events": self.events,
+            "latest": self.latest,
             "keep_top": self.keep_top,
         }
 
@@ -142,6 +152,7 @@ class DecayedPopularity:
             raw["anchor"],
             {str(k): float(v) for k, v in raw["scaled"].items()},
             int(raw["events"]),
+            raw.get("latest"),
             int(raw.get("keep_top", 256)),
         )
 

@@ -246,6 +246,7 @@ class Stream:
                 "stream_triggers_total": float(c.triggers),
                 "stream_recommendation_writes_total": float(c.recommendation_writes),
                 "stream_dead_letters_total:too-late": float(c.late),
+                "stream_dead_letters_total:processing-error": float(c.failed),
                 "stream_expired_users_total": float(c.expired_users),
             }
             gauges = {
