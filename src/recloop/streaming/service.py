@@ -236,6 +236,35 @@ class Stream:
             "written_at": written_at,
         }
 
+    def status(self) -> dict[str, Any]:
+        """Where the stream stands: what is logged, what the runner has processed (from
+        its last snapshot when it runs in another process) and where it runs."""
+        logged = self.log.last_offset()
+        if self.runner is not None:
+            processed, users, where = self.runner.offset, len(self.runner.processor.users), "here"
+        else:
+            store = SqliteStreamState(self.dir / "state.db")
+            try:
+                processed, snapshot, _ = store.load()
+            finally:
+                store.close()
+            users, where = len(snapshot), "another process (figures as of its last snapshot)"
+        return {
+            "logged_offset": logged,
+            "processed_offset": processed,
+            "lag_events": max(logged - processed, 0),
+            "users": users,
+            "runner": where,
+        }
+
+    def dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Events the runner refused (too late) or could not process."""
+        store = SqliteStreamState(self.dir / "state.db")
+        try:
+            return store.dead_letters(limit)
+        finally:
+            store.close()
+
     def metrics(self) -> LoopStats:
         """Counters for /metrics: ingestion (this process) plus the runner's figures when
         it runs here, published as the stream's remote figures."""

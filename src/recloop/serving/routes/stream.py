@@ -108,3 +108,15 @@ async def recommendations(
     request: Request, user_id: str, k: int = Query(10, ge=1, le=1000)
 ) -> dict[str, Any]:
     return _stream(request).recommendations(user_id, k)
+
+
+@router.get("/stream", summary="The stream's progress: logged and processed offsets, users")
+async def stream_status(request: Request) -> dict[str, Any]:
+    return _stream(request).status()
+
+
+@router.get("/stream/dead-letters", summary="Behaviour events refused as too late or failed")
+async def stream_dead_letters(
+    request: Request, limit: int = Query(100, ge=1, le=1000)
+) -> list[dict[str, Any]]:
+    return _stream(request).dead_letters(limit)
