@@ -104,3 +104,27 @@ def test_a_short_list_is_topped_up_from_popular_items_minus_consumed(tmp_path):
         assert stored.items == () and stored.excluded == ("shoes",)
         body = s.recommendations("ann", k=3)
         assert body["source"] == "state" and [i["id"] for i in body["items"]] == ["socks"]
+
+
+def test_idle_users_expire_and_their_state_is_deleted(tmp_path):
+    from recloop.streaming.state import UserStateConfig as Cfg
+
+    clock = [0.0]
+    proc = StreamProcessor(Cfg(ttl_seconds=100.0))
+    runner = EmbeddedRunner(
+        proc,
+        SqliteBehaviourLog(tmp_path / "events.db"),
+        SqliteStreamState(tmp_path / "state.db"),
+        SqliteRecommendationStore(tmp_path / "recs.db"),
+        expire_every_seconds=10.0,
+        clock=lambda: clock[0],
+    )
+    runner.log.append([BehaviourEvent("old", "i", "view", 1000.0, "e1")])
+    runner.run_until_idle()
+    runner.log.append([BehaviourEvent("new", "i", "view", 1200.0, "e2")])
+    clock[0] = 11.0  # the runner's own cadence: expiry is due
+    runner.step()
+    assert set(runner.processor.users) == {"new"} and runner.counters.expired_users == 1
+    runner.snapshot()
+    _, users, _ = SqliteStreamState(tmp_path / "state.db").load()
+    assert set(users) == {"new"}  # deleted from the snapshot too

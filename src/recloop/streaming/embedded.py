@@ -56,6 +56,7 @@ class EmbeddedRunner:
         snapshot_every_events: int = 200_000,
         snapshot_every_seconds: float = 10.0,
         popular_every_seconds: float = 1.0,
+        expire_every_seconds: float = 60.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.processor = processor
@@ -66,6 +67,8 @@ class EmbeddedRunner:
         self.snapshot_every_events = snapshot_every_events
         self.snapshot_every_seconds = snapshot_every_seconds
         self.popular_every_seconds = popular_every_seconds
+        self.expire_every_seconds = expire_every_seconds
+        self._last_expire = clock()
         self.clock = clock
         self.counters = StreamCounters()
         self._dirty: set[str] = set()
@@ -132,6 +135,9 @@ class EmbeddedRunner:
             self._since_snapshot += len(rows)
             if now - self._last_popular >= self.popular_every_seconds:
                 self._write_popular(now)
+            if now - self._last_expire >= self.expire_every_seconds:
+                self._expire_locked()
+                self._last_expire = now
             self._maybe_snapshot(force=False)
             return len(rows)
 
@@ -171,13 +177,17 @@ class EmbeddedRunner:
         self.counters.snapshots += 1
 
     def expire(self) -> int:
-        """Forget users idle longer than the TTL (by the newest event time seen)."""
+        """Forget users idle longer than the TTL (by the newest event time seen); the
+        runner does it every ``expire_every_seconds`` by itself."""
         with self._lock:
-            gone = self.processor.expire(self._newest_event_time)
-            self._forgotten.update(gone)
-            self._dirty.difference_update(gone)
-            self.counters.expired_users += len(gone)
-            return len(gone)
+            return self._expire_locked()
+
+    def _expire_locked(self) -> int:
+        gone = self.processor.expire(self._newest_event_time)
+        self._forgotten.update(gone)
+        self._dirty.difference_update(gone)
+        self.counters.expired_users += len(gone)
+        return len(gone)
 
     def run_until_idle(self) -> None:
         """Process everything logged so far, then snapshot (tests, replays)."""
