@@ -97,6 +97,11 @@ class StreamSettings(BaseModel):
     k: int = Field(10, ge=1, description="Items per precomputed list.")
     candidates: int = Field(100, ge=1, description="Popular items the policy ranks.")
     popularity_half_life_seconds: float = Field(6 * 3600.0, gt=0)
+    policy: str = Field(
+        "popularity",
+        description="Ranks the candidates: popularity, a policy KIND[:JSON], or loop:NAME "
+        "(the model that decision loop serves).",
+    )
     stale_after_seconds: float = Field(
         86400.0, gt=0, description="Older lists are stale: the popular fallback is served."
     )

@@ -128,3 +128,40 @@ def test_idle_users_expire_and_their_state_is_deleted(tmp_path):
     runner.snapshot()
     _, users, _ = SqliteStreamState(tmp_path / "state.db").load()
     assert set(users) == {"new"}  # deleted from the snapshot too
+
+
+def test_the_stream_can_rank_with_the_model_a_decision_loop_serves(tmp_path):
+    """stream.policy = loop:default: the bandit that learned from rewards that 'b' pays
+    ranks the stream's candidates, against their popularity order."""
+    from recloop import Action, Loop
+    from recloop.core.clock import FakeClock
+    from recloop.settings import StreamSettings
+    from recloop.streaming.service import Stream
+
+    clock = FakeClock()
+    actions = [Action("a"), Action("b"), Action("c")]
+    with Loop.open(tmp_path, start=False, clock=clock, exp_unit_seconds=1.0,
+                   checkpoint_every_examples=50, epsilon=0.5, seed=1) as loop:  # fmt: skip
+        for i in range(600):
+            d = loop.rank({"sessions": 1}, actions, event_id=f"d{i}")
+            if d.chosen == "b":
+                loop.reward(d.event_id, 1.0)
+            clock.advance(0.01)
+            if i % 100 == 99:
+                clock.advance(2.0)
+                loop.step()
+        clock.advance(2.0)
+        loop.step()
+        assert loop.model_version not in ("default", "0")
+
+    settings = StreamSettings(policy="loop:default", k=3)
+    with Stream(settings, tmp_path, run=False) as s:
+        pop = [("a", "buy"), ("a", "buy"), ("c", "cart"), ("b", "view")]  # a > c > b
+        s.ingest([{"user_id": f"o{j}", "item_id": item, "behaviour": kind, "timestamp": 10.0}
+                  for j, (item, kind) in enumerate(pop)])  # fmt: skip
+        s.ingest([{"user_id": "u", "item_id": "z", "behaviour": "view", "timestamp": 11.0}])
+        assert s.start_runner(background=False) and s.runner is not None
+        s.runner.run_until_idle()
+        body = s.recommendations("u", k=3)
+        assert body["items"][0]["id"] == "b", body
+        assert s.recs.get("u")[0].policy == "loop:default"

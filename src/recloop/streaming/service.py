@@ -29,6 +29,7 @@ from recloop.stores.sqlite_stream import (
 )
 from recloop.streaming.embedded import EmbeddedRunner
 from recloop.streaming.events import parse_event
+from recloop.streaming.policies import stream_policy
 from recloop.streaming.popularity import DecayedPopularity
 from recloop.streaming.processor import StreamProcessor, TriggerConfig
 from recloop.streaming.state import UserStateConfig
@@ -62,11 +63,12 @@ def state_config(s: StreamSettings) -> UserStateConfig:
     )
 
 
-def make_processor(s: StreamSettings) -> StreamProcessor:
+def make_processor(s: StreamSettings, data_dir: Path | None = None) -> StreamProcessor:
     return StreamProcessor(
         state_config(s),
         TriggerConfig(min_events=s.min_events, k=s.k, candidates=s.candidates),
         DecayedPopularity(half_life_seconds=s.popularity_half_life_seconds),
+        stream_policy(s.policy, data_dir or Path(".")),
     )
 
 
@@ -130,7 +132,7 @@ class Stream:
             return False
         s = self.settings
         self.runner = EmbeddedRunner(
-            make_processor(s),
+            make_processor(s, self.dir.parent),
             self.log,
             SqliteStreamState(self.dir / "state.db"),
             self.recs,

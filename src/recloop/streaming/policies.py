@@ -1,0 +1,82 @@
+"""Which policy ranks the stream's candidates: popularity, a registered kind, or the model a
+decision loop serves (so the bandit that learns from rewards also precomputes lists).
+
+``stream.policy`` is ``popularity`` (default), ``KIND[:JSON]`` from the policy registry, or
+``loop:NAME``: the loop's active model version from its model store, picked up again when
+a new version is activated (checked every ``refresh_seconds``). Until the loop has a model,
+candidates keep their popularity order.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from recloop.core.errors import InvalidInputError
+from recloop.core.protocols import ModelStore, Policy
+from recloop.core.types import Action, Context
+
+
+class LoopModelPolicy:
+    """Serves a decision loop's active VW model; reloads it when the version changes."""
+
+    def __init__(
+        self,
+        models: ModelStore,
+        loop: str,
+        refresh_seconds: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.name = f"loop:{loop}"
+        self.version = "none"
+        self._models = models
+        self._refresh = refresh_seconds
+        self._clock = clock
+        self._checked = -float("inf")
+        self._policy: Policy | None = None
+        self._lock = threading.Lock()
+
+    def _current(self) -> Policy | None:
+        now = self._clock()
+        if now - self._checked < self._refresh:
+            return self._policy
+        self._checked = now
+        latest = self._models.latest()
+        if latest is not None and latest.version != self.version:
+            from recloop.policies.vw import VWPolicy
+
+            _, blob = self._models.get(latest.version)
+            try:
+                self._policy = VWPolicy.from_bytes(blob, latest.version)
+                self.version = latest.version
+            except Exception:  # a corrupt version: keep serving the previous one
+                pass
+        return self._policy
+
+    def scores(self, context: Context, actions: Sequence[Action]) -> np.ndarray:
+        with self._lock:
+            policy = self._current()
+        if policy is None:
+            return np.zeros(len(actions))  # stable sort keeps the popularity order
+        return np.asarray(policy.scores(context, actions), dtype=float)
+
+
+def stream_policy(spec: str, data_dir: Path) -> Policy | None:
+    """None means popularity (the processor's default)."""
+    if spec in ("", "popularity"):
+        return None
+    if spec.startswith("loop:"):
+        loop = spec.removeprefix("loop:")
+        db = Path(data_dir) / loop / "models.db"
+        if not loop or not db.exists():
+            raise InvalidInputError(f"stream.policy {spec!r}: no model store at {db}")
+        from recloop.stores.sqlite_models import SqliteModelStore
+
+        return LoopModelPolicy(SqliteModelStore(db), loop)
+    from recloop.evaluation.offline import load_policy
+
+    return load_policy(spec)
