@@ -142,3 +142,23 @@ def test_events_over_nats_jetstream_and_recommendations_in_redis(serve):
         log = NatsBehaviourLog(NATS_URL, stream=name, subject="recloop.events." + name.lower())
         log.delete_stream()
         log.close()
+
+
+def test_replay_a_file_into_a_running_server(api, tmp_path):
+    from typer.testing import CliRunner
+
+    from recloop.cli import app
+
+    now = time.time()
+    rows = [{"user_id": f"r{i % 5}", "item_id": f"i{i % 9}", "behaviour": "view",
+             "timestamp": now + i * 0.001, "event_id": f"r-{i}"} for i in range(200)]  # fmt: skip
+    path = tmp_path / "log.jsonl"
+    path.write_bytes(b"\n".join(orjson.dumps(r) for r in rows) + b"\n{oops}\n")
+    url = str(api.base_url)
+    out = CliRunner().invoke(app, ["replay", str(path), "--url", url, "--rate", "2000",
+                                   "--batch", "50"])  # fmt: skip
+    assert out.exit_code == 0, out.output
+    assert "200 accepted, 0 duplicates, 1 rejected" in out.stdout
+    assert "line 201: malformed JSON" in out.stdout
+    body = _wait_for(api, "r4", 40)
+    assert body["source"] == "state"
