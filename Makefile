@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint typecheck unit slow bench clean venv
+.PHONY: run test lint typecheck unit slow bench clean venv flink
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -35,7 +35,11 @@ typecheck: venv
 unit: venv
 	$(BIN)/pytest -q -m "not slow"
 
-slow: venv
+# the Flink runner (optional extra): the slow stage installs it and runs its tests
+flink: venv
+	$(BIN)/pip install -q -e '.[dev,flink]'
+
+slow: flink
 	$(BIN)/pytest -q -m slow; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ]
 
 test: lint typecheck unit

@@ -27,6 +27,7 @@ BENCHMARKS = [
     "ope_speed",
     "ope_accuracy",
     "stream_embedded",
+    "stream_flink",
 ]
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT_S = 240

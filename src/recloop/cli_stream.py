@@ -1,4 +1,21 @@
-"""`recloop replay` (feed a behaviour log into the stream) and `recloop stream` (run it)."""
+"""`recloop replay` (feed a behaviour log into the stream) and `recloop stream` (run it).
+
+`recloop stream --runner flink` runs the stream as a PyFlink job (the ``flink`` extra) on a
+local MiniCluster in a child JVM: it copies the durable log into ``DATA_DIR/_stream/spool``
+and the job reads it from there (``--until-idle``: what is logged now, then stop; otherwise
+it keeps going, checkpointing to ``--checkpoint-dir`` and resuming from the newest retained
+checkpoint on the next start). On a real Flink cluster (the spool and SQLite files on
+storage every TaskManager sees, or Redis for the lists), feed the spool beside the server
+and submit the same job with ``flink run``::
+
+    python -m recloop.streaming.flink_job --spool-only --data-dir /shared/data &
+    flink run -pyexec /opt/venv/bin/python \\
+        -py "$(python -c 'import recloop.streaming.flink_job as m; print(m.__file__)')" \\
+        --data-dir /shared/data --checkpoint-dir /shared/checkpoints
+    # after a failure: flink run -s /shared/checkpoints/<job-id>/chk-N -py ... (same args)
+
+See ``recloop.streaming.flink_job`` for the pipeline and its guarantees.
+"""
 
 from __future__ import annotations
 
@@ -140,14 +157,82 @@ def stream(
     until_idle: Annotated[
         bool, typer.Option("--until-idle", help="Stop once the log is processed.")
     ] = False,
+    checkpoint_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="flink: retained checkpoints (default DATA_DIR/_stream/flink-checkpoints)."
+        ),
+    ] = None,
+    checkpoint_interval: Annotated[
+        float, typer.Option(help="flink: seconds between checkpoints.")
+    ] = 10.0,
+    restore: Annotated[
+        bool,
+        typer.Option(
+            "--restore/--no-restore",
+            help="flink: resume from the newest retained checkpoint (not with --until-idle, "
+            "which reads the whole spool afresh).",
+        ),
+    ] = True,
+    parallelism: Annotated[int, typer.Option(help="flink: parallelism of the user operator.")] = 1,
 ) -> None:
     """Run the stream (user state -> recommendations) in this process, for servers started
     with stream.runner = "external"."""
     from recloop.streaming.service import Stream
 
     settings = load_settings(config, data_dir=data_dir)
+    if runner == "flink":  # the Flink job on a local MiniCluster, holding the runner lock
+        from recloop.learning.lease import LeaseBusyError, PipelineLease
+        from recloop.streaming import flink_job
+
+        if not flink_job.have_pyflink():
+            err_console.print(
+                "[red]error:[/red] the flink runner needs apache-flink: pip install -e '.\\[flink]'"
+            )
+            raise typer.Exit(2)
+        stream_dir = settings.data_dir / "_stream"
+        try:
+            lease = PipelineLease.acquire(stream_dir / "runner.lock", 5.0)
+        except LeaseBusyError:
+            err_console.print("[red]error:[/red] another process runs this stream")
+            raise typer.Exit(3) from None
+        try:
+            if until_idle:
+                flink_job.run_flink_job(
+                    settings.stream,
+                    settings.data_dir,
+                    bounded=True,
+                    checkpoint_dir=checkpoint_dir,
+                    restore_from=None,
+                    parallelism=parallelism,
+                )
+                offset, users, _ = flink_job.read_states(settings.data_dir)
+                console.print(f"flink job processed the log to offset {offset}; {len(users)} users")
+                return
+            checkpoints = checkpoint_dir or stream_dir / "flink-checkpoints"
+            restore_from = flink_job.latest_checkpoint(checkpoints) if restore else None
+            stop = threading.Event()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda *_: stop.set())
+            console.print(
+                f"flink stream job on {stream_dir} (checkpoints in {checkpoints}"
+                f"{f', restored from {restore_from}' if restore_from else ''}; Ctrl-C to stop)"
+            )
+            flink_job.run_flink_job(
+                settings.stream,
+                settings.data_dir,
+                bounded=False,
+                checkpoint_dir=checkpoints,
+                restore_from=restore_from,
+                parallelism=parallelism,
+                checkpoint_interval_ms=int(checkpoint_interval * 1000),
+                stop=stop,
+            )
+        finally:
+            lease.release()
+        return
     if runner != "embedded":
-        err_console.print(f"[red]error:[/red] unknown runner {runner!r} (embedded)")
+        err_console.print(f"[red]error:[/red] unknown runner {runner!r} (embedded, flink)")
         raise typer.Exit(2)
     svc = Stream(settings.stream, settings.data_dir, run=False)
     if not svc.start_runner(wait_seconds=5.0, background=not until_idle):

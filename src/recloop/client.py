@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from recloop.core.arrays import FloatArray
 from recloop.core.clock import Clock, SystemClock
 from recloop.core.errors import (
     DuplicateEventError,
@@ -193,14 +194,10 @@ class Loop:
         candidates = [a for a in acts if a.id not in drop] if drop else list(acts)
         policy = self._policy
         label = self._policy_label
-        scores = np.asarray(policy.scores(context, candidates), dtype=float)
+        scores: FloatArray = np.asarray(policy.scores(context, candidates), dtype=np.float64)
         if not np.isfinite(scores).all():  # a diverged model must not break exploration
-            scores = np.nan_to_num(
-                scores,
-                nan=-np.finfo(float).max,
-                posinf=np.finfo(float).max,
-                neginf=-np.finfo(float).max,
-            )
+            big = float(np.finfo(np.float64).max)
+            scores = np.nan_to_num(scores, nan=-big, posinf=big, neginf=-big)
         probs = self.explorer.distribution(scores)
         chosen = sample_index(probs, uniform_from_event(event_id, self.settings.seed))
         order: list[int] = np.argsort(-scores, kind="stable").tolist()

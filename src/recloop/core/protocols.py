@@ -7,8 +7,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import numpy as np
-
+from recloop.core.arrays import FloatArray
 from recloop.core.types import (
     Action,
     Activation,
@@ -29,7 +28,7 @@ class Policy(Protocol):
     name: str
     version: str
 
-    def scores(self, context: Context, actions: Sequence[Action]) -> np.ndarray: ...
+    def scores(self, context: Context, actions: Sequence[Action]) -> FloatArray: ...
 
 
 class Explorer(Protocol):
@@ -38,7 +37,7 @@ class Explorer(Protocol):
     @property
     def name(self) -> str: ...
 
-    def distribution(self, scores: np.ndarray) -> np.ndarray: ...
+    def distribution(self, scores: FloatArray) -> FloatArray: ...
 
 
 class Learner(Protocol):

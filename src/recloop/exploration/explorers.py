@@ -6,10 +6,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from recloop.core.arrays import FloatArray
 from recloop.core.errors import InvalidInputError
 
 
-def _argmax_first(scores: np.ndarray) -> int:
+def _argmax_first(scores: FloatArray) -> int:
     """Index of the best score; ties go to the earliest action, so results are reproducible."""
     return int(np.argmax(scores))
 
@@ -20,7 +21,7 @@ class Greedy:
 
     name: str = "greedy"
 
-    def distribution(self, scores: np.ndarray) -> np.ndarray:
+    def distribution(self, scores: FloatArray) -> FloatArray:
         probs = np.zeros(len(scores))
         probs[_argmax_first(scores)] = 1.0
         return probs
@@ -37,7 +38,7 @@ class EpsilonGreedy:
         if not 0.0 <= self.epsilon <= 1.0:
             raise InvalidInputError(f"epsilon must be in [0, 1], got {self.epsilon}")
 
-    def distribution(self, scores: np.ndarray) -> np.ndarray:
+    def distribution(self, scores: FloatArray) -> FloatArray:
         n = len(scores)
         probs = np.full(n, self.epsilon / n)
         probs[_argmax_first(scores)] += 1.0 - self.epsilon
@@ -55,11 +56,11 @@ class Softmax:
         if not self.temperature_inverse >= 0.0:
             raise InvalidInputError("softmax lambda must be >= 0")
 
-    def distribution(self, scores: np.ndarray) -> np.ndarray:
+    def distribution(self, scores: FloatArray) -> FloatArray:
         with np.errstate(over="ignore", invalid="ignore"):
             z = self.temperature_inverse * (scores - np.max(scores))
         e = np.exp(np.nan_to_num(z, nan=-np.inf))
-        result: np.ndarray = e / e.sum()
+        result: FloatArray = e / e.sum()
         return result
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 
-import numpy as np
+from recloop.core.arrays import FloatArray
 
 _SCALE = float(1 << 64)
 
@@ -20,7 +20,7 @@ def uniform_from_event(event_id: str, seed: int) -> float:
     return int.from_bytes(digest, "little") / _SCALE
 
 
-def sample_index(probabilities: np.ndarray, u: float) -> int:
+def sample_index(probabilities: FloatArray, u: float) -> int:
     """Inverse-CDF sampling; never returns an index with zero probability.
 
     A plain loop: for the handful of actions of a decision it is several times faster than

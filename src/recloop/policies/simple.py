@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from recloop.core.arrays import FloatArray
 from recloop.core.types import Action, Context, JoinedExample
 
 
@@ -17,7 +18,7 @@ class FirstAction:
     name: str = "first-action"
     version: str = "default"
 
-    def scores(self, context: Context, actions: Sequence[Action]) -> np.ndarray:
+    def scores(self, context: Context, actions: Sequence[Action]) -> FloatArray:
         return -np.arange(len(actions), dtype=float)
 
 
@@ -29,7 +30,7 @@ class FixedAction:
     name: str = "fixed"
     version: str = "default"
 
-    def scores(self, context: Context, actions: Sequence[Action]) -> np.ndarray:
+    def scores(self, context: Context, actions: Sequence[Action]) -> FloatArray:
         scores = -np.arange(len(actions), dtype=float)
         for i, action in enumerate(actions):
             if action.id == self.action_id:
@@ -44,7 +45,7 @@ class Uniform:
     name: str = "uniform"
     version: str = "default"
 
-    def scores(self, context: Context, actions: Sequence[Action]) -> np.ndarray:
+    def scores(self, context: Context, actions: Sequence[Action]) -> FloatArray:
         return np.zeros(len(actions))
 
 
@@ -62,7 +63,7 @@ class MostPopular:
     _sums: dict[str, float] = field(default_factory=dict)
     _counts: dict[str, float] = field(default_factory=dict)
 
-    def scores(self, context: Context, actions: Sequence[Action]) -> np.ndarray:
+    def scores(self, context: Context, actions: Sequence[Action]) -> FloatArray:
         return np.array(
             [
                 (self._sums.get(a.id, 0.0) + self.prior_mean * self.prior_count)

@@ -17,6 +17,7 @@ import numpy as np
 import pylibvw  # type: ignore[import-not-found]  # VW's C extension, shipped with vowpalwabbit
 import vowpalwabbit
 
+from recloop.core.arrays import FloatArray
 from recloop.core.errors import InvalidInputError, ModelRejectedError
 from recloop.core.types import Action, Context, JoinedExample, available_actions
 from recloop.features.vw_text import VWText, adf_example
@@ -144,7 +145,7 @@ class VWPolicy:
         """Load a model; pass the loop's VWText so its cache survives model swaps."""
         return cls(workspace_from_bytes(blob), version, name, text)
 
-    def scores(self, context: Context, actions: Sequence[Action]) -> np.ndarray:
+    def scores(self, context: Context, actions: Sequence[Action]) -> FloatArray:
         lines = self._text.example(context, actions)
         with self._lock:
             costs = predict_costs(self._ws, lines)
@@ -188,7 +189,7 @@ class VWLearner:
             learn_lines(self._ws, lines)
         self.examples_learned += 1
 
-    def scores(self, context: Context, actions: Sequence[Action]) -> np.ndarray:
+    def scores(self, context: Context, actions: Sequence[Action]) -> FloatArray:
         with self._lock:
             costs = predict_costs(self._ws, self._text.example(context, actions))
         return -np.asarray(costs, dtype=float)

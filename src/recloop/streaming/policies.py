@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from recloop.core.arrays import FloatArray
 from recloop.core.errors import InvalidInputError
 from recloop.core.protocols import ModelStore, Policy
 from recloop.core.types import Action, Context
@@ -57,7 +58,7 @@ class LoopModelPolicy:
                 pass
         return self._policy
 
-    def scores(self, context: Context, actions: Sequence[Action]) -> np.ndarray:
+    def scores(self, context: Context, actions: Sequence[Action]) -> FloatArray:
         with self._lock:
             policy = self._current()
         if policy is None:

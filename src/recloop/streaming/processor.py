@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from recloop.core.arrays import FloatArray
 from recloop.core.protocols import Policy
 from recloop.core.types import Action, Context, Recommendation
 from recloop.streaming.events import BehaviourEvent
@@ -36,7 +37,7 @@ class PopularityPolicy:
     name: str = "popularity"
     version: str = "stream"
 
-    def scores(self, context: Context, actions: Sequence[Action]) -> np.ndarray:
+    def scores(self, context: Context, actions: Sequence[Action]) -> FloatArray:
         now = float(context.get("now", 0.0))
         return np.array([self.popularity.score(a.id, now) for a in actions])
 
