@@ -15,7 +15,7 @@ off-policy methods can correct for it. The same world answers interactive querie
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,7 +95,11 @@ class EcommerceWorld:
         ranks = rng.permutation(cfg.n_items) + 1
         self.item_popularity = 1.0 / ranks.astype(np.float64) ** cfg.zipf
         self.item_popularity /= self.item_popularity.sum()
-        self.item_appeal = 0.5 * rng.normal(size=cfg.n_items)
+        # popular items tend to be appealing (that is partly why they are popular)
+        log_pop = np.log(self.item_popularity)
+        self.item_appeal = 0.4 * rng.normal(size=cfg.n_items) + 0.4 * (
+            (log_pop - log_pop.mean()) / log_pop.std()
+        )
         tastes = centroids[rng.integers(0, cfg.n_categories, cfg.n_users)]
         self.initial_tastes = tastes + 0.5 * rng.normal(size=(cfg.n_users, cfg.dim))
         self._reward_of = np.array([cfg.rewards.get(r, 0.0) for r in RESPONSES])
@@ -192,3 +196,74 @@ class EcommerceWorld:
             propensity=arrays["propensity"][order].astype(np.float64),
             timestamp=arrays["timestamp"][order].astype(np.float64),
         )
+
+
+Recommender = Callable[[int, Sequence[int], set[int]], int]
+"""(user index, recent engaged items oldest first, items already shown this session) ->
+the item to show next (one not shown yet)."""
+
+
+def interactive_returns(
+    world: EcommerceWorld,
+    recommend: Recommender,
+    *,
+    sessions: int = 200,
+    steps: int = 10,
+    last_n: int = 10,
+    seed: int = 0,
+) -> NDArray[np.float64]:
+    """Cumulative reward of each simulated session when ``recommend`` picks what to show,
+    against the ground-truth user model (users drawn at random, tastes as at the start)."""
+    rng = np.random.default_rng([world.config.seed, 2, seed])
+    out = np.empty(sessions)
+    for s in range(sessions):
+        user = int(rng.integers(world.config.n_users))
+        taste = world.initial_tastes[user]
+        history: list[int] = []
+        shown: set[int] = set()
+        total = 0.0
+        for _ in range(steps):
+            item = int(recommend(user, tuple(history), shown))
+            shown.add(item)
+            _, reward = world.respond(taste, item, rng)
+            total += reward
+            if reward > 0:
+                history = [*history, item][-last_n:]
+        out[s] = total
+    return out
+
+
+def _first_not_in(order: Sequence[int], exclude: set[int]) -> int:
+    return next((i for i in order if i not in exclude), order[0])
+
+
+def random_recommender(n_items: int, seed: int = 0) -> Recommender:
+    rng = np.random.default_rng(seed)
+
+    def recommend(user: int, history: Sequence[int], shown: set[int]) -> int:
+        while True:
+            item = int(rng.integers(n_items))
+            if item not in shown or len(shown) >= n_items:
+                return item
+
+    return recommend
+
+
+def popularity_recommender(counts: NDArray[np.float64]) -> Recommender:
+    """The most engaged-with items (e.g. in the training split), skipping recent ones."""
+    order = [int(i) for i in np.argsort(-counts, kind="stable")]
+
+    def recommend(user: int, history: Sequence[int], shown: set[int]) -> int:
+        return _first_not_in(order, shown | set(history))
+
+    return recommend
+
+
+def oracle_recommender(world: EcommerceWorld) -> Recommender:
+    """The best item for each user under the ground truth (an upper bound, for reference)."""
+    ranked = np.argsort(-world.expected_reward(world.initial_tastes), axis=1)[:, :50]
+
+    def recommend(user: int, history: Sequence[int], shown: set[int]) -> int:
+        return _first_not_in([int(i) for i in ranked[user]], shown)
+
+    return recommend
