@@ -13,6 +13,9 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip
 
 $(STAMP): $(BIN)/python pyproject.toml
+	# PyTorch first, pinned: this exact CPU wheel is on the machine's disk; anything pip
+	# could pick instead downloads several GB (pyproject declares torch>=2.2)
+	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[dev]'
 	# real logged bandit data (the Open Bandit Dataset sample) for OPE validation: obp's
 	# old pins (torch 1.12, Python <3.11) are not needed to read it, so no deps

@@ -1,0 +1,179 @@
+"""REINFORCE with top-K off-policy correction (Chen et al., "Top-K Off-Policy Correction for
+a REINFORCE Recommender System", WSDM 2019), learned from logged trajectories.
+
+The policy is a softmax over the catalogue given the state (a user embedding and the mean
+embedding of the last N engaged items, through an MLP). Logged actions were chosen by
+another policy, beta, which the model estimates with its own softmax head trained on the
+same state *with the gradient blocked* (so fitting beta cannot bend the state towards the
+logger). Each logged step's update is weighted by
+
+* the capped importance weight ``min(pi(a|s) / beta(a|s), c)`` (variance control), and
+* the top-K multiplier ``lambda_K = K (1 - pi(a|s))^(K - 1)``: a K-item slate contains ``a``
+  with probability ``1 - (1 - pi)^K``, whose gradient is ``lambda_K`` times pi's; it keeps
+  pushing items not yet near-certain into the top K instead of piling mass on one item.
+
+Plain REINFORCE (``correction=False``) drops both factors: it imitates the logger's
+choices weighted by their return.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from torch import nn
+from torch.nn import functional as F
+
+from recloop.agents.datasets import Trajectories
+
+
+@dataclass
+class ReinforceTopKConfig:
+    embedding_dim: int = 32
+    """Size of the user and item embeddings."""
+    hidden: int = 64
+    """Width of the state MLP."""
+    top_k: int = 10
+    """K of the top-K correction (the slate size the policy serves)."""
+    weight_cap: float = 10.0
+    """c: importance weights pi/beta are capped at this."""
+    gamma: float = 0.9
+    """Discount of rewards within a session."""
+    learning_rate: float = 3e-3
+    epochs: int = 5
+    batch_size: int = 512
+    correction: bool = True
+    """False: plain REINFORCE, no off-policy or top-K factor (the baseline)."""
+    seed: int = 0
+
+
+def topk_multiplier(pi: torch.Tensor, k: int) -> torch.Tensor:
+    """lambda_K = K (1 - pi)^(K - 1): d/dpi of 1 - (1 - pi)^K."""
+    return k * (1.0 - pi) ** (k - 1)
+
+
+def capped_weight(pi: torch.Tensor, beta: torch.Tensor, cap: float) -> torch.Tensor:
+    return torch.clamp(pi / beta.clamp_min(1e-12), max=cap)
+
+
+def discounted_returns(data: Trajectories, gamma: float) -> NDArray[np.float64]:
+    """R_t = r_t + gamma R_{t+1} within each session (steps in time order)."""
+    order = np.lexsort((data.timestamp, data.session))
+    out = np.zeros(len(data))
+    running = 0.0
+    for pos in range(len(order) - 1, -1, -1):
+        i = order[pos]
+        last = pos == len(order) - 1 or data.session[order[pos + 1]] != data.session[i]
+        running = data.reward[i] + (0.0 if last else gamma * running)
+        out[i] = running
+    return out
+
+
+class PolicyNetwork(nn.Module):
+    def __init__(self, n_users: int, n_items: int, cfg: ReinforceTopKConfig) -> None:
+        super().__init__()
+        self.n_items = n_items
+        self.user = nn.Embedding(n_users, cfg.embedding_dim)
+        self.item = nn.Embedding(n_items + 1, cfg.embedding_dim, padding_idx=n_items)
+        self.state = nn.Sequential(
+            nn.Linear(2 * cfg.embedding_dim, cfg.hidden),
+            nn.ReLU(),
+            nn.Linear(cfg.hidden, cfg.hidden),
+        )
+        self.pi_head = nn.Linear(cfg.hidden, n_items)
+        self.beta_head = nn.Linear(cfg.hidden, n_items)
+
+    def encode(self, user: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        mask = (history != self.n_items).float().unsqueeze(-1)
+        items = (self.item(history) * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+        out: torch.Tensor = self.state(torch.cat([self.user(user), items], dim=-1))
+        return out
+
+    def forward(
+        self, user: torch.Tensor, history: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(pi logits, beta logits); beta sees the state through a blocked gradient."""
+        s = self.encode(user, history)
+        return self.pi_head(s), self.beta_head(s.detach())
+
+
+def losses(
+    net: PolicyNetwork,
+    user: torch.Tensor,
+    history: torch.Tensor,
+    action: torch.Tensor,
+    ret: torch.Tensor,
+    cfg: ReinforceTopKConfig,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(policy loss, behaviour-policy loss) for one batch of logged steps."""
+    pi_logits, beta_logits = net(user, history)
+    log_pi = F.log_softmax(pi_logits, dim=-1).gather(1, action[:, None]).squeeze(1)
+    if cfg.correction:
+        pi_a = log_pi.exp().detach()
+        beta_a = F.softmax(beta_logits, dim=-1).gather(1, action[:, None]).squeeze(1).detach()
+        factor = capped_weight(pi_a, beta_a, cfg.weight_cap) * topk_multiplier(pi_a, cfg.top_k)
+    else:
+        factor = torch.ones_like(log_pi)
+    policy_loss = -(factor * ret * log_pi).mean()
+    beta_loss = F.cross_entropy(beta_logits, action)
+    return policy_loss, beta_loss
+
+
+class ReinforceTopK:
+    """Fit from trajectories; rank items for (user, history)."""
+
+    def __init__(self, n_users: int, n_items: int, cfg: ReinforceTopKConfig | None = None) -> None:
+        self.cfg = cfg or ReinforceTopKConfig()
+        torch.manual_seed(self.cfg.seed)
+        self.net = PolicyNetwork(n_users, n_items, self.cfg)
+        self.n_items = n_items
+
+    def fit(
+        self, data: Trajectories, progress: Callable[[int, float], None] | None = None
+    ) -> list[float]:
+        cfg = self.cfg
+        if data.n_items != self.n_items:
+            raise ValueError(
+                f"data has {data.n_items} items; the agent was built for {self.n_items}"
+            )
+        returns = torch.as_tensor(discounted_returns(data, cfg.gamma), dtype=torch.float32)
+        user = torch.as_tensor(data.user)
+        history = torch.as_tensor(data.history)
+        action = torch.as_tensor(data.action)
+        opt = torch.optim.Adam(self.net.parameters(), lr=cfg.learning_rate)
+        gen = torch.Generator().manual_seed(cfg.seed)
+        history_of_loss = []
+        for epoch in range(cfg.epochs):
+            perm = torch.randperm(len(action), generator=gen)
+            total = 0.0
+            for start in range(0, len(perm), cfg.batch_size):
+                b = perm[start : start + cfg.batch_size]
+                p_loss, b_loss = losses(self.net, user[b], history[b], action[b], returns[b], cfg)
+                opt.zero_grad()
+                (p_loss + b_loss).backward()  # type: ignore[no-untyped-call]
+                opt.step()
+                total += float(p_loss.detach()) * len(b)
+            history_of_loss.append(total / len(perm))
+            if progress is not None:
+                progress(epoch, history_of_loss[-1])
+        return history_of_loss
+
+    @torch.no_grad()
+    def rank(
+        self,
+        user: NDArray[np.int64],
+        history: NDArray[np.int64],
+        k: int = 10,
+        exclude_history: bool = False,
+    ) -> NDArray[np.int64]:
+        """Top-k item indices per row."""
+        logits, _ = self.net(torch.as_tensor(user), torch.as_tensor(history))
+        if exclude_history:
+            h = torch.as_tensor(history)
+            valid = h != self.n_items
+            logits[torch.arange(len(h))[:, None].expand_as(h)[valid], h[valid]] = -torch.inf
+        out: NDArray[np.int64] = torch.topk(logits, k, dim=-1).indices.numpy()
+        return out
