@@ -5,6 +5,9 @@ identical user states and lists (items, scores, versions) from the same log.
 
 Pipeline (``apache-flink`` 2.3, ``python.execution-mode=thread``), and why::
 
+    parallelism 1 (the default):
+    spool/*.jsonl --FileSource--> keyBy(0) --> stream (users + global in one operator)
+    parallelism > 1:
     spool/*.jsonl --FileSource--> keyBy(user) --> users ------> keyBy(0) --> global
     (from events.db)                              (UserStream)              (popularity, lists,
                                                                              writes the store)
@@ -32,8 +35,22 @@ Pipeline (``apache-flink`` 2.3, ``python.execution-mode=thread``), and why::
   item -> scaled score; a ``ValueState`` with anchor, event count, newest event time and
   log position), rebuilt into ``DecayedPopularity`` on the first element after ``open``;
   then ``StreamProcessor.after_update``.
-* **Sink: inside ``global``.** Lists, user states and dead letters wait in managed
-  ``MapState`` (newest per user) and are upserted in batches: lists with
+* **stream** (parallelism 1: both halves fused in one operator keyed by a constant): it
+  meets every event in log order by ``prev`` (so each user's too: no ``prev_user`` chain),
+  keeps each user's ``UserStream`` JSON in ``MapState`` (user -> ``to_dict``; decoded
+  streams cached, emptied by a restore's ``open``), then runs ``global``'s half on the live
+  ``UserState``. Why: every keyed Python stage costs ~15 us an event in thread mode, and the
+  two-stage form also encoded the user state to pass it on and decoded event and state
+  again downstream; fused, the job went from ~13.8k to ~19-20k events/s (20k users) and ~15.8k
+  to ~24-25k (2k users) in ``benchmarks/stream_flink.py``. All state is still Flink managed
+  state; only the set of users changed since the last view write is kept in memory (the
+  stream objects), and after a restore every user in ``MapState`` is written to the view
+  again (an idempotent upsert). Its state (uid ``recloop-stream``) is not the two-stage
+  form's (``recloop-users``/``recloop-global``): a checkpoint restores only into a job of
+  the same form, i.e. parallelism 1 to 1, or > 1 to > 1 (rescaling works there).
+* **Sink: inside ``global`` (or ``stream``).** Lists, user states and dead letters wait in
+  managed state (newest per user; ``stream``'s user states: its ``MapState`` of streams)
+  and are upserted in batches: lists with
   ``put_many`` into the store the embedded runner uses (``open_recommendations``: ``recs.db``
   or Redis; version-guarded, so replays after a restore are harmless) on a processing-time
   timer (``flush_ms``; later under load, so flushing stays a small part of the time), user
@@ -45,8 +62,9 @@ Pipeline (``apache-flink`` 2.3, ``python.execution-mode=thread``), and why::
   event, and a FileSink would need a loader process and a checkpoint of delay.
 * **Thread mode**: about 8x process mode. The embedded interpreter reads no ``.pth`` files,
   so a local job passes this interpreter's ``sys.path`` on (``python.pythonpath``). At
-  parallelism 1 the keyed stages are chained in one task (``reinterpretAsKeyedStream``
-  instead of a shuffle).
+  parallelism 1 the keyed stage is chained to the source in one task
+  (``reinterpretAsKeyedStream`` instead of a shuffle); at parallelism > 1 both ``keyBy``
+  are shuffles.
 
 Spool files are replayable history: a fresh (unrestored) job reads them all from the first;
 prune only files older than the retained checkpoint you will restore from. Users are not
@@ -422,7 +440,7 @@ def _functions(
             self.recs_state = ctx.get_map_state(desc("recs", types.STRING(), types.STRING()))
             self.users_state = ctx.get_map_state(desc("users", types.STRING(), types.STRING()))
             self.pending_recs: dict[str, Recommendation | str] = {}
-            self.pending_users: dict[str, str] = {}
+            self.pending_users: dict[str, str | UserStream] = {}
             self.held: dict[int, str] = {}
             self.loaded = False
             self.anchor: float | None = None
@@ -573,7 +591,9 @@ def _functions(
             users: list[tuple[str, str]] = []
             dead: list[tuple[str, str]] = []
             for key, text in self.pending_users.items():
-                if key.startswith("\0"):
+                if isinstance(text, UserStream):
+                    users.append((key, orjson.dumps(text.state.to_dict()).decode()))
+                elif key.startswith("\0"):
                     dead.append((key[1:], text))
                 else:
                     users.append((key, text))
@@ -596,7 +616,94 @@ def _functions(
             self.recs.close()
             self.view.close()
 
-    return Users, Global
+    class Fused(Global):
+        """Both halves in one operator (parallelism 1; keyed by a constant): events met in
+        log order (by ``prev``), each user's stream in ``MapState`` (user -> ``UserStream``
+        JSON) with the decoded streams cached, then the global half as in :class:`Global`.
+        Users whose state changed wait in memory for the view (the stream objects
+        themselves); after a restore every user is written to it again."""
+
+        def open(self, ctx: Any) -> None:
+            from recloop.streaming.service import state_config
+
+            super().open(ctx)
+            self.cfg = state_config(StreamSettings(**settings))
+            desc = state.MapStateDescriptor("streams", types.STRING(), types.STRING())
+            self.streams = ctx.get_map_state(desc)
+            self.cache: dict[str, UserStream] = {}
+
+        def _load(self, ctx: Any) -> None:
+            super()._load(ctx)  # dead letters only: users are not mirrored (see below)
+            for user, text in self.streams.items():
+                state_json = orjson.dumps(orjson.loads(text)["state"]).decode()
+                self.pending_users.setdefault(user, state_json)
+
+        def process_element(self, line: str, ctx: Any) -> Iterator[int]:
+            if not self.loaded:
+                self._load(ctx)
+            if not self.seen:
+                self.first_at = time.time()
+            self.seen += 1
+            raw = orjson.loads(line)
+            offset, prev = raw["offset"], raw["prev"]
+            if offset <= self.last or prev in self.held:
+                return iter(())  # read again: done already
+            if prev != self.last:
+                self.held[prev] = line
+                self.held_state.put(prev, line)
+                return iter(())
+            self._place(raw)
+            while self.last in self.held:
+                line = self.held.pop(self.last)
+                self.held_state.remove(self.last)
+                self._place(orjson.loads(line))
+            pop = self.processor.popularity
+            self.meta.update(
+                orjson.dumps([pop.anchor, pop.events, self.newest, self.last]).decode()
+            )
+            if len(self.pending_recs) >= flush_events:
+                self._flush(ctx)
+                self._arm(ctx)
+            elif not self.timer_at or (self.pending_recs and not self.recs_armed):
+                self._arm(ctx)
+            return iter(())
+
+        def _place(self, raw: dict[str, Any]) -> None:
+            self.last = raw["offset"]
+            user = raw["user_id"]
+            stream = self.cache.get(user)
+            if stream is None:
+                text = self.streams.get(user)
+                if text is None:
+                    stream = UserStream.new(user)
+                else:
+                    stream = UserStream.from_dict(orjson.loads(text), self.cfg)
+                if len(self.cache) >= _CACHE_USERS:
+                    self.cache.clear()
+                self.cache[user] = stream
+            event = BehaviourEvent.from_dict(raw)
+            outcome = stream.add(event, self.cfg)
+            if outcome != "applied":
+                if outcome == "late":
+                    key = "\0" + raw["event_id"]
+                    self.pending_users[key] = text = orjson.dumps(raw).decode()
+                    self.users_state.put(key, text)
+                return
+            self.streams.put(user, orjson.dumps(stream.to_dict()).decode())
+            rec = self.processor.after_update(stream.state, event)
+            pop = self.processor.popularity
+            if pop.anchor != self.anchor:  # first event, or a rebase: all scores moved
+                self.anchor = pop.anchor
+                self.scores.put_all(dict(pop.scaled))
+            else:
+                self.scores.put(event.item_id, pop.scaled[event.item_id])
+            self.newest = max(self.newest, event.timestamp)
+            self.pending_users[user] = stream
+            if rec is not None:
+                self.pending_recs[user] = rec
+                self.recs_state.put(user, orjson.dumps(rec.to_dict()).decode())
+
+    return Users, Global, Fused
 
 
 # -- the job -------------------------------------------------------------------------------
@@ -617,7 +724,7 @@ def build_job(
     types = common.Types
     spool_dir = Path(data_dir).resolve() / "_stream" / "spool"
     spool_dir.mkdir(parents=True, exist_ok=True)
-    users, global_ = _functions(
+    users, global_, fused = _functions(
         settings.model_dump(),
         str(Path(data_dir).resolve()),
         flush_ms,
@@ -634,32 +741,34 @@ def build_job(
         .uid("recloop-spool")
         .set_parallelism(1)
     )
+    base = spool_base(spool_dir)
+    if parallelism == 1:  # both halves in one operator: one keyed Python stage, not two
+        written = (
+            _forward_key_by(lines, lambda _: 0, types.INT())
+            .process(fused(base), types.INT())
+            .uid("recloop-stream")
+            .name("stream")
+            .set_parallelism(1)
+        )
+    else:
 
-    def user_of(line: str) -> str:
-        return str(orjson.loads(line)["user_id"])
+        def user_of(line: str) -> str:
+            return str(orjson.loads(line)["user_id"])
 
-    by_user = (
-        _forward_key_by(lines, user_of, types.STRING())
-        if parallelism == 1
-        else lines.key_by(user_of, key_type=types.STRING())
-    )
-    placed = (
-        by_user.process(users(), types.STRING())
-        .uid("recloop-users")
-        .name("users")
-        .set_parallelism(parallelism)
-    )
-    by_const = (
-        _forward_key_by(placed, lambda _: 0, types.INT())
-        if parallelism == 1
-        else placed.key_by(lambda _: 0, key_type=types.INT())
-    )
-    written = (
-        by_const.process(global_(spool_base(spool_dir)), types.INT())
-        .uid("recloop-global")
-        .name("global")
-        .set_parallelism(1)
-    )
+        placed = (
+            lines.key_by(user_of, key_type=types.STRING())
+            .process(users(), types.STRING())
+            .uid("recloop-users")
+            .name("users")
+            .set_parallelism(parallelism)
+        )
+        written = (
+            placed.key_by(lambda _: 0, key_type=types.INT())
+            .process(global_(base), types.INT())
+            .uid("recloop-global")
+            .name("global")
+            .set_parallelism(1)
+        )
     jvm = _pf("java_gateway").get_gateway().jvm
     sink = _pf("datastream.connectors.base").Sink(
         jvm.org.apache.flink.streaming.api.functions.sink.v2.DiscardingSink()
