@@ -30,12 +30,14 @@ def _hits(ranked: Ints, relevant: Sequence[set[int]] | Ints) -> NDArray[np.bool_
 
 
 def hit_at_k(ranked: Ints, relevant: Sequence[set[int]] | Ints) -> Floats:
-    out: Floats = _hits(ranked, relevant).any(axis=1).astype(np.float64)
+    out: Floats = np.asarray(_hits(ranked, relevant).any(axis=1), dtype=np.float64)
     return out
 
 
 def precision_at_k(ranked: Ints, relevant: Sequence[set[int]] | Ints) -> Floats:
-    out: Floats = _hits(ranked, relevant).sum(axis=1) / ranked.shape[1]
+    out: Floats = np.asarray(
+        _hits(ranked, relevant).sum(axis=1) / ranked.shape[1], dtype=np.float64
+    )
     return out
 
 
