@@ -40,13 +40,20 @@ JOB = (
     "restore = None if sys.argv[3] == '-' else Path(sys.argv[3]); "
     "checkpoints = None if sys.argv[2] == '-' else Path(sys.argv[2]); "
     "run_flink_job(StreamSettings(), Path(sys.argv[1]), bounded=True, "
-    "checkpoint_dir=checkpoints, restore_from=restore, checkpoint_interval_ms=500)"
+    "checkpoint_dir=checkpoints, restore_from=restore, checkpoint_interval_ms=500, "
+    "parallelism=int(sys.argv[4]))"
 )
 
 
-def _job(data_dir: Path, checkpoints: Path | None = None, restore: Path | None = None) -> list[str]:
+def _job(
+    data_dir: Path,
+    checkpoints: Path | None = None,
+    restore: Path | None = None,
+    parallelism: int = 1,
+) -> list[str]:
     """The bounded job in its own interpreter (and JVM), as ``recloop stream`` runs it."""
-    return [sys.executable, "-c", JOB, str(data_dir), str(checkpoints or "-"), str(restore or "-")]
+    return [sys.executable, "-c", JOB, str(data_dir), str(checkpoints or "-"),
+            str(restore or "-"), str(parallelism)]  # fmt: skip
 
 
 def _copy_log(source: Path, data_dir: Path) -> Path:
@@ -104,11 +111,15 @@ def _assert_same_as_embedded(data_dir: Path, embedded: dict[str, Any]) -> None:
     assert not different, (different[:3], [lists[u] for u in different[:1]])
 
 
+@pytest.mark.parametrize("parallelism", [1, 2])
 def test_flink_job_gives_the_embedded_runners_states_and_lists(
-    logged: Path, embedded: dict[str, Any], tmp_path: Path
+    logged: Path, embedded: dict[str, Any], tmp_path: Path, parallelism: int
 ) -> None:
+    """Parallelism 1 runs both halves fused in one operator; 2 runs users keyed by user on
+    two subtasks, then the global half: both must equal the embedded runner."""
     data_dir = _copy_log(logged, tmp_path / "flink")
-    done = subprocess.run(_job(data_dir), cwd=ROOT, capture_output=True, text=True, timeout=240)
+    done = subprocess.run(_job(data_dir, parallelism=parallelism), cwd=ROOT,
+                          capture_output=True, text=True, timeout=240)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     _assert_same_as_embedded(data_dir, embedded)
 

@@ -116,7 +116,9 @@ def read_interactions(
         parsed = pd.to_datetime(ts, errors="coerce", utc=True)
         if parsed.isna().any():
             raise InvalidInputError(f"{path}: timestamps must be numbers or dates")
-        ts = parsed.astype("int64") / 1e9
+        # seconds since the epoch, whatever the datetime resolution (ns in pandas 2, may be
+        # us in pandas 3)
+        ts = (parsed - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)
     frame = frame.assign(timestamp=ts.astype(float)).sort_values(["timestamp"], kind="stable")
     users, user_index = np.unique(frame["user"].astype(str).to_numpy(), return_inverse=True)
     items, item_index = np.unique(frame["item"].astype(str).to_numpy(), return_inverse=True)
