@@ -28,6 +28,7 @@ BENCHMARKS = [
     "ope_accuracy",
     "stream_embedded",
     "stream_flink",
+    "agents_biased_logging",
 ]
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT_S = 240

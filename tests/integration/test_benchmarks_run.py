@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
         "ope_speed",
         "ope_accuracy",
         "stream_embedded",
+        "agents_biased_logging",
     ],
 )
 def test_benchmark_runs_and_prints_figures(name: str) -> None:
