@@ -39,7 +39,8 @@ JOB = (
     "from recloop.streaming.flink_job import run_flink_job; "
     "restore = None if sys.argv[3] == '-' else Path(sys.argv[3]); "
     "checkpoints = None if sys.argv[2] == '-' else Path(sys.argv[2]); "
-    "run_flink_job(StreamSettings(), Path(sys.argv[1]), bounded=True, "
+    "ttl = float(sys.argv[5]); "
+    "run_flink_job(StreamSettings(ttl_seconds=ttl), Path(sys.argv[1]), bounded=True, "
     "checkpoint_dir=checkpoints, restore_from=restore, checkpoint_interval_ms=500, "
     "parallelism=int(sys.argv[4]))"
 )
@@ -50,10 +51,11 @@ def _job(
     checkpoints: Path | None = None,
     restore: Path | None = None,
     parallelism: int = 1,
+    ttl_seconds: float = StreamSettings().ttl_seconds,
 ) -> list[str]:
     """The bounded job in its own interpreter (and JVM), as ``recloop stream`` runs it."""
     return [sys.executable, "-c", JOB, str(data_dir), str(checkpoints or "-"),
-            str(restore or "-"), str(parallelism)]  # fmt: skip
+            str(restore or "-"), str(parallelism), str(ttl_seconds)]  # fmt: skip
 
 
 def _copy_log(source: Path, data_dir: Path) -> Path:
@@ -168,3 +170,30 @@ def test_kill_9_mid_stream_and_restore_from_the_newest_checkpoint(
     )
     assert done.returncode == 0, done.stderr[-3000:]
     _assert_same_as_embedded(data_dir, embedded)
+
+
+def test_users_idle_past_the_ttl_start_afresh_in_both_runners(tmp_path: Path) -> None:
+    """A short TTL: users whose next event comes after it restart their state, by event
+    time, identically in the embedded runner and the Flink job."""
+    settings = StreamSettings(ttl_seconds=120.0)
+    events = [e.to_dict() for e in synthetic_events(3_000, users=50, items=40, seed=3)]
+    for i, e in enumerate(events):  # a quiet hour in the middle: everyone idles past 120 s
+        if i >= 1500:
+            e["timestamp"] += 3600.0
+    source = tmp_path / "logged"
+    with Stream(settings, source, run=False) as s:
+        assert s.ingest(events).accepted == len(events)
+    embedded_dir = _copy_log(source, tmp_path / "embedded")
+    with Stream(settings, embedded_dir, run=False) as s:
+        assert s.start_runner(background=False) and s.runner is not None
+        s.runner.run_until_idle()
+        want = {u: orjson.loads(orjson.dumps(st.state.to_dict()))
+                for u, st in s.runner.processor.users.items()}  # fmt: skip
+    assert sum(st["version"] for st in want.values()) < 3_000 - 1_000  # restarts happened
+    flink_dir = _copy_log(source, tmp_path / "flink")
+    done = subprocess.run(_job(flink_dir, ttl_seconds=120.0), cwd=ROOT, capture_output=True,
+                          text=True, timeout=240)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    _, states, _ = read_states(flink_dir)
+    got = {u: orjson.loads(orjson.dumps(st.to_dict())) for u, st in states.items()}
+    assert got == want

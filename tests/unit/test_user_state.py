@@ -182,3 +182,14 @@ def test_parse_accepts_integer_ids_and_defaults():
     e = parse_event({"user_id": 7, "item_id": 9, "behavior": "buy"}, now=123.0)
     assert (e.user_id, e.item_id, e.behaviour, e.timestamp) == ("7", "9", "buy", 123.0)
     assert len(e.event_id) == 32
+
+
+def test_a_user_idle_past_the_ttl_starts_afresh():
+    cfg = UserStateConfig(ttl_seconds=1000.0)
+    s = UserStream.new("u")
+    s.add(BehaviourEvent("u", "a", "buy", 0.0, "e1"), cfg)
+    s.add(BehaviourEvent("u", "b", "view", 500.0, "e2"), cfg)
+    assert s.state.version == 2
+    s.add(BehaviourEvent("u", "c", "view", 2000.0, "e3"), cfg)  # 1500 s idle > TTL
+    assert s.state.version == 1 and s.state.counts == {"view": 1} and s.state.sessions == 1
+    assert [x[0] for x in s.state.last_items] == ["c"]

@@ -343,6 +343,20 @@ def _functions(
     state = _pf("datastream.state")
     types = _pf("common").Types
 
+    def with_ttl(descriptor: Any) -> Any:
+        """Flink's own state TTL (processing time since the last write) frees idle users'
+        storage; the TTL's meaning -- an idle user starts afresh -- is ``UserStream.add``'s,
+        by event time, the same in both runners."""
+        ttl_ms = int(StreamSettings(**settings).ttl_seconds * 1000)
+        config = (
+            state.StateTtlConfig.new_builder(_pf("common.time").Time.milliseconds(ttl_ms))
+            .update_ttl_on_create_and_write()
+            .never_return_expired()
+            .build()
+        )
+        descriptor.enable_time_to_live(config)
+        return descriptor
+
     class Users(keyed_process_function):  # type: ignore[misc]
         """The keyed half: ``UserStream.add``, meeting each user's events in log order (an
         event whose ``prev_user`` has not come yet waits in ``held``). Emits, for every event,
@@ -354,7 +368,7 @@ def _functions(
 
             self.cfg = state_config(StreamSettings(**settings))
             # "last-offset \t held-count \t UserState JSON \t pending JSON" (UserStream.to_dict)
-            self.state = ctx.get_state(state.ValueStateDescriptor("user", types.STRING()))
+            self.state = ctx.get_state(with_ttl(state.ValueStateDescriptor("user", types.STRING())))
             self.held = ctx.get_map_state(
                 state.MapStateDescriptor("held", types.LONG(), types.STRING())
             )
@@ -629,7 +643,7 @@ def _functions(
             super().open(ctx)
             self.cfg = state_config(StreamSettings(**settings))
             desc = state.MapStateDescriptor("streams", types.STRING(), types.STRING())
-            self.streams = ctx.get_map_state(desc)
+            self.streams = ctx.get_map_state(with_ttl(desc))
             self.cache: dict[str, UserStream] = {}
 
         def _load(self, ctx: Any) -> None:

@@ -199,6 +199,12 @@ class UserStream:
         """Place one event; ``late`` and ``duplicate`` events change nothing."""
         state = self.state
         last = state.last_seen
+        if last is not None and event.timestamp - last > cfg.ttl_seconds:
+            # idle past the TTL: the user starts afresh (both runners, whenever they
+            # also sweep idle users out of memory)
+            state = self.state = UserState(state.user_id)
+            self.pending = []
+            last = None
         if last is not None and event.timestamp < last - cfg.allowed_lateness_seconds:
             return "late"
         pending = self.pending
