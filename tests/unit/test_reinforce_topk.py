@@ -111,3 +111,37 @@ def test_behaviour_cloning_beats_popularity_on_next_item_ndcg():
     bc_ndcg = ndcg_at_k(bc.rank(test.user[engaged], test.history[engaged]), truth).mean()
     pop_ndcg = ndcg_at_k(np.tile(popular, (len(truth), 1)), truth).mean()
     assert bc_ndcg > pop_ndcg, (bc_ndcg, pop_ndcg)
+
+
+def test_a_trained_agent_is_a_policy_and_a_candidate_in_the_decision_loop(tmp_path):
+    """Served through the Policy protocol: its scores follow the agent's own ranking, unknown
+    items score lowest, and a loop evaluates it off-policy like any candidate."""
+    from recloop import Action, Loop
+    from recloop.agents.bc import BCConfig, BehaviourCloning
+    from recloop.agents.policy import AgentPolicy
+    from recloop.core.clock import FakeClock
+
+    cfg = EcommerceConfig(n_users=100, n_items=40, seed=4)
+    world = EcommerceWorld(cfg)
+    log = from_ecommerce(world.generate(8_000), cfg.n_users, cfg.n_items)
+    bc = BehaviourCloning(cfg.n_users, cfg.n_items, BCConfig(epochs=3))
+    bc.fit(build_trajectories(log, last_n=5))
+    policy = AgentPolicy(bc.net, log.user_ids, log.item_ids, last_n=5, name="bc")
+    context = {"user_id": "7", "recent_items": ["3", "5"]}
+    actions = [Action(str(i)) for i in range(10)] + [Action("not-in-catalogue")]
+    scores = policy.scores(context, actions)
+    assert scores.shape == (11,) and scores[-1] < scores[:-1].min()
+    history = np.array([[cfg.n_items] * 3 + [3, 5]])
+    agent_order = [i for i in bc.rank(np.array([7]), history, k=cfg.n_items)[0] if i < 10]
+    assert int(np.argmax(scores[:-1])) == agent_order[0]
+    clock = FakeClock()
+    with Loop.open(tmp_path, start=False, clock=clock, exp_unit_seconds=1.0) as loop:
+        loop.add_candidate("bc", policy)
+        for i in range(200):
+            d = loop.rank({"user_id": str(i % 100), "recent_items": []}, actions[:10])
+            loop.reward(d.event_id, 1.0 if d.chosen == str(agent_order[0]) else 0.0)
+            clock.advance(0.01)
+        clock.advance(5.0)
+        loop.step()
+        bc_eval = next(c for c in loop.evaluations()["candidates"] if c["name"] == "bc")
+    assert bc_eval["n"] == 200 and bc_eval["snips"]["value"] is not None
