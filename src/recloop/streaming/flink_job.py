@@ -508,14 +508,24 @@ def _functions(
                 self.timer_at = at
                 timers.register_processing_time_timer(at)
 
+        def _decode(self, value: str) -> tuple[dict[str, Any], Any]:
+            """(the event with its offsets, what :meth:`_apply` needs besides)."""
+            kind, line, body = value.split("\t", 2)
+            return orjson.loads(line), (kind, body)
+
+        def _apply(self, raw: dict[str, Any], extra: Any) -> None:
+            kind, body = extra
+            self._step(kind, raw, body)
+
         def process_element(self, value: str, ctx: Any) -> Iterator[int]:
+            """Meet events in log order (an early one waits in ``held`` for the one before
+            it), apply each, then save the position and flush or arm the timer."""
             if not self.loaded:
                 self._load(ctx)
             if not self.seen:
                 self.first_at = time.time()
             self.seen += 1
-            kind, line, body = value.split("\t", 2)
-            raw = orjson.loads(line)
+            raw, extra = self._decode(value)
             offset, prev = int(raw["offset"]), int(raw["prev"])
             if offset <= self.last or prev in self.held:
                 return iter(())  # read again: done already
@@ -523,12 +533,11 @@ def _functions(
                 self.held[prev] = value
                 self.held_state.put(prev, value)
                 return iter(())
-            self._step(kind, raw, body)
+            self._apply(raw, extra)
             while self.last in self.held:
                 value = self.held.pop(self.last)
                 self.held_state.remove(self.last)
-                kind, line, body = value.split("\t", 2)
-                self._step(kind, orjson.loads(line), body)
+                self._apply(*self._decode(value))
             pop = self.processor.popularity
             self.meta.update(
                 orjson.dumps([pop.anchor, pop.events, self.newest, self.last]).decode()
@@ -652,35 +661,11 @@ def _functions(
                 state_json = orjson.dumps(orjson.loads(text)["state"]).decode()
                 self.pending_users.setdefault(user, state_json)
 
-        def process_element(self, line: str, ctx: Any) -> Iterator[int]:
-            if not self.loaded:
-                self._load(ctx)
-            if not self.seen:
-                self.first_at = time.time()
-            self.seen += 1
-            raw = orjson.loads(line)
-            offset, prev = raw["offset"], raw["prev"]
-            if offset <= self.last or prev in self.held:
-                return iter(())  # read again: done already
-            if prev != self.last:
-                self.held[prev] = line
-                self.held_state.put(prev, line)
-                return iter(())
+        def _decode(self, value: str) -> tuple[dict[str, Any], Any]:
+            return orjson.loads(value), None  # spool lines: the event itself
+
+        def _apply(self, raw: dict[str, Any], extra: Any) -> None:
             self._place(raw)
-            while self.last in self.held:
-                line = self.held.pop(self.last)
-                self.held_state.remove(self.last)
-                self._place(orjson.loads(line))
-            pop = self.processor.popularity
-            self.meta.update(
-                orjson.dumps([pop.anchor, pop.events, self.newest, self.last]).decode()
-            )
-            if len(self.pending_recs) >= flush_events:
-                self._flush(ctx)
-                self._arm(ctx)
-            elif not self.timer_at or (self.pending_recs and not self.recs_armed):
-                self._arm(ctx)
-            return iter(())
 
         def _place(self, raw: dict[str, Any]) -> None:
             self.last = raw["offset"]
