@@ -13,6 +13,7 @@ from torch.nn import functional as F
 
 from recloop.agents.datasets import Trajectories
 from recloop.agents.reinforce_topk import PolicyNetwork, ReinforceTopKConfig
+from recloop.agents.training import require_catalogue, train
 
 
 @dataclass
@@ -40,37 +41,33 @@ class BehaviourCloning:
     ) -> list[float]:
         """Learn from the engaged steps only (reward > 0): what users went on to choose."""
         cfg = self.cfg
-        if data.n_items != self.n_items:
-            raise ValueError(f"data has {data.n_items} items; the model has {self.n_items}")
+        require_catalogue(data, self.n_items)
         rows = np.flatnonzero(data.reward > 0)
         if len(rows) == 0:
             raise ValueError("no engaged steps (reward > 0) to learn from")
         user = torch.as_tensor(data.user[rows])
         history = torch.as_tensor(data.history[rows])
         action = torch.as_tensor(data.action[rows])
-        opt = torch.optim.Adam(self.net.parameters(), lr=cfg.learning_rate)
-        gen = torch.Generator().manual_seed(cfg.seed)
-        curve = []
-        for epoch in range(cfg.epochs):
-            perm = torch.randperm(len(rows), generator=gen)
-            total = 0.0
-            for start in range(0, len(perm), cfg.batch_size):
-                b = perm[start : start + cfg.batch_size]
-                logits = self.net.pi_head(self.net.encode(user[b], history[b]))
-                loss = F.cross_entropy(logits, action[b])
-                opt.zero_grad()
-                loss.backward()  # type: ignore[no-untyped-call]
-                opt.step()
-                total += float(loss.detach()) * len(b)
-            curve.append(total / len(perm))
-            if progress is not None:
-                progress(epoch, curve[-1])
-        return curve
+
+        def batch_loss(b: torch.Tensor) -> tuple[torch.Tensor, float]:
+            loss = F.cross_entropy(self.net.policy_logits(user[b], history[b]), action[b])
+            return loss, float(loss.detach())
+
+        return train(
+            self.net.parameters(),
+            len(rows),
+            batch_loss,
+            epochs=cfg.epochs,
+            batch_size=cfg.batch_size,
+            learning_rate=cfg.learning_rate,
+            seed=cfg.seed,
+            progress=progress,
+        )
 
     @torch.no_grad()
     def rank(
         self, user: NDArray[np.int64], history: NDArray[np.int64], k: int = 10
     ) -> NDArray[np.int64]:
-        logits = self.net.pi_head(self.net.encode(torch.as_tensor(user), torch.as_tensor(history)))
+        logits = self.net.policy_logits(torch.as_tensor(user), torch.as_tensor(history))
         out: NDArray[np.int64] = torch.topk(logits, k, dim=-1).indices.numpy()
         return out

@@ -19,6 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from recloop.core.errors import InvalidInputError
+from recloop.evaluation.logdata import read_table
 
 Ints = NDArray[np.int64]
 Floats = NDArray[np.float64]
@@ -71,21 +72,6 @@ def from_ecommerce(log: Any, n_users: int, n_items: int) -> InteractionLog:
     )
 
 
-def _frame(path: Path) -> Any:
-    import pandas as pd
-
-    if not path.exists():
-        raise InvalidInputError(f"no such file: {path}")
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        return pd.read_csv(path)
-    if suffix in (".parquet", ".pq"):
-        return pd.read_parquet(path)
-    if suffix in (".jsonl", ".ndjson", ".json"):
-        return pd.read_json(path, lines=suffix != ".json")
-    raise InvalidInputError(f"{path}: expected .csv, .parquet or .jsonl")
-
-
 def read_interactions(
     path: str | Path,
     rewards: Mapping[str, float] = DEFAULT_BEHAVIOUR_REWARDS,
@@ -97,7 +83,7 @@ def read_interactions(
     import pandas as pd
 
     path = Path(path)
-    frame = _frame(path)
+    frame = read_table(path, json_lines=True)
     missing = [c for c in ("user", "item", "behaviour", "timestamp") if c not in frame.columns]
     if missing:
         raise InvalidInputError(f"{path}: missing column(s) {missing}")

@@ -53,9 +53,7 @@ class AgentPolicy:
             user_vec = self.net.user.weight.mean(dim=0, keepdim=True)
         else:
             user_vec = self.net.user(torch.tensor([user]))
-        mask = (history != pad).float().unsqueeze(-1)
-        items = (self.net.item(history) * mask).sum(1) / mask.sum(1).clamp_min(1.0)
-        logits = self.net.pi_head(self.net.state(torch.cat([user_vec, items], dim=-1)))[0]
+        logits = self.net.pi_head(self.net.encode_vectors(user_vec, history))[0]
         known = [self.items.get(a.id) for a in actions]
         out = np.empty(len(actions))
         floor = float(logits.min()) - 1.0

@@ -28,6 +28,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from recloop.agents.datasets import Trajectories
+from recloop.agents.training import require_catalogue, train
 
 
 @dataclass
@@ -87,9 +88,18 @@ class PolicyNetwork(nn.Module):
         self.beta_head = nn.Linear(cfg.hidden, n_items)
 
     def encode(self, user: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        return self.encode_vectors(self.user(user), history)
+
+    def encode_vectors(self, user_vectors: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        """The state from user vectors (an embedding row, or a stand-in for an unknown
+        user) and the mean embedding of the history, padding left out."""
         mask = (history != self.n_items).float().unsqueeze(-1)
         items = (self.item(history) * mask).sum(1) / mask.sum(1).clamp_min(1.0)
-        out: torch.Tensor = self.state(torch.cat([self.user(user), items], dim=-1))
+        out: torch.Tensor = self.state(torch.cat([user_vectors, items], dim=-1))
+        return out
+
+    def policy_logits(self, user: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.pi_head(self.encode(user, history))
         return out
 
     def forward(
@@ -134,32 +144,28 @@ class ReinforceTopK:
     def fit(
         self, data: Trajectories, progress: Callable[[int, float], None] | None = None
     ) -> list[float]:
+        """Train on every logged step; the curve is the policy loss per epoch."""
         cfg = self.cfg
-        if data.n_items != self.n_items:
-            raise ValueError(
-                f"data has {data.n_items} items; the agent was built for {self.n_items}"
-            )
+        require_catalogue(data, self.n_items)
         returns = torch.as_tensor(discounted_returns(data, cfg.gamma), dtype=torch.float32)
         user = torch.as_tensor(data.user)
         history = torch.as_tensor(data.history)
         action = torch.as_tensor(data.action)
-        opt = torch.optim.Adam(self.net.parameters(), lr=cfg.learning_rate)
-        gen = torch.Generator().manual_seed(cfg.seed)
-        history_of_loss = []
-        for epoch in range(cfg.epochs):
-            perm = torch.randperm(len(action), generator=gen)
-            total = 0.0
-            for start in range(0, len(perm), cfg.batch_size):
-                b = perm[start : start + cfg.batch_size]
-                p_loss, b_loss = losses(self.net, user[b], history[b], action[b], returns[b], cfg)
-                opt.zero_grad()
-                (p_loss + b_loss).backward()  # type: ignore[no-untyped-call]
-                opt.step()
-                total += float(p_loss.detach()) * len(b)
-            history_of_loss.append(total / len(perm))
-            if progress is not None:
-                progress(epoch, history_of_loss[-1])
-        return history_of_loss
+
+        def batch_loss(b: torch.Tensor) -> tuple[torch.Tensor, float]:
+            p_loss, b_loss = losses(self.net, user[b], history[b], action[b], returns[b], cfg)
+            return p_loss + b_loss, float(p_loss.detach())
+
+        return train(
+            self.net.parameters(),
+            len(action),
+            batch_loss,
+            epochs=cfg.epochs,
+            batch_size=cfg.batch_size,
+            learning_rate=cfg.learning_rate,
+            seed=cfg.seed,
+            progress=progress,
+        )
 
     @torch.no_grad()
     def rank(
@@ -170,7 +176,7 @@ class ReinforceTopK:
         exclude_history: bool = False,
     ) -> NDArray[np.int64]:
         """Top-k item indices per row."""
-        logits, _ = self.net(torch.as_tensor(user), torch.as_tensor(history))
+        logits = self.net.policy_logits(torch.as_tensor(user), torch.as_tensor(history))
         if exclude_history:
             h = torch.as_tensor(history)
             valid = h != self.n_items
