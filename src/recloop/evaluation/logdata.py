@@ -74,7 +74,9 @@ class BanditData:
         return 1 if self.position is None else int(self.position.max()) + 1
 
 
-def _frame(path: Path) -> Any:
+def read_table(path: Path, *, json_lines: bool = False) -> Any:
+    """A pandas frame from CSV or Parquet (and JSON lines when ``json_lines``), with a
+    clear error for a missing file or another format."""
     import pandas as pd
 
     if not path.exists():
@@ -84,7 +86,10 @@ def _frame(path: Path) -> Any:
         return pd.read_csv(path)
     if suffix in (".parquet", ".pq"):
         return pd.read_parquet(path)
-    raise InvalidInputError(f"{path}: expected a .csv or .parquet file")
+    if json_lines and suffix in (".jsonl", ".ndjson", ".json"):
+        return pd.read_json(path, lines=suffix != ".json")
+    expected = ".csv, .parquet or .jsonl" if json_lines else "a .csv or .parquet file"
+    raise InvalidInputError(f"{path}: expected {expected}")
 
 
 def _numeric(frame: Any, column: str, path: Path) -> FloatArray:
@@ -109,7 +114,7 @@ def _integers(frame: Any, column: str, path: Path) -> IntArray:
 def read_log(path: str | Path, action_features: str | Path | None = None) -> BanditData:
     """Read a CSV or Parquet log (see the module docstring for its columns)."""
     path = Path(path)
-    frame = _frame(path)
+    frame = read_table(path)
     missing = [c for c in ("action", "reward", "propensity") if c not in frame.columns]
     if missing:
         raise InvalidInputError(f"{path}: missing column(s) {missing}")
@@ -120,7 +125,7 @@ def read_log(path: str | Path, action_features: str | Path | None = None) -> Ban
     n_actions = int(action.max()) + 1 if len(action) else 0
     if action_features is not None:
         af_path = Path(action_features)
-        af = _frame(af_path)
+        af = read_table(af_path)
         cols = [c for c in af.columns if c != "action"]
         if "action" in af.columns:
             af = af.sort_values("action")
