@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -296,51 +296,75 @@ def _shrink(w: Array, lam: float) -> Array:
 
 
 @dataclass
-class SwitchDR(Estimator):
+class _TunedDR(Estimator):
+    """DR with the importance weights reshaped by one hyperparameter, given or, when None,
+    tuned on the log by estimated MSE (the value chosen shows in the label)."""
+
+    needs_reward_model: ClassVar[bool] = True
+    param: ClassVar[str]
+    chosen: float | None = field(default=None, kw_only=True)
+
+    def given(self) -> float | None:
+        raise NotImplementedError
+
+    def grid(self, p: Prepared) -> list[float]:
+        raise NotImplementedError
+
+    @staticmethod
+    def reshape(w: Array, h: float) -> Array:
+        raise NotImplementedError
+
+    def label(self) -> str:
+        h = self.given() if self.given() is not None else self.chosen
+        return self.name if h is None else f"{self.name}({self.param}={h:.3g})"
+
+    def terms(self, p: Prepared) -> Terms:
+        h = self.given()
+        if h is None:
+            h = self.chosen = _tuned(p, self.grid(p), self.reshape)
+        return Terms(a=_dm(p) + self.reshape(p.weight, h) * _residual(p))
+
+
+@dataclass
+class SwitchDR(_TunedDR):
     """Switch-DR (Wang et al. 2017): DR where the weight is at most ``tau``, DM alone where
     it is larger. ``tau=None`` tunes it on the log (estimated MSE)."""
 
     name: ClassVar[str] = "switch-dr"
-    needs_reward_model: ClassVar[bool] = True
+    param: ClassVar[str] = "tau"
     tau: float | None = None
-    chosen: float | None = None
 
-    def label(self) -> str:
-        tau = self.tau if self.tau is not None else self.chosen
-        return self.name if tau is None else f"{self.name}(tau={tau:.3g})"
+    def given(self) -> float | None:
+        return self.tau
 
-    def terms(self, p: Prepared) -> Terms:
-        tau = self.tau
-        if tau is None:
-            grid = [*np.quantile(p.weight, [0.5, 0.75, 0.9, 0.95, 0.99]).tolist(), math.inf]
-            tau = _tuned(p, grid, _switch)
-            self.chosen = tau
-        return Terms(a=_dm(p) + _switch(p.weight, tau) * _residual(p))
+    def grid(self, p: Prepared) -> list[float]:
+        return [*np.quantile(p.weight, [0.5, 0.75, 0.9, 0.95, 0.99]).tolist(), math.inf]
+
+    @staticmethod
+    def reshape(w: Array, h: float) -> Array:
+        return _switch(w, h)
 
 
 @dataclass
-class DROS(Estimator):
+class DROS(_TunedDR):
     """DR with optimistic shrinkage (Su et al. 2020): weights become
     ``lam w / (w^2 + lam)``. ``lam=None`` tunes it on the log (estimated MSE)."""
 
     name: ClassVar[str] = "dr-os"
-    needs_reward_model: ClassVar[bool] = True
+    param: ClassVar[str] = "lambda"
     lam: float | None = None
-    chosen: float | None = None
 
-    def label(self) -> str:
-        lam = self.lam if self.lam is not None else self.chosen
-        return self.name if lam is None else f"{self.name}(lambda={lam:.3g})"
+    def given(self) -> float | None:
+        return self.lam
 
-    def terms(self, p: Prepared) -> Terms:
-        lam = self.lam
-        if lam is None:
-            w2 = p.weight * p.weight
-            base = np.quantile(w2, [0.5, 0.9, 0.99, 1.0])
-            grid = sorted({float(b * s) for b in base for s in (1.0, 10.0) if b > 0})
-            lam = _tuned(p, [*grid, math.inf], _shrink)
-            self.chosen = lam
-        return Terms(a=_dm(p) + _shrink(p.weight, lam) * _residual(p))
+    def grid(self, p: Prepared) -> list[float]:
+        w2 = p.weight * p.weight
+        base = np.quantile(w2, [0.5, 0.9, 0.99, 1.0])
+        return [*sorted({float(b * s) for b in base for s in (1.0, 10.0) if b > 0}), math.inf]
+
+    @staticmethod
+    def reshape(w: Array, h: float) -> Array:
+        return _shrink(w, h)
 
 
 ESTIMATOR_NAMES = (
