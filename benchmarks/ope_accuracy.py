@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 
 from benchmarks.common import cli, figure, print_table
-from recloop.evaluation.logdata import BanditData
 from recloop.evaluation.offpolicy import evaluate, make_estimator
 from recloop.evaluation.reward_model import cross_fit_rewards
 from recloop.evaluation.synthetic import Evaluation, SyntheticBandit
@@ -79,15 +78,7 @@ def open_bandit() -> list[dict[str, Any]]:
         print("Open Bandit Dataset not installed (pip install --no-deps obp==0.5.7): skipped")
         return []
     log = load_obd("random", "all")
-    data = BanditData(
-        action=np.asarray(log.action),
-        reward=np.asarray(log.reward),
-        pscore=np.asarray(log.pscore),
-        n_actions=log.n_actions,
-        position=np.asarray(log.position),
-        context=np.asarray(log.context),
-        action_features=np.asarray(log.action_context),
-    )
+    data = log.bandit_data()
     dist = bts_action_dist("all", n_rounds=log.n_rounds)
     truth = on_policy_value("bts", "all")
     q = cross_fit_rewards(data, model="hgb", n_folds=3, seed=0)

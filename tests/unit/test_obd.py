@@ -121,16 +121,9 @@ def test_prior_parser_reads_block_lists() -> None:
 def test_recloop_estimators_cover_bts_on_policy_value(random_all: ObdLog) -> None:
     """Real logged data: evaluate Bernoulli TS from the uniform-random log with recloop's
     estimators (position as context); its on-policy average lies in the 95% intervals."""
-    from recloop.evaluation.logdata import BanditData
     from recloop.evaluation.offpolicy import IPS, SNIPS, evaluate
 
-    data = BanditData(
-        action=np.asarray(random_all.action),
-        reward=np.asarray(random_all.reward),
-        pscore=np.asarray(random_all.pscore),
-        n_actions=random_all.n_actions,
-        position=np.asarray(random_all.position),
-    )
+    data = random_all.bandit_data()
     dist = bts_action_dist("all", n_rounds=random_all.n_rounds)
     truth = on_policy_value("bts", "all")
     rows, overlap = evaluate(data, dist, [IPS(), SNIPS()])

@@ -19,10 +19,13 @@ import csv
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, TypeVar
+from typing import TYPE_CHECKING, Final, TypeVar
 
 import numpy as np
 import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from recloop.evaluation.logdata import BanditData
 
 INSTALL_HINT: Final = "pip install --no-deps --ignore-requires-python obp==0.5.7"
 BEHAVIOR_POLICIES: Final = ("random", "bts")
@@ -58,6 +61,20 @@ class ObdLog:
     @property
     def n_rounds(self) -> int:
         return int(self.action.shape[0])
+
+    def bandit_data(self) -> BanditData:
+        """The log as recloop's estimators take it (position as part of the context)."""
+        from recloop.evaluation.logdata import BanditData
+
+        return BanditData(
+            action=np.asarray(self.action),
+            reward=np.asarray(self.reward),
+            pscore=np.asarray(self.pscore),
+            n_actions=self.n_actions,
+            position=np.asarray(self.position),
+            context=np.asarray(self.context),
+            action_features=np.asarray(self.action_context),
+        )
 
 
 def _obp_package_dir() -> Path | None:
