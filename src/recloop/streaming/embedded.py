@@ -10,6 +10,7 @@ offset: the replayed events meet exactly the state they met the first time.
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import time
@@ -37,7 +38,9 @@ class StreamCounters:
     snapshots: int = 0
     expired_users: int = 0
     failed: int = 0
-    lag_seconds: list[float] = field(default_factory=list)
+    lag_seconds: collections.deque[float] = field(
+        default_factory=lambda: collections.deque(maxlen=10_000)
+    )
     """End-to-end lag (event time -> recommendation written), recent samples."""
 
     def as_dict(self) -> dict[str, Any]:
@@ -130,8 +133,7 @@ class EmbeddedRunner:
             if recs:
                 written = self.recs.put_many(list(recs.values()), now)
                 c.recommendation_writes += written
-                lags = [now - r.event_time for r in recs.values()]
-                c.lag_seconds = (c.lag_seconds + lags)[-10_000:]
+                c.lag_seconds.extend(now - r.event_time for r in recs.values())
             self._since_snapshot += len(rows)
             if now - self._last_popular >= self.popular_every_seconds:
                 self._write_popular(now)
