@@ -41,14 +41,14 @@ def test_importance_weights_are_capped():
 def test_beta_head_does_not_move_the_state_encoder():
     """The behaviour-policy loss has no gradient into the shared state: blocked."""
     cfg = ReinforceTopKConfig(embedding_dim=4, hidden=8)
-    net = PolicyNetwork(n_users=3, n_items=5, cfg=cfg)
+    net = PolicyNetwork(n_users=3, n_items=5, embedding_dim=4, hidden=8)
     user = torch.tensor([0, 1, 2])
     history = torch.tensor([[5, 1], [2, 3], [5, 5]])
     action = torch.tensor([1, 4, 0])
     _, beta_loss = losses(net, user, history, action, torch.ones(3), cfg)
     beta_loss.backward()
     for name, p in net.named_parameters():
-        if name.startswith(("user", "item", "state", "pi_head")):
+        if name.startswith(("encoder", "pi_head")):
             assert p.grad is None or torch.count_nonzero(p.grad) == 0, name
     assert torch.count_nonzero(net.beta_head.weight.grad) > 0
 
@@ -118,6 +118,7 @@ def test_a_trained_agent_is_a_policy_and_a_candidate_in_the_decision_loop(tmp_pa
     items score lowest, and a loop evaluates it off-policy like any candidate."""
     from recloop import Action, Loop
     from recloop.agents.bc import BCConfig, BehaviourCloning
+    from recloop.agents.checkpoint import load_agent, save_agent
     from recloop.agents.policy import AgentPolicy
     from recloop.core.clock import FakeClock
 
@@ -126,7 +127,8 @@ def test_a_trained_agent_is_a_policy_and_a_candidate_in_the_decision_loop(tmp_pa
     log = from_ecommerce(world.generate(8_000), cfg.n_users, cfg.n_items)
     bc = BehaviourCloning(cfg.n_users, cfg.n_items, BCConfig(epochs=3))
     bc.fit(build_trajectories(log, last_n=5))
-    policy = AgentPolicy(bc.net, log.user_ids, log.item_ids, last_n=5, name="bc")
+    saved = save_agent(bc, list(log.user_ids), list(log.item_ids), last_n=5)
+    policy = AgentPolicy(load_agent(saved), name="bc")
     context = {"user_id": "7", "recent_items": ["3", "5"]}
     actions = [Action(str(i)) for i in range(10)] + [Action("not-in-catalogue")]
     scores = policy.scores(context, actions)
@@ -145,3 +147,32 @@ def test_a_trained_agent_is_a_policy_and_a_candidate_in_the_decision_loop(tmp_pa
         loop.step()
         bc_eval = next(c for c in loop.evaluations()["candidates"] if c["name"] == "bc")
     assert bc_eval["n"] == 200 and bc_eval["snips"]["value"] is not None
+
+
+def test_under_a_strongly_biased_logger_the_topk_correction_beats_plain_reinforce():
+    """The designed case (``strongly_biased_config``): the logger shows popular items, which
+    users like less. Plain REINFORCE imitates the logger's rewarded choices and inherits its
+    bias; the corrected policy reweights by pi/beta and moves towards what users like. Judged
+    on the ground truth without sampling noise: the true expected reward of each user's
+    top-10 list. Seen (3 seeds, 100k events): 0.90/0.81/0.91 plain against 1.05/0.99/1.07
+    corrected; session returns 8.2 +- 0.2 against 9.6 +- 0.2 (benchmarks/agents_biased_logging)."""
+    from recloop.agents.embeddings import pretrain_embeddings
+    from recloop.agents.evaluation import true_topk_reward
+    from recloop.simulators.ecommerce import strongly_biased_config
+
+    world = EcommerceWorld(strongly_biased_config(seed=0))
+    cfg = world.config
+    log = from_ecommerce(world.generate(60_000), cfg.n_users, cfg.n_items)
+    traj = build_trajectories(log, last_n=5)
+    embeddings, _ = pretrain_embeddings(traj)
+    figures = {}
+    for correction in (False, True):
+        agent = ReinforceTopK(
+            cfg.n_users,
+            cfg.n_items,
+            ReinforceTopKConfig(weight_cap=10.0, correction=correction, seed=0),
+            embeddings,
+        )
+        agent.fit(traj)
+        figures[correction] = true_topk_reward(world, agent, last_n=5)
+    assert figures[True] > figures[False] + 0.05, figures

@@ -3,23 +3,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
-from numpy.typing import NDArray
+from torch import nn
 from torch.nn import functional as F
 
+from recloop.agents.base import Agent, Progress
 from recloop.agents.datasets import Trajectories
-from recloop.agents.reinforce_topk import PolicyNetwork, ReinforceTopKConfig
+from recloop.agents.embeddings import Embeddings
+from recloop.agents.networks import LogitsScorer, StateEncoder, trainable
 from recloop.agents.training import require_catalogue, train
 
 
 @dataclass
 class BCConfig:
     embedding_dim: int = 32
-    """Size of the user and item embeddings."""
+    """Size of the user and item embeddings (that of pre-trained ones when given)."""
+    freeze_embeddings: bool = False
+    """With pre-trained embeddings: keep them fixed (True) or fine-tune them (False)."""
     hidden: int = 64
     """Width of the state MLP."""
     learning_rate: float = 3e-3
@@ -28,17 +31,29 @@ class BCConfig:
     seed: int = 0
 
 
-class BehaviourCloning:
-    def __init__(self, n_users: int, n_items: int, cfg: BCConfig | None = None) -> None:
-        self.cfg = cfg or BCConfig()
-        torch.manual_seed(self.cfg.seed)
-        shape = ReinforceTopKConfig(embedding_dim=self.cfg.embedding_dim, hidden=self.cfg.hidden)
-        self.net = PolicyNetwork(n_users, n_items, shape)
-        self.n_items = n_items
+class BehaviourCloning(Agent):
+    algo = "bc"
 
-    def fit(
-        self, data: Trajectories, progress: Callable[[int, float], None] | None = None
-    ) -> list[float]:
+    def __init__(
+        self,
+        n_users: int,
+        n_items: int,
+        cfg: BCConfig | None = None,
+        embeddings: Embeddings | None = None,
+    ) -> None:
+        self.cfg = cfg or BCConfig()
+        if embeddings is not None:
+            self.cfg = replace(self.cfg, embedding_dim=embeddings.dim)
+        torch.manual_seed(self.cfg.seed)
+        self.encoder = StateEncoder(n_users, n_items, self.cfg.embedding_dim, self.cfg.hidden)
+        self.head = nn.Linear(self.cfg.hidden, n_items)
+        if embeddings is not None:
+            self.encoder.load_pretrained(
+                embeddings.users, embeddings.items, self.cfg.freeze_embeddings
+            )
+        self.n_users, self.n_items = n_users, n_items
+
+    def fit(self, data: Trajectories, progress: Progress | None = None) -> list[float]:
         """Learn from the engaged steps only (reward > 0): what users went on to choose."""
         cfg = self.cfg
         require_catalogue(data, self.n_items)
@@ -48,13 +63,15 @@ class BehaviourCloning:
         user = torch.as_tensor(data.user[rows])
         history = torch.as_tensor(data.history[rows])
         action = torch.as_tensor(data.action[rows])
+        scorer = self.scorer()
 
         def batch_loss(b: torch.Tensor) -> tuple[torch.Tensor, float]:
-            loss = F.cross_entropy(self.net.policy_logits(user[b], history[b]), action[b])
+            logits = self.head(self.encoder(user[b], history[b]))
+            loss = F.cross_entropy(logits, action[b])
             return loss, float(loss.detach())
 
         return train(
-            self.net.parameters(),
+            trainable(scorer),
             len(rows),
             batch_loss,
             epochs=cfg.epochs,
@@ -64,10 +81,8 @@ class BehaviourCloning:
             progress=progress,
         )
 
-    @torch.no_grad()
-    def rank(
-        self, user: NDArray[np.int64], history: NDArray[np.int64], k: int = 10
-    ) -> NDArray[np.int64]:
-        logits = self.net.policy_logits(torch.as_tensor(user), torch.as_tensor(history))
-        out: NDArray[np.int64] = torch.topk(logits, k, dim=-1).indices.numpy()
-        return out
+    def scorer(self) -> nn.Module:
+        return LogitsScorer(self.encoder, self.head)
+
+    def user_vectors(self) -> torch.Tensor:
+        return self.encoder.user.weight.detach()

@@ -1,8 +1,8 @@
-"""A trained agent served as a recloop Policy: scores a candidate list for a context.
+"""A saved agent served as a recloop Policy: scores a candidate list for a context.
 
 The context names the user (``user_id``) and their recent items (``recent_items``, oldest
 first -- what the stream's user state provides); candidates are actions whose ids are item
-ids. Unknown users get the mean user embedding; unknown items score below every known one.
+ids. Unknown users get the mean user vector; unknown items score below every known one.
 So an agent ranks in the decision loop, is logged with its exploration probabilities, and
 can be a candidate for off-policy evaluation like any bandit, with no special case.
 """
@@ -14,49 +14,42 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from recloop.agents.reinforce_topk import PolicyNetwork
+from recloop.agents.checkpoint import SavedAgent, load_agent
 from recloop.core.arrays import FloatArray
 from recloop.core.types import Action, Context
 
 
 class AgentPolicy:
-    def __init__(
-        self,
-        net: PolicyNetwork,
-        user_ids: Sequence[str],
-        item_ids: Sequence[str],
-        last_n: int = 10,
-        name: str = "agent",
-        version: str = "1",
-    ) -> None:
-        if len(item_ids) != net.n_items:
-            raise ValueError(
-                f"the network knows {net.n_items} items but {len(item_ids)} item ids were given"
-            )
-        self.net = net.eval()
-        self.users = {u: i for i, u in enumerate(user_ids)}
-        self.items = {it: i for i, it in enumerate(item_ids)}
-        self.last_n = last_n
-        self.name = name
+    def __init__(self, saved: SavedAgent, name: str | None = None, version: str = "1") -> None:
+        self.saved = saved
+        self.users = {u: i for i, u in enumerate(saved.user_ids)}
+        self.items = {it: i for i, it in enumerate(saved.item_ids)}
+        self.pad = len(self.items)
+        self.last_n = saved.last_n
+        self.unknown_user = saved.user_vectors.mean(dim=0, keepdim=True)
+        self.name = name or saved.algo
         self.version = version
 
+    @classmethod
+    def from_bytes(cls, blob: bytes, version: str = "1", name: str | None = None) -> AgentPolicy:
+        return cls(load_agent(blob), name=name, version=version)
+
     @torch.no_grad()
-    def scores(self, context: Context, actions: Sequence[Action]) -> FloatArray:
-        pad = self.net.n_items
+    def catalogue_scores(self, context: Context) -> torch.Tensor:
+        """Scores of every catalogue item for this context."""
         recent = [self.items[i] for i in context.get("recent_items", ()) if i in self.items]
-        history = torch.full((1, self.last_n), pad, dtype=torch.long)
         recent = recent[-self.last_n :]
+        history = torch.full((1, self.last_n), self.pad, dtype=torch.long)
         if recent:
             history[0, -len(recent) :] = torch.tensor(recent)
         user = self.users.get(str(context.get("user_id", "")))
-        if user is None:
-            user_vec = self.net.user.weight.mean(dim=0, keepdim=True)
-        else:
-            user_vec = self.net.user(torch.tensor([user]))
-        logits = self.net.pi_head(self.net.encode_vectors(user_vec, history))[0]
-        known = [self.items.get(a.id) for a in actions]
-        out = np.empty(len(actions))
-        floor = float(logits.min()) - 1.0
-        for k, index in enumerate(known):
-            out[k] = float(logits[index]) if index is not None else floor
+        vector = self.unknown_user if user is None else self.saved.user_vectors[user : user + 1]
+        return self.saved.scores(vector, history)[0]
+
+    def scores(self, context: Context, actions: Sequence[Action]) -> FloatArray:
+        catalogue = self.catalogue_scores(context).numpy().astype(np.float64)
+        floor = float(catalogue.min()) - 1.0
+        known = [self.items.get(a.id, -1) for a in actions]
+        index = np.asarray(known, dtype=np.int64)
+        out: FloatArray = np.where(index >= 0, catalogue[index], floor)
         return out

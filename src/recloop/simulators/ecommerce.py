@@ -42,6 +42,9 @@ class EcommerceConfig:
     """Std of the random step a user's taste takes at each new session."""
     zipf: float = 1.1
     """Skew of the items' base popularity."""
+    popularity_appeal: float = 0.4
+    """How much popular items are also appealing (negative: the popular items are the worse
+    ones -- a logger that follows popularity is then biased away from what users like)."""
     logging_popularity: float = 1.0
     """How strongly the logging policy follows popularity (softmax inverse temperature on
     log-popularity)."""
@@ -55,6 +58,22 @@ class EcommerceConfig:
     seconds_between_sessions: float = 3 * 86400.0
     rewards: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_REWARDS))
     seed: int = 0
+
+
+def strongly_biased_config(seed: int = 0, n_users: int = 200, n_items: int = 50) -> EcommerceConfig:
+    """The designed hard case for off-policy learning: the logger shows items by popularity
+    alone (softmax of 3 x log-popularity, a 20% uniform floor, no relevance), and the popular
+    items are the *less* appealing ones. Imitating the logger's rewarded choices inherits
+    its bias; correcting for it (pi / beta) should move towards what users like."""
+    return EcommerceConfig(
+        n_users=n_users,
+        n_items=n_items,
+        seed=seed,
+        logging_popularity=3.0,
+        logging_relevance=0.0,
+        logging_uniform=0.2,
+        popularity_appeal=-0.6,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +116,7 @@ class EcommerceWorld:
         self.item_popularity /= self.item_popularity.sum()
         # popular items tend to be appealing (that is partly why they are popular)
         log_pop = np.log(self.item_popularity)
-        self.item_appeal = 0.4 * rng.normal(size=cfg.n_items) + 0.4 * (
+        self.item_appeal = 0.4 * rng.normal(size=cfg.n_items) + cfg.popularity_appeal * (
             (log_pop - log_pop.mean()) / log_pop.std()
         )
         tastes = centroids[rng.integers(0, cfg.n_categories, cfg.n_users)]
