@@ -1,4 +1,4 @@
-"""The `recloop` command: serve, simulate, export, bench."""
+"""The `recloop` command: serve, simulate, export, bench, generate, train, evaluate, ..."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 from rich.table import Table
 
+from recloop.cli_agents import evaluate, generate, train
 from recloop.cli_experiment import experiment
 from recloop.cli_offline import evaluate_offline
 from recloop.cli_stream import replay, stream
@@ -234,6 +235,9 @@ def bench(
 
 
 app.command("evaluate-offline")(evaluate_offline)
+app.command("generate")(generate)
+app.command("train")(train)
+app.command("evaluate")(evaluate)
 app.command("experiment")(experiment)
 app.command("replay")(replay)
 app.command("stream")(stream)

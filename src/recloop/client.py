@@ -43,6 +43,7 @@ from recloop.features.vw_text import VWText
 from recloop.learning.lease import Lease, acquire_lease
 from recloop.learning.pipeline import Pipeline
 from recloop.learning.sharing import SharedFigures
+from recloop.policies.agent import load_model_policy
 from recloop.policies.registry import make_policy
 from recloop.policies.vw import VWPolicy
 from recloop.settings import DEFAULT_LOOP, LoopSettings
@@ -341,16 +342,16 @@ class Loop:
         self.stats.set("model_version", float(latest.version))
         return latest.version
 
-    def _load(self, version: ModelVersion) -> VWPolicy:
+    def _load(self, version: ModelVersion) -> Policy:
         meta, blob = self.models.get(version.version)
         if hashlib.sha256(blob).hexdigest() != meta.sha256:
             raise ModelRejectedError(f"model version {version.version} fails its checksum")
-        return VWPolicy.from_bytes(blob, version.version, text=self._text)
+        return load_model_policy(blob, version.version, self._text)
 
     def activate_model(self, version: str) -> str:
         """Roll back (or forward) to a stored version; new versions are stored, not served."""
         _, blob = self.models.get(version)
-        VWPolicy.from_bytes(blob, version).close()  # rejects a bad model before pinning it
+        load_model_policy(blob, version, self._text)  # rejects a bad model before pinning it
         self.models.activate(version)
         self._rejected.discard(version)
         return self.refresh_model()

@@ -129,19 +129,21 @@ def test_a_trained_agent_is_a_policy_and_a_candidate_in_the_decision_loop(tmp_pa
     bc.fit(build_trajectories(log, last_n=5))
     saved = save_agent(bc, list(log.user_ids), list(log.item_ids), last_n=5)
     policy = AgentPolicy(load_agent(saved), name="bc")
-    context = {"user_id": "7", "recent_items": ["3", "5"]}
-    actions = [Action(str(i)) for i in range(10)] + [Action("not-in-catalogue")]
+    context = {"user_id": "u7", "recent_items": ["i3", "i5"]}
+    actions = [Action(f"i{i}") for i in range(10)] + [Action("not-in-catalogue")]
     scores = policy.scores(context, actions)
     assert scores.shape == (11,) and scores[-1] < scores[:-1].min()
     history = np.array([[cfg.n_items] * 3 + [3, 5]])
     agent_order = [i for i in bc.rank(np.array([7]), history, k=cfg.n_items)[0] if i < 10]
     assert int(np.argmax(scores[:-1])) == agent_order[0]
     clock = FakeClock()
-    with Loop.open(tmp_path, start=False, clock=clock, exp_unit_seconds=1.0) as loop:
+    # uniform logging (epsilon 1) and fixed event ids: every candidate choice has support
+    with Loop.open(tmp_path, start=False, clock=clock, exp_unit_seconds=1.0, epsilon=1.0) as loop:
         loop.add_candidate("bc", policy)
         for i in range(200):
-            d = loop.rank({"user_id": str(i % 100), "recent_items": []}, actions[:10])
-            loop.reward(d.event_id, 1.0 if d.chosen == str(agent_order[0]) else 0.0)
+            context = {"user_id": f"u{i % 100}", "recent_items": []}
+            d = loop.rank(context, actions[:10], event_id=f"e{i}")
+            loop.reward(d.event_id, 1.0 if d.chosen == f"i{agent_order[0]}" else 0.0)
             clock.advance(0.01)
         clock.advance(5.0)
         loop.step()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -22,6 +22,21 @@ from recloop.agents.networks import top_k
 
 Progress = Callable[[int, float], None]
 """(epoch, figure of that epoch) -> None, called after each epoch."""
+
+
+class Ranker(Protocol):
+    """What evaluation needs: a trained agent, or a saved one loaded for serving."""
+
+    @property
+    def n_items(self) -> int: ...
+
+    def rank(
+        self,
+        user: NDArray[np.int64],
+        history: NDArray[np.int64],
+        k: int = 10,
+        exclude_history: bool = False,
+    ) -> NDArray[np.int64]: ...
 
 
 class Agent:

@@ -15,6 +15,7 @@ from recloop.agents.datasets import Trajectories
 from recloop.agents.embeddings import Embeddings
 from recloop.agents.networks import LogitsScorer, StateEncoder, trainable
 from recloop.agents.training import require_catalogue, train
+from recloop.core.errors import InvalidInputError
 
 
 @dataclass
@@ -59,7 +60,7 @@ class BehaviourCloning(Agent):
         require_catalogue(data, self.n_items)
         rows = np.flatnonzero(data.reward > 0)
         if len(rows) == 0:
-            raise ValueError("no engaged steps (reward > 0) to learn from")
+            raise InvalidInputError("no engaged steps (reward > 0) to learn from")
         user = torch.as_tensor(data.user[rows])
         history = torch.as_tensor(data.history[rows])
         action = torch.as_tensor(data.action[rows])

@@ -44,6 +44,7 @@ from recloop.agents.datasets import Trajectories
 from recloop.agents.embeddings import EmbeddingConfig, Embeddings, pretrain_embeddings
 from recloop.agents.networks import mlp, soft_update
 from recloop.agents.training import require_catalogue
+from recloop.core.errors import InvalidInputError
 
 
 @dataclass
@@ -377,7 +378,7 @@ class BCQ(Agent):
 
     def _use(self, embeddings: Embeddings) -> None:
         if embeddings.items.shape[0] != self.n_items or embeddings.users.shape[0] != self.n_users:
-            raise ValueError(
+            raise InvalidInputError(
                 f"embeddings cover {embeddings.users.shape[0]} users and "
                 f"{embeddings.items.shape[0]} items; the agent has {self.n_users} and "
                 f"{self.n_items}"

@@ -21,7 +21,9 @@ import torch
 from numpy.typing import NDArray
 from torch import nn
 
-from recloop.core.errors import ModelRejectedError
+from recloop.agents.networks import top_k
+from recloop.core.errors import InvalidInputError, ModelRejectedError
+from recloop.policies.agent import is_agent_checkpoint
 
 if TYPE_CHECKING:  # loading a checkpoint imports no agent code
     from recloop.agents.base import Agent
@@ -51,10 +53,26 @@ class SavedAgent:
     def last_n(self) -> int:
         return int(self.meta["last_n"])
 
+    @property
+    def n_items(self) -> int:
+        return int(self.meta["n_items"])
+
     @torch.no_grad()
     def scores(self, user_vectors: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
         out: torch.Tensor = self.scorer(user_vectors, history)
         return out
+
+    def rank(
+        self,
+        user: NDArray[np.int64],
+        history: NDArray[np.int64],
+        k: int = 10,
+        exclude_history: bool = False,
+    ) -> NDArray[np.int64]:
+        """Top-k item indices per row, as the trained agent ranked them (``Agent.rank``)."""
+        h = torch.as_tensor(history)
+        scores = self.scores(self.user_vectors[torch.as_tensor(user)], h)
+        return top_k(scores, h, k, exclude_history)
 
 
 def save_agent(
@@ -66,7 +84,7 @@ def save_agent(
 ) -> bytes:
     """The agent as zip bytes (for a file or a model store version)."""
     if len(item_ids) != agent.n_items or len(user_ids) != agent.n_users:
-        raise ValueError(
+        raise InvalidInputError(
             f"the agent knows {agent.n_users} users and {agent.n_items} items; "
             f"{len(user_ids)} user ids and {len(item_ids)} item ids were given"
         )
@@ -99,19 +117,10 @@ def save_agent(
     return out.getvalue()
 
 
-def is_agent_checkpoint(blob: bytes) -> bool:
-    """Cheap test used to tell agents from other models (VW) in a model store."""
-    if not blob.startswith(b"PK"):
-        return False
-    try:
-        with zipfile.ZipFile(io.BytesIO(blob)) as z:
-            return "meta.json" in z.namelist()
-    except zipfile.BadZipFile:
-        return False
-
-
 def load_agent(blob: bytes, *, algo: str | None = None, n_items: int | None = None) -> SavedAgent:
     """Load and check a saved agent; ``algo``/``n_items`` are what the caller expects."""
+    if not is_agent_checkpoint(blob):
+        raise ModelRejectedError("not a recloop agent checkpoint (no zip with meta.json)")
     try:
         with zipfile.ZipFile(io.BytesIO(blob)) as z:
             meta = json.loads(z.read("meta.json"))

@@ -59,7 +59,10 @@ class InteractionLog:
 
 
 def from_ecommerce(log: Any, n_users: int, n_items: int) -> InteractionLog:
-    """The synthetic world's log (``recloop.simulators.ecommerce.EcommerceLog``)."""
+    """The synthetic world's log (``recloop.simulators.ecommerce.EcommerceLog``), users and
+    items named as the world names them (``u3``, ``i17``)."""
+    from recloop.simulators.ecommerce import item_id, user_id
+
     return InteractionLog(
         user=log.user,
         item=log.item,
@@ -67,8 +70,8 @@ def from_ecommerce(log: Any, n_users: int, n_items: int) -> InteractionLog:
         timestamp=log.timestamp,
         session=log.session,
         propensity=log.propensity,
-        user_ids=tuple(str(u) for u in range(n_users)),
-        item_ids=tuple(str(i) for i in range(n_items)),
+        user_ids=tuple(user_id(u) for u in range(n_users)),
+        item_ids=tuple(item_id(i) for i in range(n_items)),
     )
 
 

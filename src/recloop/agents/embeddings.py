@@ -19,6 +19,7 @@ from torch.nn import functional as F
 from recloop.agents.base import Progress
 from recloop.agents.datasets import Trajectories
 from recloop.agents.training import train
+from recloop.core.errors import InvalidInputError
 
 
 @dataclass
@@ -78,7 +79,7 @@ def pretrain_embeddings(
     cfg = cfg or EmbeddingConfig()
     rows = np.flatnonzero(data.reward > 0)
     if len(rows) == 0:
-        raise ValueError("no engaged steps (reward > 0) to learn embeddings from")
+        raise InvalidInputError("no engaged steps (reward > 0) to learn embeddings from")
     torch.manual_seed(cfg.seed)
     mf = MatrixFactorisation(data.n_users, data.n_items, cfg.dim)
     user = torch.as_tensor(data.user[rows])

@@ -14,8 +14,9 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import NDArray
 
-from recloop.agents.base import Agent
+from recloop.agents.base import Ranker
 from recloop.agents.datasets import Trajectories
+from recloop.core.errors import InvalidInputError
 from recloop.evaluation.ranking import RankingReport, evaluate_ranking
 from recloop.simulators.ecommerce import EcommerceWorld, Recommender
 
@@ -26,7 +27,7 @@ def engaged_states(test: Trajectories) -> tuple[Ints, Ints, Ints]:
     """(user, history, engaged item) of every engaged test step."""
     rows = np.flatnonzero(test.reward > 0)
     if len(rows) == 0:
-        raise ValueError("the test split has no engaged steps to evaluate against")
+        raise InvalidInputError("the test split has no engaged steps to evaluate against")
     return test.user[rows], test.history[rows], test.action[rows]
 
 
@@ -45,7 +46,7 @@ def baseline_rankings(train: Trajectories, n_rows: int, k: int, seed: int) -> di
 
 
 def offline_report(
-    agent: Agent,
+    agent: Ranker,
     test: Trajectories,
     k: int = 10,
     item_vectors: NDArray[np.float64] | None = None,
@@ -60,7 +61,7 @@ def offline_report(
     return evaluate_ranking(ranked, truth, test.n_items, item_vectors)
 
 
-def agent_recommender(agent: Agent, last_n: int) -> Recommender:
+def agent_recommender(agent: Ranker, last_n: int) -> Recommender:
     """The agent choosing the best item not yet shown this session (the simulator's API)."""
     pad = agent.n_items
 
@@ -75,7 +76,7 @@ def agent_recommender(agent: Agent, last_n: int) -> Recommender:
     return recommend
 
 
-def true_topk_reward(world: EcommerceWorld, agent: Agent, last_n: int, k: int = 10) -> float:
+def true_topk_reward(world: EcommerceWorld, agent: Ranker, last_n: int, k: int = 10) -> float:
     """Mean ground-truth expected reward of every user's top-k list with an empty history:
     the interactive figure without the sampling noise of simulated sessions."""
     n_users, n_items = world.config.n_users, world.config.n_items

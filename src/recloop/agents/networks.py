@@ -16,6 +16,8 @@ import torch
 from numpy.typing import NDArray
 from torch import nn
 
+from recloop.core.errors import InvalidInputError
+
 
 def mlp(sizes: Sequence[int], out_activation: nn.Module | None = None) -> nn.Sequential:
     """Linear layers with ReLU between them (and ``out_activation`` after the last)."""
@@ -62,7 +64,7 @@ class StateEncoder(nn.Module):
         want = (self.user.num_embeddings, self.item.num_embeddings - 1, self.embedding_dim)
         got = (users.shape[0], items.shape[0], items.shape[1])
         if users.shape[1] != items.shape[1] or got != want:
-            raise ValueError(
+            raise InvalidInputError(
                 f"pre-trained embeddings are {users.shape[0]} users x {users.shape[1]} and "
                 f"{items.shape[0]} items x {items.shape[1]}; the agent needs {want[0]} users, "
                 f"{want[1]} items, dimension {want[2]}"

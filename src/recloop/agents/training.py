@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 import torch
 
 from recloop.agents.datasets import Trajectories
+from recloop.core.errors import InvalidInputError
 
 BatchLoss = Callable[[torch.Tensor], tuple[torch.Tensor, float]]
 """row indices -> (the loss to minimise, the figure to report for this batch)."""
@@ -15,7 +16,7 @@ BatchLoss = Callable[[torch.Tensor], tuple[torch.Tensor, float]]
 
 def require_catalogue(data: Trajectories, n_items: int) -> None:
     if data.n_items != n_items:
-        raise ValueError(f"data has {data.n_items} items; the model was built for {n_items}")
+        raise InvalidInputError(f"data has {data.n_items} items; the model was built for {n_items}")
 
 
 def train(

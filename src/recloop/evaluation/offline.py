@@ -63,12 +63,12 @@ def load_policy(name_or_model: str) -> Policy:
             f"--policy {name_or_model!r} is neither a policy kind ({', '.join(POLICIES)}) "
             "nor a model file"
         )
-    from recloop.policies.vw import VWPolicy
+    from recloop.policies.agent import load_model_policy
 
     try:
-        return VWPolicy.from_bytes(path.read_bytes(), version=path.name)
+        return load_model_policy(path.read_bytes(), version=path.name)
     except Exception as exc:
-        raise InvalidInputError(f"{path}: not a loadable VW model ({exc})") from exc
+        raise InvalidInputError(f"{path}: not a loadable VW model or agent ({exc})") from exc
 
 
 def _actions(data: BanditData) -> list[Action]:

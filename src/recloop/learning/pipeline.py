@@ -166,9 +166,11 @@ class Pipeline:
 
     # -- learner --------------------------------------------------------------------------
     def _recover_learner(self) -> None:
-        newest = self.models.newest()
+        # the newest version *this learner* wrote: others (a deep RL agent put by
+        # `recloop train`) carry no learner offset and are served, never resumed from
+        newest = next((v for v in self.models.versions(10_000) if "learner_offset" in v.meta), None)
         args = self.settings.full_vw_args()
-        if newest is None or "learner_offset" not in newest.meta:
+        if newest is None:
             self.learner = VWLearner(args)
             self.learner_offset = 0
             return

@@ -7,6 +7,7 @@ from typing import Any
 
 from recloop.core.errors import InvalidInputError, UnknownPolicyError
 from recloop.core.protocols import Policy
+from recloop.policies.agent import agent_policy
 from recloop.policies.simple import FirstAction, FixedAction, MostPopular, Uniform
 from recloop.policies.vw import DEFAULT_VW_ARGS, VWLearner
 
@@ -31,6 +32,7 @@ POLICIES: dict[str, Callable[[Mapping[str, Any]], Policy]] = {
     "uniform": lambda _: Uniform(),
     "most-popular": lambda _: MostPopular(),
     "vw-cb": _vw,
+    "agent": agent_policy,
 }
 
 

@@ -60,6 +60,16 @@ class EcommerceConfig:
     seed: int = 0
 
 
+def user_id(index: int) -> str:
+    """How logs name the world's users (``u0``, ``u1``, ...): ids, not indices."""
+    return f"u{index}"
+
+
+def item_id(index: int) -> str:
+    """How logs name the world's items (``i0``, ``i1``, ...)."""
+    return f"i{index}"
+
+
 def strongly_biased_config(seed: int = 0, n_users: int = 200, n_items: int = 50) -> EcommerceConfig:
     """The designed hard case for off-policy learning: the logger shows items by popularity
     alone (softmax of 3 x log-popularity, a 20% uniform floor, no relevance), and the popular

@@ -23,7 +23,8 @@ from recloop.core.types import Action, Context
 
 
 class LoopModelPolicy:
-    """Serves a decision loop's active VW model; reloads it when the version changes."""
+    """Serves a decision loop's active model (VW or a deep RL agent); reloads it when the
+    version changes, and never retries a version that failed to load."""
 
     def __init__(
         self,
@@ -39,6 +40,7 @@ class LoopModelPolicy:
         self._clock = clock
         self._checked = -float("inf")
         self._policy: Policy | None = None
+        self._rejected: set[str] = set()
         self._lock = threading.Lock()
 
     def _current(self) -> Policy | None:
@@ -47,15 +49,19 @@ class LoopModelPolicy:
             return self._policy
         self._checked = now
         latest = self._models.latest()
-        if latest is not None and latest.version != self.version:
-            from recloop.policies.vw import VWPolicy
+        if (
+            latest is not None
+            and latest.version != self.version
+            and latest.version not in self._rejected
+        ):
+            from recloop.policies.agent import load_model_policy
 
             _, blob = self._models.get(latest.version)
             try:
-                self._policy = VWPolicy.from_bytes(blob, latest.version)
+                self._policy = load_model_policy(blob, latest.version)
                 self.version = latest.version
-            except Exception:  # a corrupt version: keep serving the previous one
-                pass
+            except Exception:  # a corrupt version: keep serving the previous one, once
+                self._rejected.add(latest.version)
         return self._policy
 
     def scores(self, context: Context, actions: Sequence[Action]) -> FloatArray:

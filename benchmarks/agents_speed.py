@@ -1,0 +1,143 @@
+"""Deep RL agents on CPU: serving latency, training throughput, memory at a 100k-item
+catalogue. ``python -m benchmarks.agents_speed [--quick]``.
+
+* Latency: a saved agent served as a recloop ``Policy`` (``AgentPolicy.scores``: context
+  with user id and recent items -> scores of 100 candidate items), p50/p99 over many calls,
+  at a 1,000-item and a 100,000-item catalogue (the scorer scores the whole catalogue, then
+  the candidates are picked out). Yardstick in the same run: the bare exported scorer call
+  on the same state, so the ratio is the Policy wrapper's overhead.
+* Training throughput: logged steps per second of ``fit`` (one thread), per algorithm, at
+  both catalogue sizes.
+* Peak memory: each algorithm trains, saves, loads and serves at 100k items in a process of
+  its own; its peak RSS.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from benchmarks.common import cli, figure, percentile, print_table
+from recloop.agents.checkpoint import load_agent, save_agent
+from recloop.agents.datasets import build_trajectories, from_ecommerce
+from recloop.agents.embeddings import EmbeddingConfig, pretrain_embeddings
+from recloop.agents.policy import AgentPolicy
+from recloop.agents.registry import AGENTS, make_agent
+from recloop.core.types import Action
+from recloop.simulators.ecommerce import EcommerceConfig, EcommerceWorld
+
+BENCH = "agents_speed"
+LAST_N = 10
+CANDIDATES = 100
+
+
+def trained(algo: str, n_items: int, events: int) -> tuple[AgentPolicy, float]:
+    """(the agent saved, loaded and wrapped as a Policy, its fit throughput in steps/s)."""
+    cfg = EcommerceConfig(n_users=500, n_items=n_items, seed=0)
+    log = from_ecommerce(EcommerceWorld(cfg).generate(events), cfg.n_users, cfg.n_items)
+    data = build_trajectories(log, LAST_N)
+    embeddings, _ = pretrain_embeddings(data, EmbeddingConfig(epochs=1))
+    agent = make_agent(algo, cfg.n_users, cfg.n_items, {"epochs": 1}, embeddings)
+    start = time.perf_counter()
+    agent.fit(data)
+    throughput = len(data) / (time.perf_counter() - start)
+    blob = save_agent(agent, list(log.user_ids), list(log.item_ids), LAST_N)
+    return AgentPolicy(load_agent(blob)), throughput
+
+
+def latency_ms(policy: AgentPolicy, n: int) -> tuple[list[float], list[float]]:
+    """(Policy.scores latencies, bare scorer latencies) in ms, on varied requests."""
+    rng = np.random.default_rng(0)
+    items = policy.saved.item_ids
+    users = policy.saved.user_ids
+    served, bare = [], []
+    user_vectors = policy.saved.user_vectors
+    for i in range(n):
+        cands = [Action(items[j]) for j in rng.choice(len(items), CANDIDATES, replace=False)]
+        recent = [items[j] for j in rng.integers(0, len(items), 5)]
+        context = {"user_id": users[i % len(users)], "recent_items": recent}
+        t = time.perf_counter_ns()
+        scores = policy.scores(context, cands)
+        served.append((time.perf_counter_ns() - t) / 1e6)
+        assert scores.shape == (CANDIDATES,)
+        history = torch.full((1, LAST_N), len(items), dtype=torch.long)
+        t = time.perf_counter_ns()
+        policy.saved.scores(user_vectors[i % len(users) : i % len(users) + 1], history)
+        bare.append((time.perf_counter_ns() - t) / 1e6)
+    return served[n // 10 :], bare[n // 10 :]  # the first tenth warms up
+
+
+def memory_probe(algo: str) -> None:
+    """Run in a child process: train, save, load and serve at 100k items; print peak RSS."""
+    torch.set_num_threads(1)
+    policy, _ = trained(algo, 100_000, 5_000)
+    latency_ms(policy, 50)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"algo": algo, "peak_rss_mb": peak_mb}))
+
+
+def main(quick: bool) -> list[dict[str, Any]]:
+    torch.set_num_threads(1)
+    rows = []
+    calls = 500 if quick else 2000
+    for n_items, events in ((1_000, 20_000), (100_000, 5_000)):
+        size = "1k" if n_items == 1_000 else "100k"
+        for algo in AGENTS:
+            if algo == "reinforce":
+                continue  # the same network and cost as reinforce-topk
+            policy, throughput = trained(algo, n_items, events)
+            served, bare = latency_ms(policy, calls)
+            p99 = percentile(served, 99)
+            bare_p99 = percentile(bare, 99)
+            rows.append(
+                figure(
+                    BENCH,
+                    f"{algo}_rank100_p50_ms_{size}",
+                    percentile(served, 50),
+                    None,
+                    len(served),
+                )
+            )
+            rows.append(
+                figure(
+                    BENCH,
+                    f"{algo}_rank100_p99_ms_{size}",
+                    p99,
+                    1.0,
+                    len(served),
+                    better="lower",
+                    bare_scorer_p99_ms=bare_p99,
+                    ratio=p99 / bare_p99,
+                )
+            )
+            rows.append(
+                figure(BENCH, f"{algo}_train_samples_per_s_{size}", throughput, None, events)
+            )
+    for algo in AGENTS:
+        if algo == "reinforce":
+            continue
+        out = subprocess.run(
+            [sys.executable, "-m", "benchmarks.agents_speed", "--memory-probe", algo],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=300,
+        ).stdout
+        probe = json.loads(out.strip().splitlines()[-1])
+        rows.append(figure(BENCH, f"{algo}_peak_rss_mb_100k_items", probe["peak_rss_mb"]))
+    print_table("deep RL agents on CPU (one thread)", rows)
+    return rows
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--memory-probe":
+        memory_probe(sys.argv[2])
+    else:
+        cli(main)
