@@ -6,8 +6,9 @@ catalogue. ``python -m benchmarks.agents_speed [--quick]``.
   at a 1,000-item and a 100,000-item catalogue (the scorer scores the whole catalogue, then
   the candidates are picked out). Yardstick in the same run: the bare exported scorer call
   on the same state, so the ratio is the Policy wrapper's overhead.
-* Training throughput: logged steps per second of ``fit`` (one thread), per algorithm, at
-  both catalogue sizes.
+* Training throughput: logged steps per second of ``fit`` (one thread, one epoch), per
+  algorithm, at both catalogue sizes, on a log shaped like real ones (see
+  :func:`interactions`; ``benchmarks/agents_compare.py`` has the figures on the shop).
 * Peak memory: each algorithm trains, saves, loads and serves at 100k items in a process of
   its own; its peak RSS.
 """
@@ -15,7 +16,6 @@ catalogue. ``python -m benchmarks.agents_speed [--quick]``.
 from __future__ import annotations
 
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -24,27 +24,45 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.common import cli, figure, percentile, print_table
+from benchmarks.common import cli, figure, peak_rss_mb, percentile, print_table
 from recloop.agents.checkpoint import load_agent, save_agent
-from recloop.agents.datasets import build_trajectories, from_ecommerce
+from recloop.agents.datasets import InteractionLog, build_trajectories
 from recloop.agents.embeddings import EmbeddingConfig, pretrain_embeddings
 from recloop.agents.policy import AgentPolicy
 from recloop.agents.registry import AGENTS, make_agent
 from recloop.core.types import Action
-from recloop.simulators.ecommerce import EcommerceConfig, EcommerceWorld
 
 BENCH = "agents_speed"
 LAST_N = 10
 CANDIDATES = 100
 
 
+def interactions(n_users: int, n_items: int, events: int) -> InteractionLog:
+    """A log with the shape of real ones (Zipf item popularity, sessions of ~8 events,
+    a fifth of them engaged) but no world behind it: the world's (users x items) ground
+    truth would dominate the memory a 100k-item probe is meant to measure."""
+    rng = np.random.default_rng(0)
+    ranks = np.arange(1, n_items + 1, dtype=np.float64)
+    popularity = ranks**-1.1 / (ranks**-1.1).sum()
+    user = rng.integers(0, n_users, events)
+    return InteractionLog(
+        user=user,
+        item=rng.choice(n_items, events, p=popularity),
+        reward=rng.choice([0.0, 1.0, 2.0, 3.0], events, p=[0.8, 0.12, 0.05, 0.03]),
+        timestamp=np.arange(events, dtype=np.float64),
+        session=user * 1000 + np.arange(events) // (8 * n_users),
+        propensity=None,
+        user_ids=tuple(f"u{u}" for u in range(n_users)),
+        item_ids=tuple(f"i{i}" for i in range(n_items)),
+    )
+
+
 def trained(algo: str, n_items: int, events: int) -> tuple[AgentPolicy, float]:
     """(the agent saved, loaded and wrapped as a Policy, its fit throughput in steps/s)."""
-    cfg = EcommerceConfig(n_users=500, n_items=n_items, seed=0)
-    log = from_ecommerce(EcommerceWorld(cfg).generate(events), cfg.n_users, cfg.n_items)
+    log = interactions(500, n_items, events)
     data = build_trajectories(log, LAST_N)
     embeddings, _ = pretrain_embeddings(data, EmbeddingConfig(epochs=1))
-    agent = make_agent(algo, cfg.n_users, cfg.n_items, {"epochs": 1}, embeddings)
+    agent = make_agent(algo, log.n_users, log.n_items, {"epochs": 1}, embeddings)
     start = time.perf_counter()
     agent.fit(data)
     throughput = len(data) / (time.perf_counter() - start)
@@ -77,10 +95,12 @@ def latency_ms(policy: AgentPolicy, n: int) -> tuple[list[float], list[float]]:
 def memory_probe(algo: str) -> None:
     """Run in a child process: train, save, load and serve at 100k items; print peak RSS."""
     torch.set_num_threads(1)
+    # VmHWM, not ru_maxrss: a child's ru_maxrss starts at its parent's peak on Linux
+    before_mb = peak_rss_mb()  # the imports (torch) alone
     policy, _ = trained(algo, 100_000, 5_000)
     latency_ms(policy, 50)
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"algo": algo, "peak_rss_mb": peak_mb}))
+    peak_mb = peak_rss_mb()
+    print(json.dumps({"algo": algo, "peak_rss_mb": peak_mb, "imports_mb": before_mb}))
 
 
 def main(quick: bool) -> list[dict[str, Any]]:
@@ -131,7 +151,14 @@ def main(quick: bool) -> list[dict[str, Any]]:
             timeout=300,
         ).stdout
         probe = json.loads(out.strip().splitlines()[-1])
-        rows.append(figure(BENCH, f"{algo}_peak_rss_mb_100k_items", probe["peak_rss_mb"]))
+        rows.append(
+            figure(
+                BENCH,
+                f"{algo}_peak_rss_mb_100k_items",
+                probe["peak_rss_mb"],
+                imports_mb=probe["imports_mb"],
+            )
+        )
     print_table("deep RL agents on CPU (one thread)", rows)
     return rows
 
@@ -140,4 +167,4 @@ if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--memory-probe":
         memory_probe(sys.argv[2])
     else:
-        cli(main)
+        cli(main, "deep RL agents on CPU: latency, throughput, memory")

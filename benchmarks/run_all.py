@@ -29,6 +29,8 @@ BENCHMARKS = [
     "stream_embedded",
     "stream_flink",
     "agents_biased_logging",
+    "agents_compare",
+    "agents_speed",
 ]
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT_S = 240

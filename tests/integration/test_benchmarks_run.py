@@ -23,6 +23,8 @@ ROOT = Path(__file__).resolve().parents[2]
         "ope_accuracy",
         "stream_embedded",
         "agents_biased_logging",
+        "agents_compare",
+        "agents_speed",
     ],
 )
 def test_benchmark_runs_and_prints_figures(name: str) -> None:
