@@ -202,3 +202,36 @@ def test_checkpoints_of_another_algorithm_or_catalogue_are_rejected(shop):
     for algo in ("ddpg", "bcq"):
         with pytest.raises(InvalidInputError, match="29 items"):
             make_agent(algo, 60, 30, embeddings=wrong_items)
+
+
+@pytest.mark.parametrize("algo", ["reinforce-topk", "bc", "ddpg", "bcq"])
+def test_serving_scores_only_the_candidates_exactly_as_the_catalogue_scorer(algo):
+    """The exported candidate scorer (what a rank request runs) gives the catalogue scorer's
+    scores at those items, for every scorer kind; the Policy ranks unknown ids last."""
+    import torch
+
+    from recloop.agents.checkpoint import load_agent, save_agent
+    from recloop.agents.datasets import build_trajectories, from_ecommerce
+    from recloop.agents.policy import AgentPolicy
+    from recloop.agents.registry import make_agent
+    from recloop.core.types import Action
+    from recloop.simulators.ecommerce import EcommerceConfig, EcommerceWorld
+
+    cfg = EcommerceConfig(n_users=40, n_items=25, seed=3)
+    log = from_ecommerce(EcommerceWorld(cfg).generate(3_000), cfg.n_users, cfg.n_items)
+    agent = make_agent(algo, 40, 25, {"epochs": 1, "embedding_dim": 8})
+    agent.fit(build_trajectories(log, last_n=4))
+    saved = load_agent(save_agent(agent, list(log.user_ids), list(log.item_ids), last_n=4))
+    g = torch.Generator().manual_seed(0)
+    users = saved.user_vectors[torch.randint(40, (6,), generator=g)]
+    history = torch.randint(26, (6, 4), generator=g)
+    items = torch.randint(25, (6, 7), generator=g)
+    full = saved.scores(users, history)
+    torch.testing.assert_close(saved.candidate_scores(users, history, items), full.gather(1, items))
+    policy = AgentPolicy(saved)
+    context = {"user_id": "u3", "recent_items": ["i1", "i2"]}
+    ids = ["i5", "i9", "nope", "i0"]
+    scores = policy.scores(context, [Action(i) for i in ids])
+    catalogue = policy.catalogue_scores(context).numpy()
+    np.testing.assert_allclose(scores[[0, 1, 3]], catalogue[[5, 9, 0]], rtol=1e-5)
+    assert scores[2] < scores[[0, 1, 3]].min()

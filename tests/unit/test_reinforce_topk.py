@@ -178,3 +178,50 @@ def test_under_a_strongly_biased_logger_the_topk_correction_beats_plain_reinforc
         agent.fit(traj)
         figures[correction] = true_topk_reward(world, agent, last_n=5)
     assert figures[True] > figures[False] + 0.05, figures
+
+
+def test_the_sampled_softmax_estimates_the_partition_without_bias():
+    """E[(N/S) sum over uniformly sampled j != a of exp z_j] is the exact sum over j != a: the
+    mean of many sampled partitions matches the exact one; the positive is never counted
+    twice; S >= N falls back to the exact softmax."""
+    from recloop.agents.reinforce_topk import PolicyNetwork, action_log_probs, sampled_log_prob
+
+    torch.manual_seed(0)
+    head = torch.nn.Linear(4, 50)
+    state = torch.randn(3, 4)
+    action = torch.tensor([0, 7, 49])
+    exact = torch.log_softmax(head(state), -1).gather(1, action[:, None]).squeeze(1)
+    with torch.no_grad():
+        z = head(state)
+        z_a = z.gather(1, action[:, None]).squeeze(1)
+        partitions = []
+        for _ in range(4000):
+            lp = sampled_log_prob(state, head, action, torch.randint(50, (10,)))
+            partitions.append(torch.exp(z_a - lp))  # = exp z_a + the estimated others
+        mean = torch.stack(partitions).mean(0)
+    torch.testing.assert_close(mean, torch.exp(z).sum(1), rtol=0.03, atol=0)
+    # every negative equal to the positive: only the positive remains, log prob 0
+    lp = sampled_log_prob(state, head, action[:1].repeat(3), torch.zeros(5, dtype=torch.long))
+    torch.testing.assert_close(lp, torch.zeros(3), rtol=0, atol=1e-6)
+    net = PolicyNetwork(n_users=2, n_items=6, embedding_dim=3, hidden=4)
+    user, history, act = torch.tensor([0, 1]), torch.tensor([[6, 2], [1, 6]]), torch.tensor([3, 5])
+    full, _ = action_log_probs(net, user, history, act, sampled_softmax=0)
+    same, _ = action_log_probs(net, user, history, act, sampled_softmax=6)
+    torch.testing.assert_close(full, same)
+    assert exact.shape == (3,)
+
+
+def test_plain_reinforce_with_a_sampled_softmax_still_beats_popularity():
+    cfg = EcommerceConfig(n_users=300, n_items=150, seed=2)
+    log = from_ecommerce(EcommerceWorld(cfg).generate(40_000), cfg.n_users, cfg.n_items)
+    train, _, test = split_by_time(build_trajectories(log, last_n=5), 0.0, 0.2)
+    agent = ReinforceTopK(
+        300, 150, ReinforceTopKConfig(seed=0, correction=False, sampled_softmax=20)
+    )
+    agent.fit(train)
+    engaged = test.reward > 0
+    truth = test.action[engaged]
+    ranked = agent.rank(test.user[engaged], test.history[engaged], k=10)
+    popular = np.argsort(-np.bincount(train.action, weights=train.reward, minlength=150))[:10]
+    pop_ndcg = ndcg_at_k(np.tile(popular, (len(truth), 1)), truth).mean()
+    assert ndcg_at_k(ranked, truth).mean() > pop_ndcg + 0.05

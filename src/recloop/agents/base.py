@@ -15,10 +15,9 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 from numpy.typing import NDArray
-from torch import nn
 
 from recloop.agents.datasets import Trajectories
-from recloop.agents.networks import top_k
+from recloop.agents.networks import Scorer, top_k
 
 Progress = Callable[[int, float], None]
 """(epoch, figure of that epoch) -> None, called after each epoch."""
@@ -51,7 +50,7 @@ class Agent:
         """Train on logged steps; the learning curve is one figure per epoch."""
         raise NotImplementedError
 
-    def scorer(self) -> nn.Module:
+    def scorer(self) -> Scorer:
         """The module serving uses: (user vectors, history) -> (rows, items) scores."""
         raise NotImplementedError
 

@@ -13,7 +13,7 @@ from torch.nn import functional as F
 from recloop.agents.base import Agent, Progress
 from recloop.agents.datasets import Trajectories
 from recloop.agents.embeddings import Embeddings
-from recloop.agents.networks import LogitsScorer, StateEncoder, trainable
+from recloop.agents.networks import LogitsScorer, Scorer, StateEncoder, trainable
 from recloop.agents.training import require_catalogue, train
 from recloop.core.errors import InvalidInputError
 
@@ -82,7 +82,7 @@ class BehaviourCloning(Agent):
             progress=progress,
         )
 
-    def scorer(self) -> nn.Module:
+    def scorer(self) -> Scorer:
         return LogitsScorer(self.encoder, self.head)
 
     def user_vectors(self) -> torch.Tensor:

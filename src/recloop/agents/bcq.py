@@ -42,9 +42,8 @@ from torch.nn import functional as F
 from recloop.agents.base import Agent, Progress
 from recloop.agents.datasets import Trajectories
 from recloop.agents.embeddings import EmbeddingConfig, Embeddings, pretrain_embeddings
-from recloop.agents.networks import mlp, soft_update
-from recloop.agents.training import require_catalogue
-from recloop.core.errors import InvalidInputError
+from recloop.agents.networks import Scorer, dot_candidates, mlp, soft_update
+from recloop.agents.training import require_catalogue, run_epochs
 
 
 @dataclass
@@ -220,7 +219,7 @@ class TwinCritic(nn.Module):
         return self.q1(state, action), self.q2(state, action)
 
 
-class BCQScorer(nn.Module):
+class BCQScorer(Scorer):
     """Serving: ``n`` proposals decoded from the fixed latents, perturbed, the one with the
     highest Q1 kept; every item scored against it. Deterministic plain tensor ops."""
 
@@ -252,6 +251,12 @@ class BCQScorer(nn.Module):
 
     def forward(self, user_vectors: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
         return self.space.scores(self.act(user_vectors, history))
+
+    def candidates(
+        self, user_vectors: torch.Tensor, history: torch.Tensor, items: torch.Tensor
+    ) -> torch.Tensor:
+        table = self.space.table[: self.space.n_items]
+        return dot_candidates(self.act(user_vectors, history), table, items)
 
 
 # -- the update step ------------------------------------------------------------------------
@@ -377,12 +382,7 @@ class BCQ(Agent):
         """Per-epoch mean of each loss (``fit`` returns the critics')."""
 
     def _use(self, embeddings: Embeddings) -> None:
-        if embeddings.items.shape[0] != self.n_items or embeddings.users.shape[0] != self.n_users:
-            raise InvalidInputError(
-                f"embeddings cover {embeddings.users.shape[0]} users and "
-                f"{embeddings.items.shape[0]} items; the agent has {self.n_users} and "
-                f"{self.n_items}"
-            )
+        embeddings.check(self.n_users, self.n_items)
         items, scale = normalise_items(embeddings.items)
         self.space.table[: self.n_items] = items
         # users on the items' scale: state features of comparable size
@@ -411,22 +411,19 @@ class BCQ(Agent):
             "critic": torch.optim.Adam(nets.critic.parameters(), lr=cfg.learning_rate),
             "actor": torch.optim.Adam(nets.actor.parameters(), lr=cfg.learning_rate),
         }
-        gen = torch.Generator().manual_seed(cfg.seed)
-        n = len(data)
-        for epoch in range(cfg.epochs):
-            perm = torch.randperm(n, generator=gen)
-            totals = dict.fromkeys(self.losses, 0.0)
-            for start in range(0, n, cfg.batch_size):
-                rows = perm[start : start + cfg.batch_size]
-                for name, value in update(nets, opts, steps.take(rows), cfg).items():
-                    totals[name] += value * len(rows)
-            for name, total in totals.items():
-                self.losses[name].append(total / n)
-            if progress is not None:
-                progress(epoch, self.losses["critic"][-1])
+        run_epochs(
+            len(data),
+            lambda rows: update(nets, opts, steps.take(rows), cfg),
+            self.losses,
+            epochs=cfg.epochs,
+            batch_size=cfg.batch_size,
+            seed=cfg.seed,
+            report="critic",
+            progress=progress,
+        )
         return self.losses["critic"][-cfg.epochs :] if cfg.epochs else []
 
-    def scorer(self) -> nn.Module:
+    def scorer(self) -> Scorer:
         return BCQScorer(
             self.space, self.nets.vae.decoder, self.nets.actor, self.nets.critic.q1, self.z
         )

@@ -1,11 +1,12 @@
 """Saved agents: one zip that serves without the training code.
 
 The zip holds ``meta.json`` (format, algorithm, hyperparameters, catalogue and user ids,
-history length), ``users.npy`` (the user vectors the scorer takes) and ``scorer.pt2``: the
+history length), ``users.npy`` (the user vectors the scorer takes), ``scorer.pt2``: the
 agent's scorer exported with ``torch.export`` (a graph with its weights; loading it needs
-torch, not the class that trained it). Loading checks everything it can and names what is
-wrong: a checkpoint for another algorithm, catalogue or history length is rejected, never
-served as a silently wrong model.
+torch, not the class that trained it), and ``candidates.pt2``: the same scorer for a given
+candidate list only (what serving a ranking request needs). Loading checks everything it
+can and names what is wrong: a checkpoint for another algorithm, catalogue or history
+length, or whose two scorers disagree, is rejected, never served as a silently wrong model.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import torch
 from numpy.typing import NDArray
 from torch import nn
 
-from recloop.agents.networks import top_k
+from recloop.agents.networks import CandidateScorer, top_k
 from recloop.core.errors import InvalidInputError, ModelRejectedError
 from recloop.policies.agent import is_agent_checkpoint
 
@@ -36,6 +37,7 @@ class SavedAgent:
     meta: dict[str, Any]
     user_vectors: torch.Tensor
     scorer: nn.Module
+    candidate_scorer: nn.Module
 
     @property
     def algo(self) -> str:
@@ -60,6 +62,14 @@ class SavedAgent:
     @torch.no_grad()
     def scores(self, user_vectors: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
         out: torch.Tensor = self.scorer(user_vectors, history)
+        return out
+
+    @torch.no_grad()
+    def candidate_scores(
+        self, user_vectors: torch.Tensor, history: torch.Tensor, items: torch.Tensor
+    ) -> torch.Tensor:
+        """(rows, C) scores of the items (rows, C) only: the catalogue scores at them."""
+        out: torch.Tensor = self.candidate_scorer(user_vectors, history, items)
         return out
 
     def rank(
@@ -95,6 +105,15 @@ def save_agent(
     exported = torch.export.export(scorer, example, dynamic_shapes=({0: batch}, {0: batch}))
     program = io.BytesIO()
     torch.export.save(exported, program)
+    items = torch.zeros((2, min(2, agent.n_items)), dtype=torch.long)
+    width = torch.export.Dim("candidates", min=1, max=1 << 24)
+    exported = torch.export.export(
+        CandidateScorer(scorer),
+        (*example, items),
+        dynamic_shapes=({0: batch}, {0: batch}, {0: batch, 1: width}),
+    )
+    candidates = io.BytesIO()
+    torch.export.save(exported, candidates)
     meta = {
         "format": FORMAT,
         "algo": agent.algo,
@@ -114,6 +133,7 @@ def save_agent(
         z.writestr("meta.json", json.dumps(meta))
         z.writestr("users.npy", vectors.getvalue())
         z.writestr("scorer.pt2", program.getvalue())
+        z.writestr("candidates.pt2", candidates.getvalue())
     return out.getvalue()
 
 
@@ -126,6 +146,7 @@ def load_agent(blob: bytes, *, algo: str | None = None, n_items: int | None = No
             meta = json.loads(z.read("meta.json"))
             users_raw = z.read("users.npy")
             program = z.read("scorer.pt2")
+            candidates = z.read("candidates.pt2")
     except (zipfile.BadZipFile, KeyError, ValueError) as exc:
         raise ModelRejectedError(f"not a recloop agent checkpoint: {exc}") from exc
     if meta.get("format") != FORMAT:
@@ -146,13 +167,18 @@ def load_agent(blob: bytes, *, algo: str | None = None, n_items: int | None = No
         raise ModelRejectedError("checkpoint item ids do not match its catalogue size")
     try:
         scorer = torch.export.load(io.BytesIO(program)).module()
+        candidate_scorer = torch.export.load(io.BytesIO(candidates)).module()
         probe = torch.full((1, meta["last_n"]), meta["n_items"], dtype=torch.long)
+        some = torch.arange(min(5, meta["n_items"]))[None, :]
         with torch.no_grad():
             out = scorer(torch.as_tensor(users[:1]), probe)
+            picked = candidate_scorer(torch.as_tensor(users[:1]), probe, some)
     except Exception as exc:  # any failure means the model cannot serve
         raise ModelRejectedError(f"checkpoint scorer does not load or run: {exc}") from exc
     if tuple(out.shape) != (1, meta["n_items"]):
         raise ModelRejectedError(
             f"checkpoint scorer gives {tuple(out.shape)} scores, expected (1, {meta['n_items']})"
         )
-    return SavedAgent(meta, torch.as_tensor(users), scorer)
+    if not torch.allclose(picked, out[:, : some.shape[1]], rtol=1e-4, atol=1e-5):
+        raise ModelRejectedError("checkpoint candidate scorer disagrees with its catalogue scorer")
+    return SavedAgent(meta, torch.as_tensor(users), scorer, candidate_scorer)

@@ -51,9 +51,15 @@ from torch.nn import functional as F
 from recloop.agents.base import Agent, Progress
 from recloop.agents.datasets import Trajectories
 from recloop.agents.embeddings import EmbeddingConfig, Embeddings, pretrain_embeddings
-from recloop.agents.networks import StateEncoder, mlp, soft_update, trainable
-from recloop.agents.training import require_catalogue
-from recloop.core.errors import InvalidInputError
+from recloop.agents.networks import (
+    Scorer,
+    StateEncoder,
+    dot_candidates,
+    mlp,
+    soft_update,
+    trainable,
+)
+from recloop.agents.training import require_catalogue, run_epochs
 
 
 @dataclass
@@ -154,7 +160,7 @@ class Critic(nn.Module):
         return out.squeeze(-1)
 
 
-class DDPGScorer(nn.Module):
+class DDPGScorer(Scorer):
     """Serving: every item scores its vector's dot product with the actor's output
     (plain tensor ops, exportable)."""
 
@@ -168,6 +174,11 @@ class DDPGScorer(nn.Module):
     def forward(self, user_vectors: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
         out: torch.Tensor = self.actor.from_vectors(user_vectors, history) @ self.items.T
         return out
+
+    def candidates(
+        self, user_vectors: torch.Tensor, history: torch.Tensor, items: torch.Tensor
+    ) -> torch.Tensor:
+        return dot_candidates(self.actor.from_vectors(user_vectors, history), self.items, items)
 
 
 class DDPGNetworks(nn.Module):
@@ -330,12 +341,7 @@ class DDPG(Agent):
         """Per-epoch mean of each loss (``fit`` returns the critic's)."""
 
     def _use_embeddings(self, embeddings: Embeddings) -> None:
-        if embeddings.items.shape[0] != self.n_items or embeddings.users.shape[0] != self.n_users:
-            raise InvalidInputError(
-                f"embeddings cover {embeddings.users.shape[0]} users and "
-                f"{embeddings.items.shape[0]} items; the agent has {self.n_users} and "
-                f"{self.n_items}"
-            )
+        embeddings.check(self.n_users, self.n_items)
         self.items, scale = normalise_items(embeddings.items)
         users = (embeddings.users / scale).astype(np.float32)  # on the items' scale
         self.nets.load_pretrained(users, self.items.numpy(), self.cfg.freeze_embeddings)
@@ -365,19 +371,16 @@ class DDPG(Agent):
             "critic": torch.optim.Adam(trainable(nets.critic), lr=cfg.critic_learning_rate),
             "actor": torch.optim.Adam(trainable(nets.actor), lr=cfg.actor_learning_rate),
         }
-        gen = torch.Generator().manual_seed(cfg.seed)
-        n = len(data)
-        for epoch in range(cfg.epochs):
-            perm = torch.randperm(n, generator=gen)
-            totals = dict.fromkeys(self.losses, 0.0)
-            for start in range(0, n, cfg.batch_size):
-                rows = perm[start : start + cfg.batch_size]
-                for key, value in update(nets, opts, steps.take(rows), cfg).items():
-                    totals[key] += value * len(rows)
-            for key in self.losses:
-                self.losses[key].append(totals[key] / n)
-            if progress is not None:
-                progress(epoch, self.losses["critic"][-1])
+        run_epochs(
+            len(data),
+            lambda rows: update(nets, opts, steps.take(rows), cfg),
+            self.losses,
+            epochs=cfg.epochs,
+            batch_size=cfg.batch_size,
+            seed=cfg.seed,
+            report="critic",
+            progress=progress,
+        )
         return list(self.losses["critic"])
 
     @torch.no_grad()
@@ -392,7 +395,7 @@ class DDPG(Agent):
         draws = np.stack([noise.sample() for _ in range(len(action))])
         return clip_to_ball(action + torch.as_tensor(draws, dtype=torch.float32))
 
-    def scorer(self) -> nn.Module:
+    def scorer(self) -> Scorer:
         return DDPGScorer(self.nets.actor, self.items)
 
     def user_vectors(self) -> torch.Tensor:

@@ -43,6 +43,14 @@ class Embeddings:
     def dim(self) -> int:
         return int(self.items.shape[1])
 
+    def check(self, n_users: int, n_items: int) -> None:
+        """Refuse embeddings of another user set or catalogue, naming both sizes."""
+        if self.items.shape[0] != n_items or self.users.shape[0] != n_users:
+            raise InvalidInputError(
+                f"embeddings cover {self.users.shape[0]} users and {self.items.shape[0]} "
+                f"items; the agent has {n_users} and {n_items}"
+            )
+
 
 class MatrixFactorisation(nn.Module):
     def __init__(self, n_users: int, n_items: int, dim: int) -> None:

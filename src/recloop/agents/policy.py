@@ -34,9 +34,9 @@ class AgentPolicy:
     def from_bytes(cls, blob: bytes, version: str = "1", name: str | None = None) -> AgentPolicy:
         return cls(load_agent(blob), name=name, version=version)
 
-    @torch.no_grad()
-    def catalogue_scores(self, context: Context) -> torch.Tensor:
-        """Scores of every catalogue item for this context."""
+    def state(self, context: Context) -> tuple[torch.Tensor, torch.Tensor]:
+        """(user vector, history) for this context: the mean user vector for an unknown
+        user, unknown recent items left out."""
         recent = [self.items[i] for i in context.get("recent_items", ()) if i in self.items]
         recent = recent[-self.last_n :]
         history = torch.full((1, self.last_n), self.pad, dtype=torch.long)
@@ -44,12 +44,21 @@ class AgentPolicy:
             history[0, -len(recent) :] = torch.tensor(recent)
         user = self.users.get(str(context.get("user_id", "")))
         vector = self.unknown_user if user is None else self.saved.user_vectors[user : user + 1]
-        return self.saved.scores(vector, history)[0]
+        return vector, history
+
+    def catalogue_scores(self, context: Context) -> torch.Tensor:
+        """Scores of every catalogue item for this context (the whole-catalogue top-K)."""
+        return self.saved.scores(*self.state(context))[0]
 
     def scores(self, context: Context, actions: Sequence[Action]) -> FloatArray:
-        catalogue = self.catalogue_scores(context).numpy().astype(np.float64)
-        floor = float(catalogue.min()) - 1.0
-        known = [self.items.get(a.id, -1) for a in actions]
-        index = np.asarray(known, dtype=np.int64)
-        out: FloatArray = np.where(index >= 0, catalogue[index], floor)
+        """Only the known candidates are scored (their cost, not the catalogue's); unknown
+        ones score below every known one."""
+        index = np.asarray([self.items.get(a.id, -1) for a in actions], dtype=np.int64)
+        known = index >= 0
+        out: FloatArray = np.zeros(len(actions))
+        if known.any():
+            items = torch.as_tensor(index[known])[None, :]
+            got = self.saved.candidate_scores(*self.state(context), items)[0]
+            out[known] = got.numpy().astype(np.float64)
+            out[~known] = out[known].min() - 1.0
         return out

@@ -13,11 +13,13 @@ logger). Each logged step's update is weighted by
   pushing items not yet near-certain into the top K instead of piling mass on one item.
 
 Plain REINFORCE (``correction=False``) drops both factors: it imitates the logger's
-choices weighted by their return.
+choices weighted by their return. For large catalogues, ``sampled_softmax`` estimates both
+softmaxes from a sample of items during training.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -29,7 +31,7 @@ from torch.nn import functional as F
 from recloop.agents.base import Agent, Progress
 from recloop.agents.datasets import Trajectories
 from recloop.agents.embeddings import Embeddings
-from recloop.agents.networks import LogitsScorer, StateEncoder, trainable
+from recloop.agents.networks import LogitsScorer, Scorer, StateEncoder, trainable
 from recloop.agents.training import require_catalogue, train
 
 
@@ -57,6 +59,14 @@ class ReinforceTopKConfig:
     learning_rate: float = 3e-3
     epochs: int = 12
     batch_size: int = 512
+    sampled_softmax: int = 0
+    """0: the exact softmax over the whole catalogue. S > 0: each batch estimates log pi and
+    log beta of the logged items from S items drawn uniformly (:func:`sampled_log_prob`),
+    for catalogues too large for an N-way softmax per step (serving stays exact). Measured on
+    the shop (150 items, 2 seeds): plain REINFORCE keeps its next-item NDCG@10 at S = 20
+    (0.52-0.53 either way); the corrected variant loses some (0.37-0.39 at S = 20, 0.41-0.46
+    at S = 50, against 0.49 exact): its weights pi/beta are ratios of two sampled estimates,
+    so it needs a larger S."""
     correction: bool = True
     """False: plain REINFORCE, no off-policy or top-K factor (the baseline)."""
     seed: int = 0
@@ -94,16 +104,39 @@ class PolicyNetwork(nn.Module):
         self.pi_head = nn.Linear(hidden, n_items)
         self.beta_head = nn.Linear(hidden, n_items)
 
-    def policy_logits(self, user: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
-        out: torch.Tensor = self.pi_head(self.encoder(user, history))
-        return out
 
-    def forward(
-        self, user: torch.Tensor, history: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(pi logits, beta logits); beta sees the state through a blocked gradient."""
-        s = self.encoder(user, history)
-        return self.pi_head(s), self.beta_head(s.detach())
+def sampled_log_prob(
+    state: torch.Tensor, head: nn.Linear, action: torch.Tensor, negatives: torch.Tensor
+) -> torch.Tensor:
+    """log softmax(head(state))[action] with the partition over the *other* items estimated
+    from ``negatives`` (S items drawn uniformly from all N, shared by the batch):
+    E[(N / S) sum over sampled j != a of exp z_j] = sum over j != a of exp z_j. Costs S
+    logits per row instead of N."""
+    n_items, n_sampled = head.out_features, len(negatives)
+    z_a = (head.weight[action] * state).sum(-1) + head.bias[action]
+    z_neg = state @ head.weight[negatives].T + head.bias[negatives]
+    z_neg = z_neg.masked_fill(negatives[None, :] == action[:, None], -torch.inf)
+    others = torch.logsumexp(z_neg, dim=1) + math.log(n_items / n_sampled)
+    return z_a - torch.logaddexp(z_a, others)
+
+
+def action_log_probs(
+    net: PolicyNetwork,
+    user: torch.Tensor,
+    history: torch.Tensor,
+    action: torch.Tensor,
+    sampled_softmax: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log pi(a|s), log beta(a|s)) of the logged actions; beta sees the state through a
+    blocked gradient (its loss must not move the shared encoder)."""
+    s = net.encoder(user, history)
+    if 0 < sampled_softmax < net.n_items:
+        negatives = torch.randint(net.n_items, (sampled_softmax,))
+        log_pi = sampled_log_prob(s, net.pi_head, action, negatives)
+        return log_pi, sampled_log_prob(s.detach(), net.beta_head, action, negatives)
+    log_pi = F.log_softmax(net.pi_head(s), dim=-1).gather(1, action[:, None]).squeeze(1)
+    beta = F.log_softmax(net.beta_head(s.detach()), dim=-1).gather(1, action[:, None])
+    return log_pi, beta.squeeze(1)
 
 
 def losses(
@@ -115,16 +148,15 @@ def losses(
     cfg: ReinforceTopKConfig,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(policy loss, behaviour-policy loss) for one batch of logged steps."""
-    pi_logits, beta_logits = net(user, history)
-    log_pi = F.log_softmax(pi_logits, dim=-1).gather(1, action[:, None]).squeeze(1)
+    log_pi, log_beta = action_log_probs(net, user, history, action, cfg.sampled_softmax)
     if cfg.correction:
         pi_a = log_pi.exp().detach()
-        beta_a = F.softmax(beta_logits, dim=-1).gather(1, action[:, None]).squeeze(1).detach()
+        beta_a = log_beta.exp().detach()
         factor = capped_weight(pi_a, beta_a, cfg.weight_cap) * topk_multiplier(pi_a, cfg.top_k)
     else:
         factor = torch.ones_like(log_pi)
     policy_loss = -(factor * ret * log_pi).mean()
-    beta_loss = F.cross_entropy(beta_logits, action)
+    beta_loss = -log_beta.mean()  # the cross-entropy of the logged actions
     return policy_loss, beta_loss
 
 
@@ -177,7 +209,7 @@ class ReinforceTopK(Agent):
             progress=progress,
         )
 
-    def scorer(self) -> nn.Module:
+    def scorer(self) -> Scorer:
         return LogitsScorer(self.net.encoder, self.net.pi_head)
 
     def user_vectors(self) -> torch.Tensor:
