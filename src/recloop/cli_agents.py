@@ -336,8 +336,9 @@ def evaluate(
     ),
 ) -> None:
     """Compare saved agents with random and popularity: NDCG, Hit and precision@k with 95%
-    intervals on the time-split test set, coverage, and (for a generated log) the average
-    reward of simulated sessions against the ground-truth user model. Agents of the same
+    intervals on the time-split test set, coverage, and (for a generated log) intra-list
+    similarity under the true item vectors and the average reward of simulated sessions
+    against the ground-truth user model. Agents of the same
     algorithm (several seeds) are pooled."""
     from recloop.agents.comparison import compare_saved
 
@@ -355,7 +356,8 @@ def evaluate(
         console.print_json(json.dumps(rows))
         return
     table = Table(title=f"agents on the test split of {data} (95% intervals)")
-    for col in ("policy", "seeds", f"NDCG@{k}", f"Hit@{k}", "coverage", "session reward"):
+    columns = ("policy", "seeds", f"NDCG@{k}", f"Hit@{k}", "coverage", "ILS", "session reward")
+    for col in columns:
         table.add_column(col)
     for row in rows:
         table.add_row(
@@ -364,6 +366,7 @@ def evaluate(
             _fmt(row[f"ndcg@{k}"]),
             _fmt(row[f"hit@{k}"]),
             f"{row['coverage']:.2f}",
+            _fmt(row.get("intra_list_similarity")),
             _fmt(row.get("session_reward")),
         )
     console.print(table)

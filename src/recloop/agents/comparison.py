@@ -20,7 +20,13 @@ from recloop.agents.base import Ranker
 from recloop.agents.datasets import InteractionLog, Trajectories
 from recloop.agents.evaluation import agent_recommender, baseline_rankings, engaged_states
 from recloop.core.errors import InvalidInputError
-from recloop.evaluation.ranking import hit_at_k, mean_interval, ndcg_at_k, precision_at_k
+from recloop.evaluation.ranking import (
+    hit_at_k,
+    intra_list_similarity,
+    mean_interval,
+    ndcg_at_k,
+    precision_at_k,
+)
 from recloop.simulators.ecommerce import (
     EcommerceConfig,
     EcommerceWorld,
@@ -44,15 +50,26 @@ class Comparison:
         self.seeds: dict[str, int] = defaultdict(int)
 
     def add(
-        self, name: str, ranked: Ints, truth: Ints, n_items: int, returns: Floats | None = None
+        self,
+        name: str,
+        ranked: Ints,
+        truth: Ints,
+        n_items: int,
+        world: Recommenders | None = None,
+        returns: Floats | None = None,
     ) -> None:
         """One seed of ``name``: its top-k lists for the engaged test states, and optionally
-        the cumulative rewards of its simulated sessions."""
+        the cumulative rewards of its simulated sessions; with a world, also the lists'
+        intra-list similarity under its true item vectors."""
         k = self.k
         metrics = self.values[name]
         metrics[f"ndcg@{k}"].append(ndcg_at_k(ranked, truth))
         metrics[f"hit@{k}"].append(hit_at_k(ranked, truth))
         metrics[f"precision@{k}"].append(precision_at_k(ranked, truth))
+        if world is not None and ranked.shape[1] > 1:
+            metrics["intra_list_similarity"].append(
+                intra_list_similarity(ranked, world.item_vectors)
+            )
         if returns is not None:
             metrics["session_reward"].append(returns)
         self.coverage[name].append(len(np.unique(ranked)) / n_items)
@@ -122,7 +139,7 @@ def add_baselines(
         returns = None
         if world is not None:
             returns = world.returns(recommenders[name], sessions, seed, last_n)
-        comparison.add(name, ranked[name], truth, train.n_items, returns)
+        comparison.add(name, ranked[name], truth, train.n_items, world, returns)
 
 
 def add_agent(
@@ -146,7 +163,7 @@ def add_agent(
     returns = None
     if world is not None:
         returns = world.returns(agent_recommender(agent, last_n), sessions, seed, last_n)
-    comparison.add(name, ranked, truth, agent.n_items, returns)
+    comparison.add(name, ranked, truth, agent.n_items, world, returns)
 
 
 class Recommenders:
@@ -171,6 +188,8 @@ class Recommenders:
         self.to_log = np.array([item_index[item_id(i)] for i in range(cfg.n_items)])
         self.to_world = np.empty(cfg.n_items, dtype=np.int64)
         self.to_world[self.to_log] = np.arange(cfg.n_items)
+        self.item_vectors: Floats = world.item_vectors[self.to_world]
+        """The world's true item vectors, in the log's item order."""
 
     def translate(self, recommend: Recommender) -> Recommender:
         def in_world(user: int, history: Sequence[int], shown: set[int]) -> int:
