@@ -9,6 +9,7 @@ catalogue. ``python -m benchmarks.agents_speed [--quick]``.
 * Training throughput: logged steps per second of ``fit`` (one thread, one epoch), per
   algorithm, at both catalogue sizes, on a log shaped like real ones (see
   :func:`interactions`; ``benchmarks/agents_compare.py`` has the figures on the shop).
+* The synthetic shop's log generator (1M impressions) and the trajectory builder, per second.
 * Peak memory: each algorithm trains, saves, loads and serves at 100k items in a process of
   its own; its peak RSS.
 """
@@ -26,11 +27,12 @@ import torch
 
 from benchmarks.common import cli, figure, peak_rss_mb, percentile, print_table
 from recloop.agents.checkpoint import load_agent, save_agent
-from recloop.agents.datasets import InteractionLog, build_trajectories
+from recloop.agents.datasets import InteractionLog, build_trajectories, from_ecommerce
 from recloop.agents.embeddings import EmbeddingConfig, pretrain_embeddings
 from recloop.agents.policy import AgentPolicy
 from recloop.agents.registry import make_agent
 from recloop.core.types import Action
+from recloop.simulators.ecommerce import EcommerceConfig, EcommerceWorld
 
 BENCH = "agents_speed"
 LAST_N = 10
@@ -122,9 +124,29 @@ def memory_probe(variant: str) -> None:
     print(json.dumps({"variant": variant, "peak_rss_mb": peak_mb, "imports_mb": before_mb}))
 
 
+def generator_rate(events: int) -> dict[str, Any]:
+    """The synthetic shop writing a log of ``events`` impressions (20k users, 5k items) and
+    the trajectories built from it."""
+    cfg = EcommerceConfig(n_users=20_000, n_items=5_000, seed=0)
+    start = time.perf_counter()
+    log = EcommerceWorld(cfg).generate(events)
+    generated = time.perf_counter() - start
+    start = time.perf_counter()
+    build_trajectories(from_ecommerce(log, cfg.n_users, cfg.n_items), LAST_N)
+    built = time.perf_counter() - start
+    return figure(
+        BENCH,
+        "generate_events_per_s",
+        len(log) / generated,
+        None,
+        len(log),
+        trajectories_per_s=len(log) / built,
+    )
+
+
 def main(quick: bool) -> list[dict[str, Any]]:
     torch.set_num_threads(1)
-    rows = []
+    rows = [generator_rate(200_000 if quick else 1_000_000)]
     calls = 500 if quick else 2000
     for n_items, events in ((1_000, 20_000), (100_000, 5_000)):
         size = "1k" if n_items == 1_000 else "100k"
