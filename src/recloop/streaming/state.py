@@ -17,10 +17,10 @@ are interleaved with theirs.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from recloop.features.activeness import Activeness
 from recloop.streaming.events import BehaviourEvent
 
 Undo = tuple[
@@ -45,6 +45,12 @@ class UserStateConfig:
     """Sa: added at each return (DRN's value)."""
     activeness_decay_per_second: float = 1.2e-5
     """lambda0: the constant hazard rate (DRN's value, per second)."""
+
+    @property
+    def activeness(self) -> Activeness:
+        return Activeness(
+            self.activeness_start, self.activeness_return_boost, self.activeness_decay_per_second
+        )
 
     def __post_init__(self) -> None:
         if self.last_n < 1:
@@ -83,12 +89,12 @@ class UserState:
             self.activeness = cfg.activeness_start
         else:
             gap = ts - self.last_seen
-            decayed = self.activeness * math.exp(-cfg.activeness_decay_per_second * gap)
             if gap > cfg.session_gap_seconds:
                 self.sessions += 1
                 self.session_start = ts
-                decayed = min(1.0, decayed + cfg.activeness_return_boost)
-            self.activeness = decayed
+                self.activeness = cfg.activeness.after_return(self.activeness, gap)
+            else:
+                self.activeness = cfg.activeness.decayed(self.activeness, gap)
         self.last_seen = ts
         self.counts[event.behaviour] = self.counts.get(event.behaviour, 0) + 1
         self.last_items.append((event.item_id, event.behaviour, ts))
@@ -115,8 +121,7 @@ class UserState:
     def activeness_at(self, now: float, cfg: UserStateConfig) -> float:
         if self.last_seen is None:
             return 0.0
-        elapsed = max(0.0, now - self.last_seen)
-        return self.activeness * math.exp(-cfg.activeness_decay_per_second * elapsed)
+        return cfg.activeness.decayed(self.activeness, now - self.last_seen)
 
     @property
     def events(self) -> int:

@@ -1,0 +1,259 @@
+"""DRN (Zheng et al., "DRN: A Deep Reinforcement Learning Framework for News
+Recommendation", WWW 2018): a dueling double DQN that ranks candidates, rewarded for clicks
+*and* for the user coming back, exploring online with Dueling Bandit Gradient Descent.
+
+* **Q network** (dueling): ``Q(s, a) = V(s) + A(s, a)``; V sees the user and context
+  features, A all four groups (user, context, user-item cross, item). A request's candidates
+  are scored in one pass and ranked by Q.
+* **Reward**: ``clicks + beta * activeness``, activeness the survival model of the user's
+  return (``features/activeness.py``): a shown item's transition completes when the same
+  user next arrives, with the activeness they return with (a quick return is worth more),
+  and that request's state and candidates as the next state.
+* **Double DQN** targets: ``r + gamma * Q_target(s', argmax_a' Q(s', a'))``; the target
+  network is synced after each major update.
+* **Minor update** (every request, :mod:`recloop.agents.dbgd`): perturb the weights
+  ``W~ = W + alpha * U(-1, 1) * W``, rank with both, show their probabilistic interleaving;
+  if the user clicks more on the exploration list's items, ``W <- W + eta (W~ - W)``.
+* **Major update** (every ``major_every`` requests): minibatch steps on the replay memory.
+
+Defaults from the paper: ``gamma`` 0.4, ``beta`` 0.05, ``alpha`` 0.1, ``eta`` 0.05. The
+ablations are switches: ``minor_updates=False`` serves the greedy ranking; ``beta=0`` drops
+the activeness term.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from torch import nn
+from torch.nn import functional as F
+
+from recloop.agents.dbgd import (
+    EXPLORE,
+    Interleaving,
+    credit,
+    interleave,
+    move_towards,
+    perturbed_copy,
+)
+from recloop.agents.networks import mlp
+from recloop.features.activeness import Activeness
+from recloop.simulators.environment import Feedback, Request
+
+Floats = NDArray[np.float64]
+
+
+@dataclass
+class DRNConfig:
+    hidden: int = 64
+    """Width of the value and advantage MLPs."""
+    gamma: float = 0.4
+    """Discount between a user's consecutive visits (the paper's 0.4)."""
+    beta: float = 0.05
+    """Weight of the user's activeness at their return in the reward (the paper's 0.05)."""
+    minor_updates: bool = True
+    """DBGD exploration and minor updates; False serves the greedy ranking (ablation)."""
+    alpha: float = 0.1
+    """DBGD perturbation: each weight moves by up to alpha of itself."""
+    eta: float = 0.05
+    """DBGD step towards a winning exploration network."""
+    interleave_tau: float = 3.0
+    """Probabilistic interleaving: P(rank r) ~ 1 / r^tau within the chosen list."""
+    major_every: int = 200
+    """Requests between major updates."""
+    major_steps: int = 40
+    """Minibatch steps per major update."""
+    batch_size: int = 128
+    replay_size: int = 50_000
+    """Transitions kept (one per shown item), oldest dropped first."""
+    learning_rate: float = 1e-3
+    activeness: Activeness = field(default_factory=Activeness)
+    seed: int = 0
+
+
+class DuelingQ(nn.Module):
+    """``Q(s, a) = V(user, context) + A(user, context, cross, item)``."""
+
+    def __init__(self, state_dim: int, pair_dim: int, hidden: int) -> None:
+        super().__init__()
+        self.value = mlp([state_dim, hidden, 1])
+        self.advantage = mlp([state_dim + pair_dim, hidden, hidden, 1])
+
+    def forward(self, state: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+        """state (B, ds), pairs (B, m, dp: cross + item features) -> Q (B, m)."""
+        s = state.unsqueeze(1).expand(-1, pairs.shape[1], -1)
+        advantage = self.advantage(torch.cat([s, pairs], -1)).squeeze(-1)
+        out: torch.Tensor = self.value(state) + advantage
+        return out
+
+
+def features(request: Request) -> tuple[torch.Tensor, torch.Tensor]:
+    """(state (ds,), pairs (m, dp)) as float tensors."""
+    state = np.concatenate([request.user_features, request.context])
+    pairs = np.concatenate([request.cross_features, request.item_features], axis=1)
+    return torch.as_tensor(state, dtype=torch.float32), torch.as_tensor(pairs, dtype=torch.float32)
+
+
+@dataclass
+class _Pending:
+    """A shown slate waiting for its user's next visit to complete its transitions."""
+
+    state: torch.Tensor
+    pairs: torch.Tensor
+    """(k, dp) the shown items' features."""
+    clicks: Floats
+    time: float
+    activeness: float
+
+
+class DRN:
+    """Online DRN for an :class:`~recloop.simulators.environment.Environment`: ``rank`` a
+    request, then ``observe`` its feedback; learning happens inside."""
+
+    def __init__(
+        self, state_dim: int, pair_dim: int, slate_size: int, cfg: DRNConfig | None = None
+    ) -> None:
+        self.cfg = cfg = cfg or DRNConfig()
+        torch.manual_seed(cfg.seed)
+        self.q = DuelingQ(state_dim, pair_dim, cfg.hidden)
+        self.target = copy.deepcopy(self.q).requires_grad_(False)
+        self.opt = torch.optim.Adam(self.q.parameters(), lr=cfg.learning_rate)
+        self.slate_size = slate_size
+        self.rng = np.random.default_rng(cfg.seed)
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+        self.replay: deque[
+            tuple[torch.Tensor, torch.Tensor, float, torch.Tensor, torch.Tensor, float]
+        ] = deque(maxlen=cfg.replay_size)
+        self.pending: dict[int, _Pending] = {}
+        self.visits: dict[int, tuple[float, float]] = {}
+        """user -> (last visit time, activeness then), as the system observes them."""
+        self.requests = 0
+        self.stats = {"explore_wins": 0, "comparisons": 0, "major_updates": 0}
+        self._shown: tuple[Request, Interleaving | None, nn.Module | None] | None = None
+
+    @torch.no_grad()
+    def scores(self, request: Request, net: nn.Module | None = None) -> torch.Tensor:
+        state, pairs = features(request)
+        out: torch.Tensor = (net or self.q)(state[None], pairs[None])[0]
+        return out
+
+    def rank(self, request: Request) -> list[int]:
+        """Positions into ``request.candidates``, best first (the shown slate leads)."""
+        self._arrive(request)
+        greedy = torch.argsort(self.scores(request), descending=True).tolist()
+        if not self.cfg.minor_updates:
+            self._shown = (request, None, None)
+            return greedy
+        explore_net = perturbed_copy(self.q, self.cfg.alpha, self.gen)
+        explore = torch.argsort(self.scores(request, explore_net), descending=True).tolist()
+        mixed = interleave(greedy, explore, self.slate_size, self.rng, self.cfg.interleave_tau)
+        self._shown = (request, mixed, explore_net)
+        rest = [i for i in greedy if i not in set(mixed.items)]
+        return [*mixed.items, *rest]
+
+    def observe(self, feedback: Feedback) -> None:
+        """The user's clicks on what ``rank`` showed: the minor update, the pending
+        transition, and (on cadence) a major update."""
+        assert self._shown is not None, "observe() follows rank()"
+        request, mixed, explore_net = self._shown
+        clicks = np.asarray(feedback.clicks, dtype=np.float64)
+        if mixed is not None and explore_net is not None:
+            self.stats["comparisons"] += 1
+            if credit(mixed, clicks.tolist()) == EXPLORE:
+                move_towards(self.q, explore_net, self.cfg.eta)
+                self.stats["explore_wins"] += 1
+        state, pairs = features(request)
+        positions = _positions(request, feedback.shown.tolist())
+        self.pending[request.user] = _Pending(
+            state, pairs[positions], clicks, request.time, self.visits[request.user][1]
+        )
+        self.requests += 1
+        if self.requests % self.cfg.major_every == 0:
+            self.major_update()
+
+    def end_episode(self, now: float) -> None:
+        """Users who did not come back: their transitions end, activeness decayed to now."""
+        for pending in self.pending.values():
+            act = self.cfg.activeness.decayed(pending.activeness, now - pending.time)
+            self._remember(pending, act, None)
+        self.pending.clear()
+
+    # -- learning -------------------------------------------------------------------------
+    def _arrive(self, request: Request) -> None:
+        act_model = self.cfg.activeness
+        seen = self.visits.get(request.user)
+        if seen is None:
+            activeness = act_model.start
+        else:
+            activeness = act_model.after_return(seen[1], request.time - seen[0])
+        self.visits[request.user] = (request.time, activeness)
+        pending = self.pending.pop(request.user, None)
+        if pending is not None:
+            self._remember(pending, activeness, request)
+
+    def _remember(self, pending: _Pending, activeness: float, nxt: Request | None) -> None:
+        if nxt is None:
+            next_state, next_pairs, alive = (
+                torch.zeros_like(pending.state),
+                torch.zeros(1, pending.pairs.shape[1]),
+                0.0,
+            )
+        else:
+            next_state, next_pairs = features(nxt)
+            alive = 1.0
+        for i in range(len(pending.clicks)):
+            reward = float(pending.clicks[i]) + self.cfg.beta * activeness
+            self.replay.append(
+                (pending.state, pending.pairs[i], reward, next_state, next_pairs, alive)
+            )
+
+    def major_update(self) -> None:
+        """Minibatch double-DQN steps on the replay memory, then sync the target network."""
+        cfg = self.cfg
+        if len(self.replay) < cfg.batch_size:
+            return
+        for _ in range(cfg.major_steps):
+            rows = self.rng.choice(len(self.replay), cfg.batch_size, replace=False)
+            batch = [self.replay[int(r)] for r in rows]
+            loss = double_dqn_loss(self.q, self.target, batch, cfg.gamma)
+            self.opt.zero_grad()
+            loss.backward()  # type: ignore[no-untyped-call]
+            self.opt.step()
+        self.target.load_state_dict(self.q.state_dict())
+        self.stats["major_updates"] += 1
+
+
+def double_dqn_loss(
+    q: DuelingQ,
+    target: DuelingQ,
+    batch: Sequence[tuple[torch.Tensor, torch.Tensor, float, torch.Tensor, torch.Tensor, float]],
+    gamma: float,
+) -> torch.Tensor:
+    """MSE of Q(s, a) against ``r + gamma * alive * Q_target(s', argmax_a' Q(s', a'))``: the
+    online network picks the next action, the target network values it."""
+    state = torch.stack([b[0] for b in batch])
+    pair = torch.stack([b[1] for b in batch])
+    reward = torch.tensor([b[2] for b in batch])
+    alive = torch.tensor([b[5] for b in batch])
+    width = max(b[4].shape[0] for b in batch)
+    next_state = torch.stack([b[3] for b in batch])
+    next_pairs = torch.stack([F.pad(b[4], (0, 0, 0, width - b[4].shape[0])) for b in batch])
+    valid = torch.stack([torch.arange(width) < b[4].shape[0] for b in batch])
+    with torch.no_grad():
+        online = q(next_state, next_pairs).masked_fill(~valid, -torch.inf)
+        best = online.argmax(1, keepdim=True)
+        next_q = target(next_state, next_pairs).gather(1, best).squeeze(1)
+        y = reward + gamma * alive * next_q
+    predicted = q(state, pair[:, None, :]).squeeze(1)
+    return F.mse_loss(predicted, y)
+
+
+def _positions(request: Request, shown: Sequence[int]) -> list[int]:
+    where = {int(item): pos for pos, item in enumerate(request.candidates)}
+    return [where[int(item)] for item in shown]
