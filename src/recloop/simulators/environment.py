@@ -61,3 +61,38 @@ class Environment(Protocol):
         (at least ``slate_size`` of them); the feedback and the next request, or None when
         the episode is over."""
         ...
+
+
+class Ranker(Protocol):
+    """Anything that answers requests; ``observe`` gets the feedback on each answer."""
+
+    def rank(self, request: Request) -> list[int]: ...
+
+    def observe(self, feedback: Feedback) -> None: ...
+
+
+class RandomRanker:
+    """The baseline: a uniformly random order, seeded."""
+
+    def __init__(self, seed: int = 0) -> None:
+        self.rng = np.random.default_rng(seed)
+
+    def rank(self, request: Request) -> list[int]:
+        out: list[int] = self.rng.permutation(len(request.candidates)).tolist()
+        return out
+
+    def observe(self, feedback: Feedback) -> None:
+        """Learns nothing."""
+
+
+def play(env: Environment, ranker: Ranker, seed: int) -> tuple[int, float]:
+    """Run one episode (learning rankers learn as they go); returns (requests answered,
+    time of the last one). The environment keeps the episode's totals."""
+    request: Request | None = env.reset(seed)
+    answered, last = 0, 0.0
+    while request is not None:
+        feedback, request_next = env.step(ranker.rank(request))
+        ranker.observe(feedback)
+        answered, last = answered + 1, request.time
+        request = request_next
+    return answered, last

@@ -93,6 +93,8 @@ class ReturningUsers:
         self._queue: list[tuple[float, int]] = []
         self._current: Request | None = None
         self.totals = {"clicks": 0.0, "purchases": 0.0, "visits": 0.0, "returns": 0.0}
+        self.per_user: dict[str, Floats] = {}
+        """The same totals per user (users are the independent units for intervals)."""
 
     # -- the episode ----------------------------------------------------------------------
     def reset(self, seed: int) -> Request:
@@ -103,6 +105,7 @@ class ReturningUsers:
         self._queue = [(float(rng.uniform(0, DAY)), u) for u in range(cfg.n_users)]
         heapq.heapify(self._queue)
         self.totals = dict.fromkeys(self.totals, 0.0)
+        self.per_user = {k: np.zeros(cfg.n_users) for k in self.totals}
         request = self._next()
         assert request is not None
         return request
@@ -129,8 +132,8 @@ class ReturningUsers:
             satisfaction -= cfg.no_click_penalty
         mean_gap = cfg.mean_gap_seconds * math.exp(-cfg.return_sensitivity * satisfaction)
         heapq.heappush(self._queue, (request.time + float(rng.exponential(mean_gap)), request.user))
-        self.totals["clicks"] += float(clicks.sum())
-        self.totals["purchases"] += float(purchases.sum())
+        self._count(request.user, "clicks", float(clicks.sum()))
+        self._count(request.user, "purchases", float(purchases.sum()))
         return Feedback(shown, clicks, purchases), self._next()
 
     def click_probability(self, user: int, items: Ints) -> Floats:
@@ -144,6 +147,10 @@ class ReturningUsers:
         return out
 
     # -- internals ------------------------------------------------------------------------
+    def _count(self, user: int, key: str, value: float) -> None:
+        self.totals[key] += value
+        self.per_user[key][user] += value
+
     def _next(self) -> Request | None:
         cfg, rng = self.config, self._rng
         if not self._queue or self._queue[0][0] > cfg.horizon_days * DAY:
@@ -158,10 +165,10 @@ class ReturningUsers:
             since = now - user.last_visit
             user.activeness = cfg.activeness.after_return(user.activeness, since)
             user.interests *= 0.5 ** (since / cfg.interest_half_life_seconds)
-            self.totals["returns"] += 1
+            self._count(u, "returns", 1.0)
         user.visits += 1
         user.last_visit = now
-        self.totals["visits"] += 1
+        self._count(u, "visits", 1.0)
         total = user.interests.sum()
         interests = user.interests / total if total > 0 else np.full(cfg.n_categories, 0.0)
         features = np.concatenate(
