@@ -10,7 +10,8 @@ returns), pooled over seeds with a 95% interval, and the clicks and visits behin
 Variants: ``drn`` (beta 2: the activeness term weighted for this simulator's scale, DBGD
 minor updates, major updates from replay), ``drn_paper_beta`` (beta 0.05, the paper's),
 ``no_activeness`` (beta 0), ``no_dbgd`` (greedy, major updates only), and ``random``.
-Also the simulator's own speed (requests/s under a random ranker).
+Also DRN's decision latency for 100 candidates (with and without the DBGD perturbation) and
+the simulator's own speed (requests/s under a random ranker).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.common import cli, figure, print_table
+from benchmarks.common import cli, figure, percentile, print_table
 from recloop.agents.drn import DRN, DRNConfig
 from recloop.evaluation.ranking import mean_interval
 from recloop.simulators.environment import Feedback, RandomRanker, Ranker, Request, play
@@ -70,6 +71,42 @@ def episode(variant: str, seed: int, cfg: ReturningUsersConfig) -> dict[str, np.
     return {k: env.per_user[k] - watch.at_half[k] for k in env.per_user}
 
 
+def decision_latency(n: int) -> list[dict[str, Any]]:
+    """DRN.rank on requests with 100 candidates, with and without the DBGD perturbation
+    (the network is trained a little first, so the timings are of a realistic one)."""
+    cfg = ReturningUsersConfig(n_users=200, candidates=100, horizon_days=20)
+    rows = []
+    for name, minor in (("drn", True), ("no_dbgd", False)):
+        env = ReturningUsers(cfg)
+        request: Request | None = env.reset(0)
+        assert request is not None
+        state_dim = len(request.user_features) + len(request.context)
+        pair_dim = request.cross_features.shape[1] + request.item_features.shape[1]
+        agent = DRN(state_dim, pair_dim, env.slate_size, DRNConfig(minor_updates=minor))
+        times = []
+        while request is not None and len(times) < n:
+            start = time.perf_counter_ns()
+            ranking = agent.rank(request)
+            times.append((time.perf_counter_ns() - start) / 1e6)
+            feedback, request = env.step(ranking)
+            agent.observe(feedback)
+        times = times[len(times) // 10 :]
+        rows.append(
+            figure(BENCH, f"{name}_rank100_p50_ms", percentile(times, 50), None, len(times))
+        )
+        rows.append(
+            figure(
+                BENCH,
+                f"{name}_rank100_p99_ms",
+                percentile(times, 99),
+                1.0,
+                len(times),
+                better="lower",
+            )
+        )
+    return rows
+
+
 def main(quick: bool) -> list[dict[str, Any]]:
     torch.set_num_threads(1)
     seeds = [0, 1, 2]
@@ -102,6 +139,7 @@ def main(quick: bool) -> list[dict[str, Any]]:
                 seeds=len(seeds),
             )
         )
+    rows += decision_latency(300 if quick else 2000)
     env = ReturningUsers(cfg)
     start = time.perf_counter()
     answered, _ = play(env, RandomRanker(0), 0)

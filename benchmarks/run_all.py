@@ -31,6 +31,7 @@ BENCHMARKS = [
     "agents_biased_logging",
     "agents_compare",
     "agents_speed",
+    "drn_ablation",
 ]
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT_S = 240

@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
         "agents_biased_logging",
         "agents_compare",
         "agents_speed",
+        "drn_ablation",
     ],
 )
 def test_benchmark_runs_and_prints_figures(name: str) -> None:

@@ -27,13 +27,20 @@ EXPLOIT, EXPLORE = 0, 1
 
 
 @torch.no_grad()
-def perturbed_copy(net: nn.Module, alpha: float, generator: torch.Generator) -> nn.Module:
-    """``W~ = W + alpha * U(-1, 1) * W`` for every parameter, as a new module."""
-    explore = copy.deepcopy(net)
-    for p in explore.parameters():
-        noise = torch.rand(p.shape, generator=generator) * 2.0 - 1.0
-        p.add_(alpha * noise * p)
+def perturb_into(
+    explore: nn.Module, net: nn.Module, alpha: float, generator: torch.Generator
+) -> nn.Module:
+    """``W~ = W + alpha * U(-1, 1) * W`` for every parameter, written into ``explore`` (a
+    module of the same shape, reused request after request: no copy to allocate)."""
+    for w_explore, w in zip(explore.parameters(), net.parameters(), strict=True):
+        noise = torch.rand(w.shape, generator=generator) * 2.0 - 1.0
+        w_explore.copy_(w).addcmul_(noise, w, value=alpha)
     return explore
+
+
+def perturbed_copy(net: nn.Module, alpha: float, generator: torch.Generator) -> nn.Module:
+    """The same as a new module."""
+    return perturb_into(copy.deepcopy(net), net, alpha, generator)
 
 
 @torch.no_grad()

@@ -40,7 +40,7 @@ from recloop.agents.dbgd import (
     credit,
     interleave,
     move_towards,
-    perturbed_copy,
+    perturb_into,
 )
 from recloop.agents.networks import mlp
 from recloop.features.activeness import Activeness
@@ -123,6 +123,8 @@ class DRN:
         torch.manual_seed(cfg.seed)
         self.q = DuelingQ(state_dim, pair_dim, cfg.hidden)
         self.target = copy.deepcopy(self.q).requires_grad_(False)
+        self.explore = copy.deepcopy(self.q).requires_grad_(False)
+        """DBGD's perturbed network, rewritten at every request."""
         self.opt = torch.optim.Adam(self.q.parameters(), lr=cfg.learning_rate)
         self.slate_size = slate_size
         self.rng = np.random.default_rng(cfg.seed)
@@ -150,7 +152,7 @@ class DRN:
         if not self.cfg.minor_updates:
             self._shown = (request, None, None)
             return greedy
-        explore_net = perturbed_copy(self.q, self.cfg.alpha, self.gen)
+        explore_net = perturb_into(self.explore, self.q, self.cfg.alpha, self.gen)
         explore = torch.argsort(self.scores(request, explore_net), descending=True).tolist()
         mixed = interleave(greedy, explore, self.slate_size, self.rng, self.cfg.interleave_tau)
         self._shown = (request, mixed, explore_net)
