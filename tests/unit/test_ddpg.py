@@ -20,8 +20,6 @@ from recloop.agents.ddpg import (  # noqa: E402
     Batch,
     DDPGConfig,
     DDPGNetworks,
-    GaussianNoise,
-    OrnsteinUhlenbeckNoise,
     actor_loss,
     clip_to_ball,
     critic_loss,
@@ -32,6 +30,7 @@ from recloop.agents.ddpg import (  # noqa: E402
 )
 from recloop.agents.embeddings import Embeddings  # noqa: E402
 from recloop.agents.networks import StateEncoder  # noqa: E402
+from recloop.agents.noise import GaussianNoise, OrnsteinUhlenbeckNoise  # noqa: E402
 from recloop.simulators.ecommerce import EcommerceConfig, EcommerceWorld  # noqa: E402
 
 

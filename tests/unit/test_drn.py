@@ -66,7 +66,7 @@ def test_a_transition_completes_at_the_users_return_with_its_activeness():
     first = request(user=7, time=1000.0)
     order = agent.rank(first)
     shown = first.candidates[order[:2]]
-    agent.observe(Feedback(shown, np.array([1.0, 0.0]), np.zeros(2)))
+    agent.observe(Feedback(shown, np.array([1.0, 0.0]), np.zeros(2), 0.0))
     assert len(agent.replay) == 0 and 7 in agent.pending  # waiting for the user
     later = request(user=7, time=1000.0 + 86400.0, seed=1)
     agent.rank(later)
@@ -77,7 +77,7 @@ def test_a_transition_completes_at_the_users_return_with_its_activeness():
     torch.testing.assert_close(
         agent.replay[0][4][:, -4:], torch.as_tensor(later.item_features, dtype=torch.float32)
     )
-    agent.observe(Feedback(later.candidates[:2], np.zeros(2), np.zeros(2)))
+    agent.observe(Feedback(later.candidates[:2], np.zeros(2), np.zeros(2), 0.0))
     agent.end_episode(now=1000.0 + 3 * 86400.0)  # never came back: terminal, decayed
     tail = list(agent.replay)[-2:]
     decayed = Activeness().decayed(act, 2 * 86400.0)
@@ -95,7 +95,7 @@ def test_the_minor_update_moves_towards_the_exploration_net_only_when_it_wins():
     clicks = np.array([1.0 if s == EXPLOIT else 0.0 for s in mixed.source])
     if clicks.sum() == 0:
         clicks[:] = 0.0
-    agent.observe(Feedback(req.candidates[mixed.items], clicks, np.zeros(2)))
+    agent.observe(Feedback(req.candidates[mixed.items], clicks, np.zeros(2), 0.0))
     for p, b in zip(agent.q.parameters(), before, strict=True):
         assert torch.equal(p, b)
     # now force a comparison the exploration list wins
@@ -109,7 +109,10 @@ def test_the_minor_update_moves_towards_the_exploration_net_only_when_it_wins():
     before = [p.detach().clone() for p in agent.q.parameters()]
     agent.observe(
         Feedback(
-            agent._shown[0].candidates[agent._shown[1].items], np.array([1.0, 0.0]), np.zeros(2)
+            agent._shown[0].candidates[agent._shown[1].items],
+            np.array([1.0, 0.0]),
+            np.zeros(2),
+            1.0,
         )
     )
     for p, b, e in zip(agent.q.parameters(), before, explore_net.parameters(), strict=True):

@@ -47,6 +47,8 @@ class Feedback:
     """(k,) 1 where the user clicked that slot."""
     purchases: Floats
     """(k,) 1 where a click led to a purchase."""
+    reward: float
+    """The environment's reward for the request (its own definition: clicks, or a mix)."""
 
 
 class Environment(Protocol):

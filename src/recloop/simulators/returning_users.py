@@ -134,7 +134,7 @@ class ReturningUsers:
         heapq.heappush(self._queue, (request.time + float(rng.exponential(mean_gap)), request.user))
         self._count(request.user, "clicks", float(clicks.sum()))
         self._count(request.user, "purchases", float(purchases.sum()))
-        return Feedback(shown, clicks, purchases), self._next()
+        return Feedback(shown, clicks, purchases, float(clicks.sum())), self._next()
 
     def click_probability(self, user: int, items: Ints) -> Floats:
         """The ground truth: P(click) of each item in slots 0, 1, ... for this user."""

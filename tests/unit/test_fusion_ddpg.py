@@ -1,0 +1,142 @@
+"""Score-fusion DDPG: the baseline start (a = 1), clipping and the warm-up range, V/A
+residual training, the shared V of the multi-agent mode, reward shaping, and the shop
+where the best fusion weight is not 1."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="PyTorch is not installed (pip install torch)")
+
+from recloop.agents.fusion_ddpg import (  # noqa: E402
+    FusionDDPG,
+    FusionDDPGConfig,
+    FusionNetworks,
+    critic_losses,
+    fused_scores,
+    shaped_reward,
+)
+from recloop.simulators.environment import Feedback, play  # noqa: E402
+from recloop.simulators.fusion_shop import FusionShop, FusionShopConfig  # noqa: E402
+
+
+class Fixed:
+    """The baseline ranker at a fixed fusion weight."""
+
+    def __init__(self, a: float) -> None:
+        self.a = a
+
+    def rank(self, request):
+        return np.argsort(-fused_scores(request.item_features, self.a), kind="stable").tolist()
+
+    def observe(self, feedback) -> None:
+        pass
+
+
+def test_the_fused_score_is_click_times_pay_plus_a_phi():
+    items = np.array([[0.1, 0.2, 0.5], [0.3, 0.1, 0.0]])
+    np.testing.assert_allclose(fused_scores(items, 2.0), [0.1 * (0.2 + 1.0), 0.3 * 0.1])
+
+
+def test_the_shops_best_fusion_weight_is_not_the_baselines():
+    env = FusionShop(FusionShopConfig(requests=20_000))
+    totals = {}
+    for a in (0.4, 1.0, 4.0):
+        play(env, Fixed(a), seed=0)
+        totals[a] = env.totals["reward"]
+    assert totals[0.4] > 1.02 * totals[1.0] > 1.02 * totals[4.0]
+
+
+def test_the_actor_starts_at_the_baseline_and_serves_inside_the_allowed_range():
+    cfg = FusionDDPGConfig(a_min=0.0, a_max=4.0, max_step=0.25, warmup_requests=100, seed=3)
+    agent = FusionDDPG(2, cfg)
+    env = FusionShop(FusionShopConfig(requests=300))
+    request = env.reset(0)
+    assert agent.policy_action(request) == pytest.approx(1.0, abs=1e-6)
+    assert agent.allowed() == (0.75, 1.25)
+    served = []
+    while request is not None:
+        low, high = agent.allowed()
+        order = agent.rank(request)
+        served.append(agent._last[2])
+        assert low <= served[-1] <= high
+        feedback, request = env.step(order)
+        agent.observe(feedback)
+    assert agent.allowed() == (0.0, 4.0)  # after the warm-up: the whole range
+    assert min(served) >= 0.0 and max(served) <= 4.0 and np.std(served) > 0  # it explored
+    with pytest.raises(ValueError, match="contain the baseline"):
+        FusionDDPG(2, FusionDDPGConfig(a_min=1.5, a_max=3.0))
+
+
+def test_v_learns_the_states_return_and_a_the_residual():
+    """Returns R = 2 s + 1.5 (a - 1) + noise with a around 1: V(s) -> 2 s (the mean over
+    actions), A(s, a) -> 1.5 (a - 1); A's loss never moves V or the encoder."""
+    torch.manual_seed(0)
+    cfg = FusionDDPGConfig(hidden=16)
+    nets = FusionNetworks(1, cfg)
+    opt = torch.optim.Adam(nets.parameters(), lr=1e-2)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(1500):
+        s = torch.rand(256, 1, generator=g) * 2 - 1
+        a = 1.0 + 0.5 * (torch.rand(256, generator=g) * 2 - 1)
+        r = 2 * s[:, 0] + 1.5 * (a - 1.0) + 0.1 * torch.randn(256, generator=g)
+        v_loss, a_loss = critic_losses(nets, s, a, r, agent=0)
+        opt.zero_grad()
+        (v_loss + a_loss).backward()
+        opt.step()
+    with torch.no_grad():
+        s = torch.linspace(-0.9, 0.9, 7)[:, None]
+        h = nets.encoder(s)
+        torch.testing.assert_close(nets.v(h), 2 * s[:, 0], atol=0.08, rtol=0)
+        adv = {a: nets.advantage(h, torch.full((7,), a), 0) for a in (0.6, 1.0, 1.4)}
+        assert torch.all(adv[0.6] < adv[1.0]) and torch.all(adv[1.0] < adv[1.4])
+        # the sign is the claim: A > 0 exactly where an action beats the state's average
+        assert torch.all(adv[1.4] > 0) and torch.all(adv[0.6] < 0)
+        slope = (adv[1.4] - adv[0.6]) / 0.8
+        torch.testing.assert_close(slope, torch.full((7,), 1.5), atol=0.4, rtol=0)
+    nets.zero_grad()
+    _, a_loss = critic_losses(nets, s, torch.ones(7), torch.zeros(7), agent=0)
+    a_loss.backward()
+    assert all(p.grad is None or not p.grad.any() for p in nets.value.parameters())
+    assert all(p.grad is None or not p.grad.any() for p in nets.encoder.parameters())
+
+
+def test_two_agents_share_the_encoder_and_v_and_each_a_head_converges():
+    """An A/B test of two agents: arm 0's returns rise with a, arm 1's fall. The shared V
+    learns the state's value from both arms' traffic, each A head its own arm's slope."""
+    cfg = FusionDDPGConfig(n_agents=2, hidden=16, train_steps=1, batch_size=128, seed=1)
+    agent = FusionDDPG(1, cfg)
+    assert len(agent.nets.actors) == 2 and len(agent.nets.advantages) == 2
+    rng = np.random.default_rng(0)
+    slopes = {0: 1.5, 1: -1.0}
+    for _ in range(1500):
+        for k, slope in slopes.items():
+            for _ in range(8):
+                s = rng.uniform(-1, 1)
+                a = 1.0 + rng.uniform(-0.5, 0.5)
+                r = 2 * s + slope * (a - 1.0) + 0.1 * rng.standard_normal()
+                agent.replay[k].append((np.array([s]), a, r, None))
+        agent.train()
+    for k, slope in slopes.items():
+        losses = agent.losses[k]["advantage"]
+        assert np.mean(losses[-100:]) < 0.2 * np.mean(losses[:100])  # converged
+        with torch.no_grad():
+            h = agent.nets.encoder(torch.tensor([[0.3]]))
+            gain = agent.nets.advantage(h, torch.tensor([1.4]), k) - agent.nets.advantage(
+                h, torch.tensor([0.6]), k
+            )
+        assert float(gain) / 0.8 == pytest.approx(slope, abs=0.4)
+    with torch.no_grad():
+        v = agent.nets.v(agent.nets.encoder(torch.tensor([[-0.5], [0.5]])))
+    torch.testing.assert_close(v, torch.tensor([-1.0, 1.0]), atol=0.15, rtol=0)
+
+
+def test_browsing_without_buying_is_penalised():
+    cfg = FusionDDPGConfig(browse_threshold=2, browse_penalty=0.5)
+    clicks_no_buy = Feedback(np.arange(3), np.array([1.0, 1.0, 0.0]), np.zeros(3), 2.0)
+    clicks_and_buy = Feedback(np.arange(3), np.array([1.0, 1.0, 0.0]), np.array([1.0, 0, 0]), 4.0)
+    one_click = Feedback(np.arange(3), np.array([1.0, 0.0, 0.0]), np.zeros(3), 1.0)
+    assert shaped_reward(2.0, clicks_no_buy, cfg) == 1.5
+    assert shaped_reward(4.0, clicks_and_buy, cfg) == 4.0
+    assert shaped_reward(1.0, one_click, cfg) == 1.0
