@@ -38,9 +38,10 @@ typecheck: venv
 unit: venv
 	$(BIN)/pytest -q -m "not slow"
 
-# the Flink runner (optional extra): the slow stage installs it and runs its tests
+# the optional extras (the Flink runner; RecSim): the slow stage installs them and runs
+# their tests
 flink: venv
-	$(BIN)/pip install -q -e '.[dev,flink]'
+	$(BIN)/pip install -q -e '.[dev,flink,sims]'
 
 slow: flink
 	$(BIN)/pytest -q -m slow; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ]

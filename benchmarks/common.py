@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+import numpy as np
+
 JSON_PREFIX = '{"bench"'
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
@@ -103,10 +105,12 @@ def figure(
         better = extra.pop("better", None) or _direction(figure)
         row["better"] = better
         if math.isfinite(value):
-            row["met"] = value <= goal if better == "lower" else value >= goal
+            row["met"] = bool(value <= goal if better == "lower" else value >= goal)
         else:
             row["met"] = False
     for key, val in extra.items():
+        if isinstance(val, np.generic):  # numpy scalars (np.bool_, np.float64) as plain
+            val = val.item()
         row[key] = _tidy(val) if isinstance(val, float) else val
     print(json.dumps(row, allow_nan=True), flush=True)
     return row

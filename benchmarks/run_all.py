@@ -32,6 +32,7 @@ BENCHMARKS = [
     "agents_compare",
     "agents_speed",
     "drn_ablation",
+    "fusion_ddpg",
 ]
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT_S = 240

@@ -318,11 +318,25 @@ def _store(blob: bytes, data_dir: Path, loop: str, run: TrainRun, activate: bool
 
 
 def evaluate(
-    data: Annotated[Path, typer.Option(help="The interaction log the agents were trained on.")],
+    data: Annotated[
+        Path | None, typer.Option(help="The interaction log the agents were trained on.")
+    ] = None,
     agent: Annotated[
-        list[Path],
+        list[Path] | None,
         typer.Option("--agent", "-a", help="A saved agent (agent.zip or its run folder); repeat."),
-    ],
+    ] = None,
+    env: Annotated[
+        str | None,
+        typer.Option(
+            help="Judge rankers in a simulator instead: returning-users, fusion-shop, recsim."
+        ),
+    ] = None,
+    policy: Annotated[
+        list[str] | None,
+        typer.Option("--policy", "-p", help="With --env: a ranker to run (repeat)."),
+    ] = None,
+    episodes: Annotated[int, typer.Option(help="With --env: episodes per seed.")] = 1,
+    seeds: Annotated[str, typer.Option(help="With --env: comma-separated seeds.")] = "0,1,2",
     k: Annotated[int, typer.Option(help="List length of the ranking metrics.")] = 10,
     sessions: Annotated[
         int, typer.Option(help="Simulated sessions per agent (needs the generated world).")
@@ -335,11 +349,17 @@ def evaluate(
         False
     ),
 ) -> None:
-    """Compare saved agents with random and popularity: NDCG, Hit and precision@k with 95%
-    intervals on the time-split test set, coverage, and (for a generated log) intra-list
-    similarity under the true item vectors and the average reward of simulated sessions
-    against the ground-truth user model. Agents of the same
-    algorithm (several seeds) are pooled."""
+    """Compare saved agents with random and popularity on a log (--data, --agent): NDCG, Hit
+    and precision@k with 95% intervals on the time-split test set, coverage, and (for a
+    generated log) intra-list similarity under the true item vectors and the reward of
+    simulated sessions. Agents of the same algorithm (several seeds) are pooled. Or run
+    rankers in a simulator (--env, --policy): reward per episode and CTR, 95% intervals over
+    seeds x episodes; learning rankers learn online from scratch in each run."""
+    if env is not None:
+        _evaluate_in_env(env, policy or [], episodes, seeds, as_json)
+        return
+    if data is None or not agent:
+        raise _fail("give --data LOG and --agent RUN (or --env NAME --policy NAME)")
     from recloop.agents.comparison import compare_saved
 
     paths = [p / "agent.zip" if p.is_dir() else p for p in agent]
@@ -371,6 +391,39 @@ def evaluate(
         )
     console.print(table)
     console.print(f"wrote {out / 'evaluation.json'} and {out / 'evaluation.png'}")
+
+
+def _evaluate_in_env(
+    env: str, policies: list[str], episodes: int, seeds: str, as_json: bool
+) -> None:
+    from recloop.agents.online_evaluation import evaluate_in_environment
+
+    try:
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError:
+        raise _fail(f"--seeds {seeds!r}: write comma-separated integers") from None
+    if not policies:
+        raise _fail("give at least one --policy")
+    try:
+        with console.status(f"running {len(policies)} rankers in {env}"):
+            rows = evaluate_in_environment(env, policies, seed_list, episodes)
+    except InvalidInputError as exc:
+        raise _fail(str(exc)) from None
+    if as_json:
+        console.print_json(json.dumps(rows))
+        return
+    table = Table(title=f"{env}: per episode, 95% intervals over seeds x episodes")
+    for col in ("policy", "runs", "reward per episode", "reward per user", "CTR"):
+        table.add_column(col)
+    for row in rows:
+        table.add_row(
+            row["policy"],
+            str(row["runs"]),
+            _fmt(row["reward"]),
+            _fmt(row["reward_per_user"]),
+            _fmt(row["ctr"]),
+        )
+    console.print(table)
 
 
 def _fmt(figure: dict[str, float] | None) -> str:

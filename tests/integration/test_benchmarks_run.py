@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
         "agents_compare",
         "agents_speed",
         "drn_ablation",
+        "fusion_ddpg",
     ],
 )
 def test_benchmark_runs_and_prints_figures(name: str) -> None:

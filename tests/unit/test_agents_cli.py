@@ -269,3 +269,25 @@ def test_a_saved_agent_loads_and_scores_without_the_training_code(shop):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["bc", "2"]
+
+
+def test_evaluate_runs_rankers_in_a_simulator_reproducibly():
+    args = ["evaluate", "--env", "fusion-shop", "-p", "random", "-p", "fused:0.4", "--seeds", "0,1"]
+    first = invoke(*args, "--json")
+    assert first.exit_code == 0, first.output
+    rows = {r["policy"]: r for r in json.loads(first.stdout)}
+    assert rows["random"]["runs"] == 2
+    assert rows["fused:0.4"]["reward"]["low"] > rows["random"]["reward"]["high"]
+    assert rows["fused:0.4"]["ctr"]["value"] > rows["random"]["ctr"]["value"]
+    again = invoke(*args, "--json")
+    assert json.loads(again.stdout) == json.loads(first.stdout)  # reproducible from the seeds
+    for bad, message in [
+        (["--env", "nope", "-p", "random"], "unknown environment 'nope'"),
+        (["--env", "fusion-shop", "-p", "drn"], "unknown policy 'drn' for fusion-shop"),
+        (["--env", "fusion-shop", "-p", "fused:x"], "write fused:NUMBER"),
+        (["--env", "fusion-shop"], "give at least one --policy"),
+        (["--env", "fusion-shop", "-p", "random", "--seeds", "a"], "comma-separated integers"),
+        ([], "give --data LOG and --agent RUN"),
+    ]:
+        result = invoke("evaluate", *bad)
+        assert result.exit_code == 2 and message in said(result), (bad, result.output)

@@ -7,9 +7,10 @@ weight ``a`` with which a baseline ranker fuses its predicted scores,
   i.e. the agent starts as the baseline ranking. Online, Ornstein-Uhlenbeck noise explores
   around it (:mod:`recloop.agents.noise`), clipped to the range.
 * **Critic** ``Q(s, a) = V(s) + A(s, a)``: V is trained on the observed returns (what the
-  traffic earns in state s, whatever a it got), A on the residual ``R - V(s)``. A > 0 says an
-  action beats what the state earns on average: the policy beats the baseline exactly where
-  its advantage is positive. The actor climbs ``A(s, mu(s))`` (V does not depend on a).
+  traffic earns in state s, near the baseline's a), A on the residual ``R - V(s)``. A is
+  quadratic in a and zero at a = 1 (:meth:`FusionNetworks.advantage`), so A > 0 says an
+  action beats the baseline in that state. The actor climbs ``A(s, mu(s))`` (V does not
+  depend on a).
 * **Target**: with ``gamma > 0`` the return bootstraps ``r + gamma V(s')``, from a target
   copy of V or (``target_network=False``) from the same parameters.
 * **Safety**: during ``warmup_requests`` the served ``a`` may leave 1 by at most a linearly
@@ -65,7 +66,7 @@ class FusionDDPGConfig:
     actor_delay: int = 3000
     """Requests before the actor starts to move (the critic first learns from the
     exploration around a = 1; an actor climbing an untrained A runs off to a bound)."""
-    actor_learning_rate: float = 3e-4
+    actor_learning_rate: float = 1e-3
     train_every: int = 50
     train_steps: int = 20
     batch_size: int = 256
@@ -91,7 +92,7 @@ class FusionNetworks(nn.Module):
         self.encoder = mlp([state_dim, h, h], nn.ReLU())
         self.value = nn.Linear(h, 1)
         self.actors = nn.ModuleList(nn.Linear(h, 1) for _ in range(cfg.n_agents))
-        self.advantages = nn.ModuleList(mlp([h + 1, h, 1]) for _ in range(cfg.n_agents))
+        self.advantages = nn.ModuleList(mlp([h, h, 2]) for _ in range(cfg.n_agents))
         # the actor starts at a = 1: zero weights, and the bias that squashes to 1
         unit = (1.0 - cfg.a_min) / (cfg.a_max - cfg.a_min)
         for actor in self.actors:
@@ -109,7 +110,13 @@ class FusionNetworks(nn.Module):
         return out
 
     def advantage(self, h: torch.Tensor, a: torch.Tensor, agent: int) -> torch.Tensor:
-        out: torch.Tensor = self.advantages[agent](torch.cat([h, a[:, None]], -1)).squeeze(-1)
+        """``A(s, a) = w(s) (a - 1) - softplus(c(s)) (a - 1)^2``: zero at the baseline
+        a = 1 by construction, concave in a (one best weight per state, as in NAF's
+        quadratic advantages), so its gradient leads the actor to that weight instead of
+        to a bound where a noisy fit happens to rise."""
+        w, c = self.advantages[agent](h).unbind(-1)
+        d = a - 1.0
+        out: torch.Tensor = w * d - F.softplus(c) * d * d
         return out
 
 

@@ -1,0 +1,184 @@
+"""Rankers judged in simulators: ``recloop evaluate --env NAME --policy NAME ...``.
+
+Each (seed, episode) run starts a fresh environment episode and a fresh ranker (learning
+rankers learn online within the episode, from scratch), so runs are independent and
+reproducible from their seeds. Reported per ranker: the episode's total reward and CTR
+(clicks per shown item), each a mean over the runs with a 95% interval, and the reward per
+user, with its interval over every user of every run (the independent units).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from recloop.core.errors import InvalidInputError
+from recloop.evaluation.ranking import mean_interval
+from recloop.simulators.environment import Environment, Feedback, RandomRanker, Ranker, Request
+from recloop.simulators.fusion_shop import FusionShop
+from recloop.simulators.returning_users import ReturningUsers
+
+
+def _recsim() -> Environment:
+    from recloop.simulators.recsim_adapter import RecSimInterestEvolution
+
+    return RecSimInterestEvolution()
+
+
+ENVIRONMENTS: dict[str, Callable[[], Environment]] = {
+    "returning-users": ReturningUsers,
+    "fusion-shop": FusionShop,
+    "recsim": _recsim,
+}
+
+
+def _drn(**params: Any) -> Callable[[Request, int, int], Ranker]:
+    def make(first: Request, slate_size: int, seed: int) -> Ranker:
+        from recloop.agents.drn import DRN, DRNConfig
+
+        state_dim = len(first.user_features) + len(first.context)
+        pair_dim = first.cross_features.shape[1] + first.item_features.shape[1]
+        return DRN(state_dim, pair_dim, slate_size, DRNConfig(seed=seed, **params))
+
+    return make
+
+
+def _fusion_ddpg(first: Request, slate_size: int, seed: int) -> Ranker:
+    from recloop.agents.fusion_ddpg import FusionDDPG, FusionDDPGConfig
+
+    return FusionDDPG(len(first.user_features) + len(first.context), FusionDDPGConfig(seed=seed))
+
+
+class FixedFusion:
+    """The baseline ranker ``click * (pay + a * phi)`` at a fixed ``a``."""
+
+    def __init__(self, a: float) -> None:
+        self.a = a
+
+    def rank(self, request: Request) -> list[int]:
+        from recloop.agents.fusion_ddpg import fused_scores
+
+        order: list[int] = np.argsort(
+            -fused_scores(request.item_features, self.a), kind="stable"
+        ).tolist()
+        return order
+
+    def observe(self, feedback: Feedback) -> None:
+        """Learns nothing."""
+
+
+RANKERS: dict[str, dict[str, Callable[[Request, int, int], Ranker]]] = {
+    "returning-users": {
+        "random": lambda first, k, seed: RandomRanker(seed),
+        "drn": _drn(beta=2.0),
+        "drn-paper-beta": _drn(),
+        "drn-no-dbgd": _drn(beta=2.0, minor_updates=False),
+        "drn-no-activeness": _drn(beta=0.0),
+    },
+    "fusion-shop": {
+        "random": lambda first, k, seed: RandomRanker(seed),
+        "baseline": lambda first, k, seed: FixedFusion(1.0),
+        "fusion-ddpg": _fusion_ddpg,
+    },
+    "recsim": {
+        "random": lambda first, k, seed: RandomRanker(seed),
+        # no returns to reward within a RecSim session: DRN without the activeness term
+        "drn": _drn(beta=0.0, major_every=100),
+    },
+}
+
+
+@dataclass(frozen=True)
+class RunFigures:
+    reward: float
+    clicks: float
+    shown: int
+    per_user: dict[int, float]
+    """Reward by user: users are the independent units the per-user interval is over."""
+
+
+def run_episode(env_name: str, policy: str, seed: int) -> RunFigures:
+    env = make_environment(env_name)
+    first = env.reset(seed)
+    ranker = make_ranker(env_name, policy, first, env.slate_size, seed)
+    request: Request | None = first
+    reward = clicks = 0.0
+    shown = 0
+    per_user: dict[int, float] = {}
+    while request is not None:
+        user = request.user
+        feedback, request = env.step(ranker.rank(request))
+        ranker.observe(feedback)
+        reward += feedback.reward
+        per_user[user] = per_user.get(user, 0.0) + feedback.reward
+        clicks += float(feedback.clicks.sum())
+        shown += len(feedback.shown)
+    return RunFigures(reward, clicks, shown, per_user)
+
+
+def evaluate_in_environment(
+    env_name: str, policies: Sequence[str], seeds: Sequence[int], episodes: int = 1
+) -> list[dict[str, Any]]:
+    """One row per policy: reward per episode and CTR, mean and 95% interval over runs."""
+    if episodes < 1 or not seeds:
+        raise InvalidInputError("give at least one seed and one episode")
+    make_environment(env_name)  # unknown names fail before any run
+    for policy in policies:
+        if policy not in RANKERS[env_name] and not (
+            env_name == "fusion-shop" and policy.startswith("fused:")
+        ):
+            make_ranker(env_name, policy, None, 0, 0)  # raises the error naming the known
+    rows = []
+    for policy in policies:
+        runs = [
+            run_episode(env_name, policy, seed * 1000 + e)
+            for seed in seeds
+            for e in range(episodes)
+        ]
+        reward = mean_interval(np.array([r.reward for r in runs]))
+        users = mean_interval(np.array([v for r in runs for v in r.per_user.values()]))
+        ctr = mean_interval(np.array([r.clicks / max(r.shown, 1) for r in runs]))
+        rows.append(
+            {
+                "policy": policy,
+                "runs": len(runs),
+                "reward": _figure(reward),
+                "reward_per_user": {**_figure(users), "n": sum(len(r.per_user) for r in runs)},
+                "ctr": _figure(ctr),
+            }
+        )
+    return rows
+
+
+def _figure(iv: Any) -> dict[str, float]:
+    return {"value": float(iv.value), "low": float(iv.low), "high": float(iv.high)}
+
+
+def make_environment(name: str) -> Environment:
+    try:
+        return ENVIRONMENTS[name]()
+    except KeyError:
+        raise InvalidInputError(
+            f"unknown environment {name!r}; known: {sorted(ENVIRONMENTS)}"
+        ) from None
+
+
+def make_ranker(
+    env_name: str, policy: str, first: Request | None, slate_size: int, seed: int
+) -> Ranker:
+    known = RANKERS.get(env_name, {})
+    if policy.startswith("fused:") and env_name == "fusion-shop":
+        try:
+            return FixedFusion(float(policy.removeprefix("fused:")))
+        except ValueError:
+            raise InvalidInputError(f"--policy {policy!r}: write fused:NUMBER") from None
+    if policy not in known:
+        raise InvalidInputError(
+            f"unknown policy {policy!r} for {env_name}; known: {sorted(known)}"
+            + (" and fused:A" if env_name == "fusion-shop" else "")
+        )
+    assert first is not None
+    return known[policy](first, slate_size, seed)
