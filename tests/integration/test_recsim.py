@@ -7,12 +7,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.slow  # the slow stage installs the sims extra and runs these
+
 pytest.importorskip("recsim", reason="RecSim is not installed (pip install 'recloop[sims]')")
 pytest.importorskip("torch", reason="PyTorch is not installed")
 
-from recloop.agents.online_evaluation import evaluate_in_environment
-from recloop.simulators.environment import RandomRanker, play
-from recloop.simulators.recsim_adapter import RecSimConfig, RecSimInterestEvolution
+from recloop.agents.online_evaluation import evaluate_in_environment  # noqa: E402
+from recloop.simulators.environment import RandomRanker, play  # noqa: E402
+from recloop.simulators.recsim_adapter import RecSimConfig, RecSimInterestEvolution  # noqa: E402
 
 
 def test_the_adapter_keeps_the_environment_contract():
@@ -30,7 +32,6 @@ def test_the_adapter_keeps_the_environment_contract():
     assert again.totals == env.totals  # reproducible from the seed
 
 
-@pytest.mark.slow
 def test_drn_beats_random_on_watch_time_in_recsim():
     rows = {r["policy"]: r for r in evaluate_in_environment("recsim", ["random", "drn"], [0, 1, 2])}
     drn, random = rows["drn"]["reward_per_user"], rows["random"]["reward_per_user"]
