@@ -396,8 +396,13 @@ def evaluate(
 def _evaluate_in_env(
     env: str, policies: list[str], episodes: int, seeds: str, as_json: bool
 ) -> None:
+    import torch
+
     from recloop.agents.online_evaluation import evaluate_in_environment
 
+    # small networks: one thread is as fast, and the figures then repeat exactly from the
+    # seeds (a multi-threaded sum rounds differently, and online learning amplifies it)
+    torch.set_num_threads(1)
     try:
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]
     except ValueError:

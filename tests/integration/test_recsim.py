@@ -4,6 +4,8 @@ watch time. Needs the ``sims`` extra (the slow stage installs it)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pytest
 
@@ -15,10 +17,14 @@ pytestmark = pytest.mark.slow  # the slow stage installs the sims extra and runs
 
 
 @pytest.fixture(autouse=True)
-def needs_recsim() -> None:
+def needs_recsim() -> Iterator[None]:
     """Asked per test (not at import), so the fast stage deselects these without a skip."""
     pytest.importorskip("recsim", reason="RecSim is not installed (pip install 'recloop[sims]')")
-    pytest.importorskip("torch", reason="PyTorch is not installed")
+    torch = pytest.importorskip("torch", reason="PyTorch is not installed")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # as `recloop evaluate --env` runs: the figures repeat exactly
+    yield
+    torch.set_num_threads(before)
 
 
 def test_the_adapter_keeps_the_environment_contract():

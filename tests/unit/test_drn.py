@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch", reason="PyTorch is not installed (pip install torch)")
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 from recloop.agents.dbgd import EXPLOIT, EXPLORE, Interleaving  # noqa: E402
 from recloop.agents.drn import DRN, DRNConfig, DuelingQ, double_dqn_loss  # noqa: E402
@@ -123,7 +124,6 @@ def test_the_minor_update_moves_towards_the_exploration_net_only_when_it_wins():
 def test_drn_learns_online_to_beat_random_on_clicks():
     """Seeded, one 40-day episode of 200 users: DRN learning from scratch (major updates
     from replay, DBGD minor updates) against random rankings, on the episode's clicks."""
-    torch.set_num_threads(1)
     cfg = ReturningUsersConfig(n_users=200, horizon_days=40)
     env = ReturningUsers(cfg)
     play(env, RandomRanker(0), seed=0)

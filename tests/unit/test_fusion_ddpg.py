@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch", reason="PyTorch is not installed (pip install torch)")
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 from recloop.agents.fusion_ddpg import (  # noqa: E402
     FusionDDPG,

@@ -86,7 +86,7 @@ RANKERS: dict[str, dict[str, Callable[[Request, int, int], Ranker]]] = {
     "recsim": {
         "random": lambda first, k, seed: RandomRanker(seed),
         # no returns to reward within a RecSim session: DRN without the activeness term
-        "drn": _drn(beta=0.0, major_every=100),
+        "drn": _drn(beta=0.0, major_every=50),
     },
 }
 
