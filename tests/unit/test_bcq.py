@@ -3,8 +3,6 @@ clipped latents, deterministic serving), that it exports, and that it learns."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 
@@ -26,15 +24,7 @@ from recloop.agents.datasets import build_trajectories, from_ecommerce, split_by
 from recloop.agents.embeddings import Embeddings  # noqa: E402
 from recloop.simulators.ecommerce import EcommerceConfig, EcommerceWorld  # noqa: E402
 
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Small networks: one thread is faster than two fighting over a shared machine, and
-    the figures do not depend on how many cores there are."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def small_agent(cfg=None):

@@ -3,8 +3,6 @@ item space, the TD3+BC actor loss, exploration noise), that it exports, and that
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 
@@ -33,15 +31,7 @@ from recloop.agents.networks import StateEncoder  # noqa: E402
 from recloop.agents.noise import GaussianNoise, OrnsteinUhlenbeckNoise  # noqa: E402
 from recloop.simulators.ecommerce import EcommerceConfig, EcommerceWorld  # noqa: E402
 
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Small networks: one thread is faster than two fighting over a shared machine, and
-    the figures do not depend on how many cores there are."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def small_agent(cfg=None):
