@@ -25,7 +25,7 @@ from benchmarks.common import cli, figure, percentile, print_table
 from recloop.agents.fusion_ddpg import FusionDDPG, FusionDDPGConfig
 from recloop.agents.online_evaluation import FixedFusion
 from recloop.evaluation.ranking import mean_interval
-from recloop.simulators.environment import Ranker, Request
+from recloop.simulators.environment import Ranker, Request, play
 from recloop.simulators.fusion_shop import FusionShop, FusionShopConfig
 
 BENCH = "fusion_ddpg"
@@ -33,12 +33,8 @@ MARGIN = 0.03
 
 
 def rewards(env: FusionShop, ranker: Ranker, seed: int) -> np.ndarray:
-    request: Request | None = env.reset(seed)
-    out = []
-    while request is not None:
-        feedback, request = env.step(ranker.rank(request))
-        ranker.observe(feedback)
-        out.append(feedback.reward)
+    out: list[float] = []
+    play(env, ranker, seed, lambda request, feedback: out.append(feedback.reward))
     return np.asarray(out)
 
 

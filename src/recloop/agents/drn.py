@@ -156,7 +156,8 @@ class DRN:
         explore = torch.argsort(self.scores(request, explore_net), descending=True).tolist()
         mixed = interleave(greedy, explore, self.slate_size, self.rng, self.cfg.interleave_tau)
         self._shown = (request, mixed, explore_net)
-        rest = [i for i in greedy if i not in set(mixed.items)]
+        shown = set(mixed.items)
+        rest = [i for i in greedy if i not in shown]
         return [*mixed.items, *rest]
 
     def observe(self, feedback: Feedback) -> None:

@@ -17,7 +17,14 @@ import numpy as np
 
 from recloop.core.errors import InvalidInputError
 from recloop.evaluation.ranking import mean_interval
-from recloop.simulators.environment import Environment, Feedback, RandomRanker, Ranker, Request
+from recloop.simulators.environment import (
+    Environment,
+    Feedback,
+    RandomRanker,
+    Ranker,
+    Request,
+    play,
+)
 from recloop.simulators.fusion_shop import FusionShop
 from recloop.simulators.returning_users import ReturningUsers
 
@@ -104,19 +111,17 @@ def run_episode(env_name: str, policy: str, seed: int) -> RunFigures:
     env = make_environment(env_name)
     first = env.reset(seed)
     ranker = make_ranker(env_name, policy, first, env.slate_size, seed)
-    request: Request | None = first
-    reward = clicks = 0.0
-    shown = 0
+    totals = {"reward": 0.0, "clicks": 0.0, "shown": 0.0}
     per_user: dict[int, float] = {}
-    while request is not None:
-        user = request.user
-        feedback, request = env.step(ranker.rank(request))
-        ranker.observe(feedback)
-        reward += feedback.reward
-        per_user[user] = per_user.get(user, 0.0) + feedback.reward
-        clicks += float(feedback.clicks.sum())
-        shown += len(feedback.shown)
-    return RunFigures(reward, clicks, shown, per_user)
+
+    def count(request: Request, feedback: Feedback) -> None:
+        totals["reward"] += feedback.reward
+        totals["clicks"] += float(feedback.clicks.sum())
+        totals["shown"] += len(feedback.shown)
+        per_user[request.user] = per_user.get(request.user, 0.0) + feedback.reward
+
+    play(env, ranker, seed, count)
+    return RunFigures(totals["reward"], totals["clicks"], int(totals["shown"]), per_user)
 
 
 def evaluate_in_environment(

@@ -9,7 +9,7 @@ behaviour) stays inside the environment: agents learn only from what they observ
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -87,14 +87,32 @@ class RandomRanker:
         """Learns nothing."""
 
 
-def play(env: Environment, ranker: Ranker, seed: int) -> tuple[int, float]:
+def check_ranking(ranking: Sequence[int], slate_size: int) -> list[int]:
+    """The positions of an answer, refused unless there are at least ``slate_size``
+    distinct ones (every environment's ``step`` checks its input so)."""
+    order = [int(i) for i in ranking]
+    if len(order) < slate_size or len(set(order)) != len(order):
+        raise ValueError(f"rank at least {slate_size} distinct candidate positions")
+    return order
+
+
+StepHook = Callable[[Request, Feedback], None]
+"""(the request answered, the feedback on it) -> None, after each step of :func:`play`."""
+
+
+def play(
+    env: Environment, ranker: Ranker, seed: int, on_step: StepHook | None = None
+) -> tuple[int, float]:
     """Run one episode (learning rankers learn as they go); returns (requests answered,
-    time of the last one). The environment keeps the episode's totals."""
+    time of the last one). The environment keeps the episode's totals; ``on_step`` sees
+    every request and its feedback."""
     request: Request | None = env.reset(seed)
     answered, last = 0, 0.0
     while request is not None:
         feedback, request_next = env.step(ranker.rank(request))
         ranker.observe(feedback)
+        if on_step is not None:
+            on_step(request, feedback)
         answered, last = answered + 1, request.time
         request = request_next
     return answered, last

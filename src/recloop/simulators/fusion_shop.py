@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recloop.simulators.environment import Feedback, Floats, Request
+from recloop.simulators.environment import Feedback, Floats, Request, check_ranking
 
 CLICK, PAY, PHI = 0, 1, 2
 """Columns of ``Request.item_features``."""
@@ -73,9 +73,7 @@ class FusionShop:
         cfg, rng, request = self.config, self._rng, self._current
         if request is None:
             raise RuntimeError("the episode is over: reset() first")
-        order = np.asarray(ranking, dtype=np.int64)
-        if len(order) < cfg.slate_size or len(set(order.tolist())) != len(order):
-            raise ValueError(f"rank at least {cfg.slate_size} distinct candidate positions")
+        order = np.asarray(check_ranking(ranking, cfg.slate_size), dtype=np.int64)
         slots = order[: cfg.slate_size]
         items = request.item_features[slots]
         clicked = rng.random(len(slots)) < items[:, CLICK] * cfg.position_bias ** np.arange(

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from recloop.simulators.environment import Feedback, Floats, Request
+from recloop.simulators.environment import Feedback, Floats, Request, check_ranking
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,10 +71,7 @@ class RecSimInterestEvolution:
         request = self._current
         if request is None:
             raise RuntimeError("the episode is over: reset() first")
-        order = [int(i) for i in ranking]
-        if len(order) < self.slate_size or len(set(order)) != len(order):
-            raise ValueError(f"rank at least {self.slate_size} distinct candidate positions")
-        slate = order[: self.slate_size]
+        slate = check_ranking(ranking, self.slate_size)[: self.slate_size]
         self._obs, reward, done, _ = self._env.step(slate)
         responses = self._obs["response"]
         clicks = np.array([float(r["click"]) for r in responses])

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from recloop.features.activeness import Activeness
-from recloop.simulators.environment import Feedback, Floats, Ints, Request
+from recloop.simulators.environment import Feedback, Floats, Ints, Request, check_ranking
 
 DAY = 86400.0
 
@@ -115,9 +115,7 @@ class ReturningUsers:
         request = self._current
         if request is None:
             raise RuntimeError("the episode is over: reset() first")
-        order = np.asarray(ranking, dtype=np.int64)
-        if len(order) < cfg.slate_size or len(set(order.tolist())) != len(order):
-            raise ValueError(f"rank at least {cfg.slate_size} distinct candidate positions")
+        order = np.asarray(check_ranking(ranking, cfg.slate_size), dtype=np.int64)
         shown: Ints = request.candidates[order[: cfg.slate_size]]
         user = self._users[request.user]
         clicks = (rng.random(len(shown)) < self.click_probability(request.user, shown)).astype(
