@@ -38,10 +38,11 @@ typecheck: venv
 unit: venv
 	$(BIN)/pytest -q -m "not slow"
 
-# the optional extras (the Flink runner; RecSim): the slow stage installs them and runs
-# their tests
+# the optional extras (the Flink runner; RecSim and RecoGym): the slow stage installs them
+# and runs their tests
 flink: venv
 	$(BIN)/pip install -q -e '.[dev,flink,sims]'
+	$(BIN)/pip install -q --no-deps recogym==0.1.3.0
 
 slow: flink
 	$(BIN)/pytest -q -m slow; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ]

@@ -328,7 +328,8 @@ def evaluate(
     env: Annotated[
         str | None,
         typer.Option(
-            help="Judge rankers in a simulator instead: returning-users, fusion-shop, recsim."
+            help="Judge rankers in a simulator instead: returning-users, fusion-shop, recsim, "
+            "recogym."
         ),
     ] = None,
     policy: Annotated[

@@ -26,6 +26,7 @@ from recloop.simulators.environment import (
     play,
 )
 from recloop.simulators.fusion_shop import FusionShop
+from recloop.simulators.loop_ranker import ensure_closed
 from recloop.simulators.returning_users import ReturningUsers
 
 
@@ -35,10 +36,17 @@ def _recsim() -> Environment:
     return RecSimInterestEvolution()
 
 
+def _recogym() -> Environment:
+    from recloop.simulators.recogym_adapter import RecoGym
+
+    return RecoGym()
+
+
 ENVIRONMENTS: dict[str, Callable[[], Environment]] = {
     "returning-users": ReturningUsers,
     "fusion-shop": FusionShop,
     "recsim": _recsim,
+    "recogym": _recogym,
 }
 
 
@@ -49,6 +57,15 @@ def _drn(**params: Any) -> Callable[[Request, int, int], Ranker]:
         state_dim = len(first.user_features) + len(first.context)
         pair_dim = first.cross_features.shape[1] + first.item_features.shape[1]
         return DRN(state_dim, pair_dim, slate_size, DRNConfig(seed=seed, **params))
+
+    return make
+
+
+def _vw_bandit(**settings: Any) -> Callable[[Request, int, int], Ranker]:
+    def make(first: Request, slate_size: int, seed: int) -> Ranker:
+        from recloop.simulators.loop_ranker import LoopRanker
+
+        return LoopRanker(seed, **settings)
 
     return make
 
@@ -95,6 +112,13 @@ RANKERS: dict[str, dict[str, Callable[[Request, int, int], Ranker]]] = {
         # no returns to reward within a RecSim session: DRN without the activeness term
         "drn": _drn(beta=0.0, major_every=50),
     },
+    "recogym": {
+        "random": lambda first, k, seed: RandomRanker(seed),
+        "drn": _drn(beta=0.0, major_every=50),
+        # clicks are rare (about 1%): VW's linear model with a small learning rate; the
+        # default (0.5) chases the noise in the product-id weights
+        "vw-bandit": _vw_bandit(interactions=[], vw_args="--cb_adf --cb_type mtr -l 0.003"),
+    },
 }
 
 
@@ -120,7 +144,10 @@ def run_episode(env_name: str, policy: str, seed: int) -> RunFigures:
         totals["shown"] += len(feedback.shown)
         per_user[request.user] = per_user.get(request.user, 0.0) + feedback.reward
 
-    play(env, ranker, seed, count)
+    try:
+        play(env, ranker, seed, count)
+    finally:
+        ensure_closed(ranker)
     return RunFigures(totals["reward"], totals["clicks"], int(totals["shown"]), per_user)
 
 
