@@ -10,20 +10,24 @@ returns), pooled over seeds with a 95% interval, and the clicks and visits behin
 Variants: ``drn`` (beta 2: the activeness term weighted for this simulator's scale, DBGD
 minor updates, major updates from replay), ``drn_paper_beta`` (beta 0.05, the paper's),
 ``no_activeness`` (beta 0), ``no_dbgd`` (greedy, major updates only), and ``random``.
-Also DRN's decision latency for 100 candidates (with and without the DBGD perturbation) and
-the simulator's own speed (requests/s under a random ranker).
+Also DRN's decision latency for 100 candidates (with and without the DBGD perturbation, and
+``Loop.rank`` serving a DRN version with logging), and the simulator's own speed
+(requests/s under a random ranker).
 """
 
 from __future__ import annotations
 
+import tempfile
 import time
 from typing import Any
 
 import numpy as np
 import torch
 
-from benchmarks.common import cli, figure, percentile, print_table
+from benchmarks.common import cli, figure, percentile, print_table, synthetic_requests
+from recloop import Loop
 from recloop.agents.drn import DRN, DRNConfig
+from recloop.core.clock import FakeClock
 from recloop.evaluation.ranking import mean_interval
 from recloop.simulators.environment import Feedback, RandomRanker, Ranker, Request, play
 from recloop.simulators.returning_users import DAY, ReturningUsers, ReturningUsersConfig
@@ -107,6 +111,35 @@ def decision_latency(n: int) -> list[dict[str, Any]]:
     return rows
 
 
+def loop_latency(n: int) -> list[dict[str, Any]]:
+    """``Loop.rank`` serving a DRN version (``learner = "drn"``): 100 candidates x 10
+    features hashed, scored, explored and logged durably, as a request to the loop costs."""
+    clock = FakeClock()
+    requests = synthetic_requests(n + 300, seed=1, n_actions=100)
+    with tempfile.TemporaryDirectory(prefix="recloop-bench-drn-") as tmp:
+        settings = {"exp_unit_seconds": 1.0, "learner": "drn", "drn": {"major_every": 100}}
+        with Loop.open(tmp, start=False, clock=clock, **settings) as lp:
+            times = []
+            for i, (context, actions) in enumerate(requests):
+                start = time.perf_counter_ns()
+                d = lp.rank(context, actions)
+                times.append((time.perf_counter_ns() - start) / 1e6)
+                if i % 3 == 0:
+                    lp.reward(d.event_id, 1.0)
+                clock.advance(0.01)
+                if i % 100 == 0:
+                    lp.step()
+            version = lp.model_version
+    assert version != "default", "the loop never served a DRN version"
+    times = times[300:]  # after the first DRN versions are served
+    return [
+        figure(BENCH, "loop_drn_rank100_p50_ms", percentile(times, 50), None, len(times)),
+        figure(
+            BENCH, "loop_drn_rank100_p99_ms", percentile(times, 99), 1.0, len(times), better="lower"
+        ),
+    ]
+
+
 def main(quick: bool) -> list[dict[str, Any]]:
     torch.set_num_threads(1)
     seeds = [0, 1, 2]
@@ -140,6 +173,7 @@ def main(quick: bool) -> list[dict[str, Any]]:
             )
         )
     rows += decision_latency(300 if quick else 2000)
+    rows += loop_latency(300 if quick else 2000)
     env = ReturningUsers(cfg)
     start = time.perf_counter()
     answered, _ = play(env, RandomRanker(0), 0)

@@ -93,6 +93,10 @@ class Loop:
         self.name = name
         self.role = role
         self.settings = settings or LoopSettings()
+        if self.settings.learner == "drn":  # bad parameters fail here, before files open
+            from recloop.policies.drn import DRNSpec
+
+            DRNSpec.from_params(self.settings.drn, self.settings.seed)
         self.clock: Clock = clock or SystemClock()
         self.dir = Path(data_dir) / name
         self.stats = LoopStats()

@@ -33,6 +33,16 @@ class LoopSettings(BaseModel):
     epsilon: float = Field(0.2, ge=0.0, le=1.0)
     softmax_lambda: float = Field(1.0, ge=0.0)
     seed: int = Field(0, description="Seeds per-event sampling: (event_id, seed) -> action.")
+    learner: Literal["vw", "drn"] = Field(
+        "vw",
+        description="The online learner: vw (Vowpal Wabbit contextual bandit) or drn (DRN's "
+        "dueling double DQN with DBGD minor updates; needs PyTorch).",
+    )
+    drn: dict[str, Any] = Field(
+        default_factory=dict,
+        description="With learner='drn': DRN hyperparameters (gamma, beta, alpha, eta, "
+        "major_every, ...) and context_dim, action_dim (hashing widths), user_key.",
+    )
     vw_args: str = Field("--cb_adf --cb_type mtr", description="VW learner arguments.")
     interactions: list[str] = Field(
         default_factory=lambda: ["CA"],

@@ -171,8 +171,45 @@ class DRN:
             if credit(mixed, clicks.tolist()) == EXPLORE:
                 move_towards(self.q, explore_net, self.cfg.eta)
                 self.stats["explore_wins"] += 1
+        self._record(request, _positions(request, feedback.shown.tolist()), clicks)
+
+    def learn_logged(
+        self, request: Request, chosen: int, reward: float, probability: float
+    ) -> None:
+        """Learn from a decision somebody else explored and logged (the decision loop: its
+        explorer chose position ``chosen`` with ``probability``; ``reward`` came back).
+
+        The minor update compares W and W~ on the logged outcome instead of an interleaved
+        list: each network is credited with the inverse-propensity value of the decision
+        when its own top pick is the logged choice, and W moves towards W~ when W~'s credit
+        is higher (it would have chosen the clicked item, W would not)."""
+        self._arrive(request)
+        if self.cfg.minor_updates:
+            explore_net = perturb_into(self.explore, self.q, self.cfg.alpha, self.gen)
+            top = int(torch.argmax(self.scores(request)))
+            top_explore = int(torch.argmax(self.scores(request, explore_net)))
+            if top != top_explore and chosen in (top, top_explore):
+                self.stats["comparisons"] += 1
+                value = reward / max(probability, 1e-6)
+                credit_w = value if chosen == top else 0.0
+                credit_explore = value if chosen == top_explore else 0.0
+                if credit_explore > credit_w:
+                    move_towards(self.q, explore_net, self.cfg.eta)
+                    self.stats["explore_wins"] += 1
+        self._record(request, [chosen], np.array([reward], dtype=np.float64))
+
+    def finish_user(self, user: int, now: float) -> None:
+        """End a user's pending transition now (no next visit will complete it)."""
+        pending = self.pending.pop(user, None)
+        self.visits.pop(user, None)
+        if pending is not None:
+            act = self.cfg.activeness.decayed(pending.activeness, now - pending.time)
+            self._remember(pending, act, None)
+
+    def _record(self, request: Request, positions: list[int], clicks: Floats) -> None:
+        """Hold the shown items' transitions until the user's next visit; major update on
+        cadence."""
         state, pairs = features(request)
-        positions = _positions(request, feedback.shown.tolist())
         self.pending[request.user] = _Pending(
             state, pairs[positions], clicks, request.time, self.visits[request.user][1]
         )

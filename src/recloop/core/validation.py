@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from itertools import repeat
 from typing import Any
 
 from recloop.core.errors import InvalidInputError
@@ -21,7 +22,8 @@ def _all_finite_numbers(features: Mapping[str, Any]) -> bool:
         return False
     if total - total != 0:  # some value is NaN or infinite
         return False
-    return all(type(key) is str and key for key in features)
+    # names: all non-empty strings (map + isinstance runs in C: a genexpr cost ~1 us/name)
+    return "" not in features and all(map(isinstance, features, repeat(str)))
 
 
 def check_features(features: Mapping[str, Any], where: str, depth: int = 0) -> None:

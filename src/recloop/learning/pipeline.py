@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from recloop.core.clock import Clock
+from recloop.core.errors import ModelRejectedError
 from recloop.core.protocols import EventLog, JoinedStore, LogRecord, ModelStore
 from recloop.core.stats import LoopStats
 from recloop.core.types import (
@@ -32,9 +33,9 @@ from recloop.core.types import (
     Reward,
 )
 from recloop.evaluation.online import OnlineEvaluator
+from recloop.learning.learners import OnlineLearner, learner_kind, new_learner, resume_learner
 from recloop.log.codec import decode_decision
 from recloop.log.joiner import DecisionLike, Joiner
-from recloop.policies.vw import VWLearner
 from recloop.settings import LoopSettings
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ class Pipeline:
             materialize=_decode,
         )
         self.read_offset = 0
-        self.learner: VWLearner | None = None
+        self.learner: OnlineLearner | None = None
         self.learner_offset = 0
         self._since_checkpoint = 0
         self._last_checkpoint = clock.now()
@@ -166,16 +167,28 @@ class Pipeline:
 
     # -- learner --------------------------------------------------------------------------
     def _recover_learner(self) -> None:
-        # the newest version *this learner* wrote: others (a deep RL agent put by
-        # `recloop train`) carry no learner offset and are served, never resumed from
-        newest = next((v for v in self.models.versions(10_000) if "learner_offset" in v.meta), None)
-        args = self.settings.full_vw_args()
+        # the newest version *this kind of learner* wrote: others (a deep RL agent put by
+        # `recloop train`, another learner's) are served, never resumed from
+        kind = learner_kind(self.settings)
+        newest = next(
+            (
+                v
+                for v in self.models.versions(10_000)
+                if "learner_offset" in v.meta and v.meta.get("kind", "vw-cb") == kind
+            ),
+            None,
+        )
+        self.learner, self.learner_offset = new_learner(self.settings), 0
         if newest is None:
-            self.learner = VWLearner(args)
-            self.learner_offset = 0
             return
         _, blob = self.models.get(newest.version)
-        self.learner = VWLearner.from_bytes(blob, args)
+        try:
+            learner = resume_learner(self.settings, blob)
+        except ModelRejectedError as exc:  # e.g. a DRN whose shape the settings changed
+            log.warning("learner starts afresh, not from version %s: %s", newest.version, exc)
+            return
+        self.learner.close()
+        self.learner = learner
         self.learner_offset = int(newest.meta["learner_offset"])
         self.learner.examples_learned = int(newest.meta.get("examples_learned", 0))
 
@@ -218,7 +231,7 @@ class Pipeline:
         """Store the learner's model as a new version, with the offset it has learned to."""
         assert self.learner is not None
         meta: dict[str, Any] = {
-            "kind": "vw-cb",
+            "kind": self.learner.kind,
             "args": self.learner.args,
             "learner_offset": self.learner_offset,
             "examples_learned": self.learner.examples_learned,

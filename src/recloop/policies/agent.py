@@ -21,6 +21,10 @@ if TYPE_CHECKING:
     from recloop.features.vw_text import VWText
 
 
+DRN_MAGIC = b"recloop-drn/1\n"
+"""How a DRN version of a loop (``recloop.policies.drn``) begins."""
+
+
 def is_agent_checkpoint(blob: bytes) -> bool:
     """Cheap test that tells agents from other models (VW) in a model store."""
     if not blob.startswith(b"PK"):
@@ -64,6 +68,10 @@ def load_model_policy(blob: bytes, version: str, text: VWText | None = None) -> 
     (``text`` shares VW's action-line cache between versions)."""
     if is_agent_checkpoint(blob):
         return agent_policy_from_bytes(blob, version)
+    if blob.startswith(DRN_MAGIC):
+        from recloop.policies.drn import DRNPolicy
+
+        return DRNPolicy.from_bytes(blob, version)
     from recloop.policies.vw import VWPolicy
 
     return VWPolicy.from_bytes(blob, version, text=text)

@@ -162,6 +162,8 @@ class VWLearner:
     Also a Policy, so a VW configuration can be a candidate policy evaluated off-policy.
     """
 
+    kind = "vw-cb"
+
     def __init__(
         self,
         args: str = DEFAULT_VW_ARGS,

@@ -1,0 +1,271 @@
+"""DRN inside the decision loop: a learner the loop's pipeline feeds with joined decisions,
+and the policy its model versions serve (``learner = "drn"`` in a loop's settings).
+
+Requests are the loop's JSON: the context is hashed into the state vector, each action's
+features and id into its pair vector (:mod:`recloop.features.hashing`), so any feature map
+works without a schema. The loop's explorer explores and logs as for every policy; the
+learner makes DRN's minor update (DBGD, credited on the logged outcome) on every joined
+decision, its major update (double DQN on replay) every ``major_every``, and the pipeline
+publishes versions on the loop's checkpoint cadence, which servers pick up as they do VW's.
+A context field (``user_key``, default ``user_id``) links a user's consecutive decisions
+into transitions, with the activeness of their return in the reward; decisions without it
+are one-step episodes.
+
+A version is ``MAGIC`` + a ``torch.save`` of plain tensors and a JSON header, loaded with
+``weights_only=True`` (no code runs on load). A restarted pipeline resumes the networks
+from its newest version; the replay memory starts empty again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import threading
+import zlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from recloop.agents.drn import DRN, DRNConfig, DuelingQ
+from recloop.core.arrays import FloatArray
+from recloop.core.errors import InvalidInputError, ModelRejectedError
+from recloop.core.types import Action, Context, JoinedExample, available_actions
+from recloop.features.hashing import FeatureHasher, Floats
+from recloop.policies.agent import DRN_MAGIC
+from recloop.simulators.environment import Request
+
+MAGIC = DRN_MAGIC
+KIND = "drn"
+LOOP_KEYS = {"context_dim": 64, "action_dim": 64, "user_key": "user_id"}
+"""Settings of the loop's DRN beside DRNConfig's hyperparameters."""
+_TUNABLE = {f.name for f in dataclasses.fields(DRNConfig)} - {"activeness", "seed"}
+
+
+def is_drn_checkpoint(blob: bytes) -> bool:
+    return blob.startswith(MAGIC)
+
+
+@dataclasses.dataclass(frozen=True)
+class DRNSpec:
+    """What a DRN version needs besides its weights: the hashing widths, the user field,
+    the hyperparameters."""
+
+    context_dim: int
+    action_dim: int
+    user_key: str
+    config: DRNConfig
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any], seed: int = 0) -> DRNSpec:
+        """Checked: unknown names and wrong types are errors naming the parameter."""
+        params = dict(params)
+        unknown = sorted(set(params) - _TUNABLE - set(LOOP_KEYS))
+        if unknown:
+            known = sorted(_TUNABLE | set(LOOP_KEYS))
+            raise InvalidInputError(f"drn has no parameter(s) {unknown}; it has {known}")
+        defaults = {**LOOP_KEYS, **dataclasses.asdict(DRNConfig())}
+        for name, value in params.items():
+            _check_type(name, value, defaults[name])
+        loop = {k: params.pop(k, v) for k, v in LOOP_KEYS.items()}
+        if int(loop["context_dim"]) < 1 or int(loop["action_dim"]) < 1:
+            raise InvalidInputError("drn.context_dim and drn.action_dim must be at least 1")
+        return cls(
+            int(loop["context_dim"]),
+            int(loop["action_dim"]),
+            str(loop["user_key"]),
+            DRNConfig(**params, seed=seed),
+        )
+
+    def header(self) -> dict[str, Any]:
+        config = dataclasses.asdict(self.config)
+        config.pop("activeness")
+        return {
+            "context_dim": self.context_dim,
+            "action_dim": self.action_dim,
+            "user_key": self.user_key,
+            "config": config,
+        }
+
+    @classmethod
+    def from_header(cls, header: Mapping[str, Any]) -> DRNSpec:
+        return cls(
+            int(header["context_dim"]),
+            int(header["action_dim"]),
+            str(header["user_key"]),
+            DRNConfig(**header["config"]),
+        )
+
+
+def _check_type(name: str, value: object, default: object) -> None:
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise InvalidInputError(f"drn.{name} must be true or false, got {value!r}")
+    elif isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidInputError(f"drn.{name} must be an integer, got {value!r}")
+    elif isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise InvalidInputError(f"drn.{name} must be a number, got {value!r}")
+    elif isinstance(default, str) and not isinstance(value, str):
+        raise InvalidInputError(f"drn.{name} must be a string, got {value!r}")
+
+
+class _Encoder:
+    """The loop's JSON as DRN's arrays (shared by the policy and the learner). Action
+    vectors are cached by content (bounded), as VW's action lines are: a catalogue's items
+    come back request after request with the same features."""
+
+    MAX_CACHED_ACTIONS = 100_000
+
+    def __init__(self, spec: DRNSpec) -> None:
+        self.context = FeatureHasher(spec.context_dim)
+        self.action = FeatureHasher(spec.action_dim)
+        self._actions: dict[tuple[Any, ...], Floats] = {}
+
+    def _action(self, action: Action) -> Floats:
+        try:
+            key = (action.id, *action.features.items())
+            cached = self._actions.get(key)
+        except TypeError:  # list-valued or nested features: not hashable, build each time
+            return self.action.vector(action.features, {"id": action.id})
+        if cached is None:
+            if len(self._actions) >= self.MAX_CACHED_ACTIONS:
+                self._actions.clear()
+            cached = self._actions[key] = self.action.vector(action.features, {"id": action.id})
+        return cached
+
+    def request(
+        self, context: Context, actions: Sequence[Action], user: int, time: float
+    ) -> Request:
+        m = len(actions)
+        return Request(
+            user=user,
+            time=time,
+            user_features=self.context.vector(context),
+            context=np.zeros(0),
+            candidates=np.arange(m, dtype=np.int64),
+            item_features=np.stack([self._action(a) for a in actions]),
+            cross_features=np.zeros((m, 0)),
+        )
+
+
+def _load(blob: bytes) -> tuple[DRNSpec, dict[str, Any], dict[str, Any]]:
+    if not is_drn_checkpoint(blob):
+        raise ModelRejectedError("not a DRN model version")
+    try:
+        payload = torch.load(io.BytesIO(blob[len(MAGIC) :]), weights_only=True)
+        header = json.loads(payload["header"])
+        spec = DRNSpec.from_header(header)
+    except Exception as exc:  # truncated, corrupt or from an incompatible version
+        raise ModelRejectedError(f"DRN model version could not be read: {exc}") from exc
+    return spec, header, payload
+
+
+def _network(spec: DRNSpec, weights: Mapping[str, torch.Tensor]) -> DuelingQ:
+    net = DuelingQ(spec.context_dim, spec.action_dim, spec.config.hidden)
+    try:
+        net.load_state_dict(weights)
+    except (RuntimeError, KeyError) as exc:
+        raise ModelRejectedError(f"DRN weights do not fit the network: {exc}") from exc
+    return net
+
+
+class DRNPolicy:
+    """Serves a DRN version: scores = Q(s, a) of the greedy network."""
+
+    name = KIND
+
+    def __init__(self, spec: DRNSpec, q: DuelingQ, version: str) -> None:
+        self.spec, self.version = spec, version
+        self._q = q.eval().requires_grad_(False)
+        self._encoder = _Encoder(spec)
+
+    @classmethod
+    def from_bytes(cls, blob: bytes, version: str) -> DRNPolicy:
+        spec, _, payload = _load(blob)
+        policy = cls(spec, _network(spec, payload["q"]), version)
+        probe = policy.scores({"probe": 1.0}, [Action("a", {}), Action("b", {"x": 1.0})])
+        if not np.isfinite(probe).all():
+            raise ModelRejectedError("DRN model predicts non-finite scores")
+        return policy
+
+    def scores(self, context: Context, actions: Sequence[Action]) -> FloatArray:
+        request = self._encoder.request(context, actions, 0, 0.0)
+        state = torch.as_tensor(request.user_features, dtype=torch.float32)
+        pairs = torch.as_tensor(request.item_features, dtype=torch.float32)
+        with torch.no_grad():
+            q = self._q(state[None], pairs[None])[0]
+        scores: FloatArray = q.numpy().astype(np.float64)
+        return scores
+
+
+class DRNLearner:
+    """The pipeline's learner when ``learner = "drn"``: one joined decision at a time."""
+
+    kind = KIND
+
+    def __init__(self, spec: DRNSpec, state: Mapping[str, Any] | None = None) -> None:
+        self.spec = spec
+        self.agent = DRN(spec.context_dim, spec.action_dim, 1, spec.config)
+        if state is not None:
+            self.agent.q.load_state_dict(state["q"])
+            self.agent.target.load_state_dict(state["target"])
+        self._encoder = _Encoder(spec)
+        self._lock = threading.Lock()
+        self._anonymous = -1
+        self.examples_learned = 0
+
+    @classmethod
+    def from_bytes(cls, blob: bytes, params: Mapping[str, Any], seed: int = 0) -> DRNLearner:
+        """Resume from a version; the loop's current parameters apply from here on, as
+        long as the network's shape (hashing widths, hidden size) is unchanged."""
+        old, _, payload = _load(blob)
+        spec = DRNSpec.from_params(params, seed)
+        shape = (spec.context_dim, spec.action_dim, spec.config.hidden)
+        if shape != (old.context_dim, old.action_dim, old.config.hidden):
+            raise ModelRejectedError("the DRN's shape changed: it starts afresh")
+        return cls(spec, payload)
+
+    @property
+    def args(self) -> str:
+        return json.dumps(self.spec.header(), sort_keys=True)
+
+    def _user(self, context: Context) -> tuple[int, bool]:
+        value = context.get(self.spec.user_key)
+        if value is None or isinstance(value, Mapping | list | tuple):
+            self._anonymous -= 1  # a fresh id: a one-step episode
+            return self._anonymous, False
+        return zlib.crc32(str(value).encode()), True
+
+    def learn_one(self, example: JoinedExample) -> None:
+        d = example.decision
+        acts = available_actions(d.actions, d.excluded)
+        chosen = next(i for i, a in enumerate(acts) if a.id == d.chosen)
+        user, known = self._user(d.context)
+        request = self._encoder.request(d.context, acts, user, d.timestamp)
+        with self._lock:
+            self.agent.learn_logged(request, chosen, example.reward, d.probability)
+            if not known:
+                self.agent.finish_user(user, d.timestamp)
+        self.examples_learned += 1
+
+    @property
+    def stats(self) -> dict[str, int]:
+        return dict(self.agent.stats)
+
+    def snapshot(self) -> bytes:
+        with self._lock:
+            payload = {
+                "header": json.dumps(self.spec.header()),
+                "q": self.agent.q.state_dict(),
+                "target": self.agent.target.state_dict(),
+            }
+            buffer = io.BytesIO()
+            torch.save(payload, buffer)
+        return MAGIC + buffer.getvalue()
+
+    def close(self) -> None:
+        """Nothing to release (VW's learner has a workspace to finish)."""
