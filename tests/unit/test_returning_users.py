@@ -63,3 +63,23 @@ def test_episodes_are_reproducible_and_the_interface_checks_its_input():
     assert list(feedback.shown) == list(req.candidates[:5])
     assert set(feedback.clicks) <= {0.0, 1.0} and np.all(feedback.purchases <= feedback.clicks)
     assert nxt is not None and nxt.time >= req.time
+
+
+def test_tastes_shift_only_when_asked_and_reproducibly():
+    def tastes_after(cfg, seed):
+        env = ReturningUsers(cfg)
+        episode(env, lambda e, r, rng: list(range(e.slate_size)), seed)
+        return np.stack([u.taste for u in env._users])
+
+    def start(cfg, seed):
+        env = ReturningUsers(cfg)
+        env.reset(seed)
+        return np.stack([u.taste for u in env._users])
+
+    fixed = ReturningUsersConfig(n_users=40, horizon_days=20)
+    assert np.array_equal(tastes_after(fixed, 1), start(fixed, 1))
+    shifting = ReturningUsersConfig(n_users=40, horizon_days=20, taste_shift_days=3.0)
+    after = tastes_after(shifting, 1)
+    changed = (np.abs(after - start(shifting, 1)).sum(1) > 1e-9).mean()
+    assert changed > 0.8  # 20 days at one shift per 3 days: nearly every user has moved on
+    assert np.array_equal(after, tastes_after(shifting, 1))

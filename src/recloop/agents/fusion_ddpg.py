@@ -36,9 +36,7 @@ from torch.nn import functional as F
 from recloop.agents.networks import mlp, soft_update
 from recloop.agents.noise import OrnsteinUhlenbeckNoise
 from recloop.simulators.environment import Feedback, Floats, Request
-
-CLICK, PAY, PHI = 0, 1, 2
-"""Columns of the baseline's predictions among a request's item features."""
+from recloop.simulators.fusion_shop import fused_scores
 
 
 @dataclass
@@ -73,13 +71,6 @@ class FusionDDPGConfig:
     replay_size: int = 20_000
     learning_rate: float = 3e-3
     seed: int = 0
-
-
-def fused_scores(item_features: Floats, a: float) -> Floats:
-    """The baseline ranker's ``click * (pay + a * phi)``."""
-    f = item_features
-    out: Floats = f[:, CLICK] * (f[:, PAY] + a * f[:, PHI])
-    return out
 
 
 class FusionNetworks(nn.Module):

@@ -25,7 +25,7 @@ from recloop.simulators.environment import (
     Request,
     play,
 )
-from recloop.simulators.fusion_shop import FusionShop
+from recloop.simulators.fusion_shop import FusionShop, fused_scores
 from recloop.simulators.loop_ranker import ensure_closed
 from recloop.simulators.returning_users import ReturningUsers
 
@@ -83,8 +83,6 @@ class FixedFusion:
         self.a = a
 
     def rank(self, request: Request) -> list[int]:
-        from recloop.agents.fusion_ddpg import fused_scores
-
         order: list[int] = np.argsort(
             -fused_scores(request.item_features, self.a), kind="stable"
         ).tolist()

@@ -99,7 +99,10 @@ class FusionShop:
     def true_pay(self, user: int, items: Floats) -> Floats:
         """The ground truth P(purchase | click): the prediction for bargain hunters; for
         users in a hurry, scaled up with the margin (and down for low-margin items)."""
-        if not self._premium[user]:
+        return self._pay(bool(self._premium[user]), items)
+
+    def _pay(self, premium: bool, items: Floats) -> Floats:
+        if not premium:
             out: Floats = items[:, PAY]
             return out
         lift = (
@@ -107,6 +110,38 @@ class FusionShop:
         )
         scaled: Floats = np.clip(items[:, PAY] * lift * self.config.premium_lift**0.5, 0.0, 1.0)
         return scaled
+
+    def _candidates(self, rng: np.random.Generator) -> Floats:
+        n = self.config.candidates
+        return np.column_stack(
+            [rng.uniform(0.02, 0.3, n), rng.uniform(0.05, 0.4, n), rng.uniform(0.0, 1.0, n)]
+        )
+
+    def expected_reward(self, premium: bool, items: Floats, order: Sequence[int]) -> float:
+        """The ground truth: the mean reward of showing ``order``'s slate of ``items`` to
+        a user of that kind."""
+        cfg = self.config
+        shown = items[np.asarray(order[: cfg.slate_size], dtype=np.int64)]
+        click = shown[:, CLICK] * cfg.position_bias ** np.arange(len(shown))
+        per_click = cfg.click_weight + self._pay(premium, shown) * (
+            cfg.purchase_weight + cfg.margin_weight * shown[:, PHI]
+        )
+        return float((click * per_click).sum())
+
+    def true_advantages(
+        self, premium: bool, weights: Floats, draws: int = 2000, seed: int = 0
+    ) -> Floats:
+        """``E[r | a] - E[r | a = 1]`` for each fusion weight ``a`` in ``weights``, over
+        ``draws`` candidate sets: what an A head of score-fusion DDPG should learn."""
+        rng = np.random.default_rng([seed, 12])
+        out = np.zeros(len(weights))
+        for _ in range(draws):
+            items = self._candidates(rng)
+            base = self.expected_reward(premium, items, _fused_order(items, 1.0))
+            for j, a in enumerate(weights):
+                out[j] += self.expected_reward(premium, items, _fused_order(items, a)) - base
+        result: Floats = out / draws
+        return result
 
     def _next(self) -> Request | None:
         cfg, rng = self.config, self._rng
@@ -118,9 +153,7 @@ class FusionShop:
         kind = 1.0 if self._premium[user] else -1.0
         user_features = np.array([kind + cfg.feature_noise * rng.standard_normal(), 1.0])
         n = cfg.candidates
-        items = np.column_stack(
-            [rng.uniform(0.02, 0.3, n), rng.uniform(0.05, 0.4, n), rng.uniform(0.0, 1.0, n)]
-        )
+        items = self._candidates(rng)
         self._current = Request(
             user=user,
             time=float(cfg.requests - self._left),
@@ -131,3 +164,15 @@ class FusionShop:
             cross_features=np.zeros((n, 0)),
         )
         return self._current
+
+
+def fused_scores(item_features: Floats, a: float) -> Floats:
+    """The shop's baseline ranker: ``click * (pay + a * phi)``."""
+    f = item_features
+    out: Floats = f[:, CLICK] * (f[:, PAY] + a * f[:, PHI])
+    return out
+
+
+def _fused_order(items: Floats, a: float) -> list[int]:
+    order: list[int] = np.argsort(-fused_scores(items, a), kind="stable").tolist()
+    return order

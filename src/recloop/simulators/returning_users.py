@@ -61,6 +61,9 @@ class ReturningUsersConfig:
     no_click_penalty: float = 0.2
     interest_half_life_seconds: float = 7 * DAY
     """Half-life of the observed per-category click counts."""
+    taste_shift_days: float = 0.0
+    """Mean days between a user's changes of taste (a fresh draw of what they like, found
+    only by showing them something else); 0: tastes never change."""
     activeness: Activeness = field(default_factory=Activeness)
 
 
@@ -161,6 +164,10 @@ class ReturningUsers:
             since = 0.0
         else:
             since = now - user.last_visit
+            if cfg.taste_shift_days > 0 and rng.random() > math.exp(
+                -since / (cfg.taste_shift_days * DAY)
+            ):
+                user.taste = rng.dirichlet(np.full(cfg.n_categories, cfg.taste_concentration))
             user.activeness = cfg.activeness.after_return(user.activeness, since)
             user.interests *= 0.5 ** (since / cfg.interest_half_life_seconds)
             self._count(u, "returns", 1.0)
