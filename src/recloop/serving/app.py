@@ -23,7 +23,7 @@ from recloop.core.errors import PayloadTooLargeError, RecloopError, Unauthorized
 from recloop.core.stats import LoopStats
 from recloop.serving.metrics import LoopCollector
 from recloop.serving.pipeline_process import start_pipeline_process, stop_pipeline_process
-from recloop.serving.routes import decisions, models, policies
+from recloop.serving.routes import decisions, models, personalizer, policies
 from recloop.serving.routes import stream as stream_routes
 from recloop.serving.schemas import RankRequest, RewardRequest
 from recloop.settings import Settings, load_settings
@@ -80,6 +80,16 @@ class Guard:
                     scope, receive, send, UnauthorizedError("missing or wrong X-API-Key header")
                 )
                 return
+        if self.api_key is not None and personalizer.is_personalizer_path(scope["path"]):
+            given = headers.get(b"ocp-apim-subscription-key", b"")
+            if not hmac.compare_digest(given, self.api_key):
+                await self._reject(
+                    scope,
+                    receive,
+                    send,
+                    UnauthorizedError("missing or wrong Ocp-Apim-Subscription-Key header"),
+                )
+                return
         length = headers.get(b"content-length", b"")
         if length.isdigit() and int(length) > self.max_bytes:
             await self._reject(
@@ -106,7 +116,12 @@ class Guard:
 
     async def _reject(self, scope: Scope, receive: Receive, send: Send, exc: RecloopError) -> None:
         self.stats.inc(f"rejected_total:{exc.kind}")
-        response = problem(exc.status, exc.kind, exc.title, str(exc), scope.get("path"))
+        path = scope.get("path", "")
+        response = (
+            personalizer.from_recloop_error(exc)
+            if personalizer.is_personalizer_path(path)
+            else problem(exc.status, exc.kind, exc.title, str(exc), path)
+        )
         await response(scope, receive, send)
 
 
@@ -190,7 +205,16 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     @app.exception_handler(RecloopError)
     async def recloop_error(request: Request, exc: RecloopError) -> JSONResponse:
         http_stats.inc(f"rejected_total:{exc.kind}")
+        if personalizer.is_personalizer_path(request.url.path):
+            return personalizer.from_recloop_error(exc)
         return problem(exc.status, exc.kind, exc.title, str(exc), request.url.path)
+
+    @app.exception_handler(personalizer.PersonalizerError)
+    async def personalizer_error(
+        request: Request, exc: personalizer.PersonalizerError
+    ) -> JSONResponse:
+        http_stats.inc(f"rejected_total:personalizer-{exc.code}")
+        return personalizer.error_response(exc.status, exc.message)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -215,6 +239,8 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         app.include_router(router, prefix="/v1")
         app.include_router(router, prefix="/v1/loops/{loop}")
     app.include_router(stream_routes.router, prefix="/v1")
+    app.include_router(personalizer.router, prefix="/personalizer")
+    app.include_router(personalizer.router, prefix="/loops/{loop}/personalizer")
     app.openapi = _openapi(app)  # type: ignore[method-assign]
 
     registry = CollectorRegistry(auto_describe=True)

@@ -1,0 +1,135 @@
+"""recloop as Azure AI Personalizer: Microsoft's official client (``azure-ai-personalizer``),
+unchanged but for its endpoint and key, ranks, rewards and activates against a recloop
+server; the same over v1.0's REST paths; Personalizer's error shape and status codes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from azure.ai.personalizer import PersonalizerClient
+from azure.core.credentials import AzureKeyCredential
+from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
+
+from tests.e2e.conftest import Server
+
+KEY = "personalizer-test-key"
+API = "?api-version=2022-09-01-preview"
+ACTIONS = [
+    {"id": "pasta", "features": [{"cuisine": "italian", "spice": "mild"}, {"price": 12.0}]},
+    {"id": "curry", "features": [{"cuisine": "indian", "spice": "hot"}, {"price": 14.0}]},
+    {"id": "salad", "features": [{"cuisine": "any", "spice": "none"}, {"price": 9.0}]},
+]
+CONTEXT = [{"user": {"diet": "vegetarian"}}, {"time": "evening"}]
+
+
+@pytest.fixture
+def http(serve: Callable[..., Server]) -> Iterator[httpx.Client]:
+    """A server with an API key; the client sends it as Personalizer's header."""
+    with serve(api_key=KEY, exp_unit_seconds=5.0, max_body_bytes=20_000) as client:
+        client.headers["Ocp-Apim-Subscription-Key"] = KEY
+        yield client
+
+
+def _official(http: httpx.Client, key: str = KEY, loop: str | None = None) -> PersonalizerClient:
+    endpoint = str(http.base_url).rstrip("/") + (f"/loops/{loop}" if loop else "")
+    return PersonalizerClient(endpoint, AzureKeyCredential(key), retry_total=0)
+
+
+def _dead_letters(http: httpx.Client) -> list[dict[str, Any]]:
+    letters: list[dict[str, Any]] = http.get("/v1/dead-letters", headers={"X-API-Key": KEY}).json()
+    return letters
+
+
+def test_the_official_client_ranks_rewards_and_activates(http: httpx.Client) -> None:
+    client = _official(http)
+    request = {
+        "contextFeatures": CONTEXT,
+        "actions": ACTIONS,
+        "excludedActions": ["salad"],
+        "eventId": "order-1",
+    }
+    answer = client.rank(request)
+    assert answer["eventId"] == "order-1"
+    ranking = {r["id"]: r["probability"] for r in answer["ranking"]}
+    assert set(ranking) == {"pasta", "curry", "salad"} and ranking["salad"] == 0.0
+    assert sum(ranking.values()) == pytest.approx(1.0)
+    assert answer["rewardActionId"] in ("pasta", "curry")
+    assert client.reward("order-1", {"value": 1.0}) is None  # 204
+
+    # a retried rank (same eventId, same request) is answered from the log, not re-decided
+    assert client.rank(request) == answer
+    with pytest.raises(HttpResponseError) as conflict:
+        client.rank({**request, "actions": ACTIONS[1:]})
+    assert conflict.value.status_code == 409
+    assert "already used by a different rank request" in conflict.value.message
+
+    deferred = client.rank(
+        {"contextFeatures": CONTEXT, "actions": ACTIONS, "deferActivation": True}
+    )
+    assert client.activate(deferred["eventId"]) is None  # 204
+    generated = client.rank({"actions": ACTIONS})
+    assert len(generated["eventId"]) >= 16  # no eventId given: the server makes one
+
+    # a reward for an event nobody ranked is accepted, as Personalizer does, and kept aside
+    assert client.reward("never-ranked", {"value": 1.0}) is None
+    assert any(d["event_id"] == "never-ranked" for d in _dead_letters(http))
+
+    with pytest.raises(ClientAuthenticationError) as denied:
+        _official(http, key="wrong").rank(request)
+    assert denied.value.status_code == 401
+    assert "Ocp-Apim-Subscription-Key" in denied.value.message
+
+
+def test_a_named_loop_is_an_endpoint_of_its_own(http: httpx.Client) -> None:
+    with pytest.raises(HttpResponseError) as missing:
+        _official(http, loop="nope").rank({"actions": ACTIONS})
+    assert missing.value.status_code == 404 and "no loop named 'nope'" in missing.value.message
+
+
+def test_v1_paths_over_plain_rest(http: httpx.Client) -> None:
+    r = http.post("/personalizer/v1.0/rank", json={"contextFeatures": CONTEXT, "actions": ACTIONS})
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert set(body) == {"eventId", "ranking", "rewardActionId"}
+    event = body["eventId"]
+    assert (
+        http.post(f"/personalizer/v1.0/events/{event}/reward", json={"value": 0.5}).status_code
+        == 204
+    )
+    assert http.post(f"/personalizer/v1.0/events/{event}/activate").status_code == 204
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "payload", "status", "says"),
+    [
+        ("POST", f"/personalizer/rank{API}", b"{not json", 400, "not valid JSON"),
+        ("POST", f"/personalizer/rank{API}", {"actions": []}, 400, "actions"),
+        ("POST", f"/personalizer/rank{API}", {"actions": [{"id": "a"}, {"id": "a"}]}, 400, "'a'"),
+        ("POST", f"/personalizer/events/e1/reward{API}", {"value": "high"}, 400, "value"),
+        ("POST", "/personalizer/rank?api-version=2019-01-01", {"actions": ACTIONS}, 404,
+         "2022-09-01-preview"),
+        ("POST", "/personalizer/rank", {"actions": ACTIONS}, 404, "no api-version"),
+        ("POST", "/personalizer/v2.0/rank", {"actions": ACTIONS}, 404, "v1.0"),
+        ("GET", f"/personalizer/configurations/service{API}", None, 404, "does not implement"),
+        ("POST", f"/personalizer/rank{API}", {"actions": ACTIONS, "pad": "x" * 30_000}, 413,
+         "exceeds the limit"),
+    ],
+)  # fmt: skip
+def test_bad_requests_get_personalizer_errors(
+    http: httpx.Client, method: str, path: str, payload: Any, status: int, says: str
+) -> None:
+    content = payload if isinstance(payload, bytes) else None
+    r = http.request(
+        method,
+        path,
+        content=content,
+        json=None if content is not None or payload is None else payload,
+        headers={"Content-Type": "application/json"},
+    )
+    assert r.status_code == status, r.text
+    error = r.json()["error"]
+    assert set(error) >= {"code", "message"} and says in error["message"], error
+    assert error["code"] == {400: "BadRequest", 404: "ResourceNotFound"}.get(status, error["code"])
