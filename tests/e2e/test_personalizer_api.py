@@ -4,6 +4,7 @@ server; the same over v1.0's REST paths; Personalizer's error shape and status c
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -13,6 +14,7 @@ from azure.ai.personalizer import PersonalizerClient
 from azure.core.credentials import AzureKeyCredential
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
 
+from recloop.simulators.synthetic import SyntheticPopulation
 from tests.e2e.conftest import Server
 
 KEY = "personalizer-test-key"
@@ -133,3 +135,60 @@ def test_bad_requests_get_personalizer_errors(
     error = r.json()["error"]
     assert set(error) >= {"code", "message"} and says in error["message"], error
     assert error["code"] == {400: "BadRequest", 404: "ResourceNotFound"}.get(status, error["code"])
+
+
+@pytest.mark.slow
+def test_the_same_simulation_learns_through_personalizer_and_v1(
+    serve: Callable[..., Server],
+) -> None:
+    """5,000 events of the synthetic population through each API (two loops of one
+    server, the same settings), then 500 more: the greedy action is the best one."""
+    settings = {"exp_unit_seconds": 0.5, "checkpoint_every_examples": 200, "loops": {"azure": {}}}
+    with serve(**settings) as http:
+        azure = _official(http, loop="azure")
+        topics = SyntheticPopulation.actions()
+
+        def via_personalizer(ctx: dict[str, Any], i: int) -> tuple[str, str, str]:
+            answer = azure.rank(
+                {
+                    "contextFeatures": [ctx],
+                    "actions": [{"id": a["id"], "features": [a["features"]]} for a in topics],
+                    "eventId": f"p-{i}",
+                }
+            )
+            greedy = max(answer["ranking"], key=lambda r: r["probability"])["id"]
+            return answer["eventId"], answer["rewardActionId"], greedy
+
+        def reward_personalizer(event_id: str, value: float) -> None:
+            azure.reward(event_id, {"value": value})
+
+        def via_v1(ctx: dict[str, Any], i: int) -> tuple[str, str, str]:
+            body = http.post(
+                "/v1/rank", json={"context": ctx, "actions": topics, "event_id": f"v-{i}"}
+            ).json()
+            greedy = max(body["ranking"], key=lambda r: r["probability"])["id"]
+            return body["event_id"], body["reward_action_id"], greedy
+
+        def reward_v1(event_id: str, value: float) -> None:
+            http.post(f"/v1/events/{event_id}/reward", json={"value": value}).raise_for_status()
+
+        correct = {}
+        for name, rank, reward in [
+            ("personalizer", via_personalizer, reward_personalizer),
+            ("v1", via_v1, reward_v1),
+        ]:
+            population = SyntheticPopulation(seed=7)
+            hits = 0
+            for i in range(5500):
+                ctx = population.context()
+                event_id, chosen, greedy = rank(ctx, i)
+                value = population.reward(ctx, chosen)
+                if value:
+                    reward(event_id, value)
+                if i == 4999:  # the last rewards' window closes, then they are learned
+                    time.sleep(2.0)
+                if i >= 5000:
+                    hits += greedy == population.best_action(ctx)
+            correct[name] = hits / 500
+        assert correct["personalizer"] >= 0.95 and correct["v1"] >= 0.95, correct
+        print(f"greedy-correct over the last 500 of 5,500 events: {correct}")
