@@ -10,10 +10,16 @@ from typing import Any
 
 import httpx
 import pytest
-from azure.ai.personalizer import PersonalizerClient
+from azure.ai.personalizer import PersonalizerAdministrationClient, PersonalizerClient
 from azure.core.credentials import AzureKeyCredential
-from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceNotFoundError,
+)
 
+from recloop.policies.vw import VWPolicy
+from recloop.serving.routes.personalizer_admin import iso_duration
 from recloop.simulators.synthetic import SyntheticPopulation
 from tests.e2e.conftest import Server
 
@@ -115,7 +121,8 @@ def test_v1_paths_over_plain_rest(http: httpx.Client) -> None:
          "2022-09-01-preview"),
         ("POST", "/personalizer/rank", {"actions": ACTIONS}, 404, "no api-version"),
         ("POST", "/personalizer/v2.0/rank", {"actions": ACTIONS}, 404, "v1.0"),
-        ("GET", f"/personalizer/configurations/service{API}", None, 404, "does not implement"),
+        ("PUT", f"/personalizer/configurations/service{API}", {}, 404, "does not implement"),
+        ("GET", f"/personalizer/evaluations{API}", None, 404, "does not implement"),
         ("POST", f"/personalizer/rank{API}", {"actions": ACTIONS, "pad": "x" * 30_000}, 413,
          "exceeds the limit"),
     ],
@@ -192,3 +199,49 @@ def test_the_same_simulation_learns_through_personalizer_and_v1(
             correct[name] = hits / 500
         assert correct["personalizer"] >= 0.95 and correct["v1"] >= 0.95, correct
         print(f"greedy-correct over the last 500 of 5,500 events: {correct}")
+
+
+def test_the_administration_client_reads_configuration_policy_and_model(
+    serve: Callable[..., Server],
+) -> None:
+    settings = {"exp_unit_seconds": 0.5, "checkpoint_every_examples": 5, "epsilon": 0.1}
+    with serve(**settings) as http:
+        endpoint = str(http.base_url).rstrip("/")
+        admin = PersonalizerAdministrationClient(endpoint, AzureKeyCredential("any"))
+        config = admin.get_service_configuration()
+        assert config["rewardWaitTime"] == "PT0.5S" and config["explorationPercentage"] == 0.1
+        assert config["defaultReward"] == 0.0 and config["rewardAggregation"] == "earliest"
+        assert config["learningMode"] == "Online"
+        assert "--cb_adf" in admin.get_policy()["arguments"]
+        with pytest.raises(ResourceNotFoundError) as no_model:  # a stream: the client
+            b"".join(admin.export_model())  # does not read the error's message
+        assert no_model.value.status_code == 404
+        r = http.get(f"/personalizer/model{API}")
+        assert r.status_code == 404 and "no model yet" in r.json()["error"]["message"]
+
+        client = _official(http)
+        for i in range(20):
+            answer = client.rank({"contextFeatures": CONTEXT, "actions": ACTIONS})
+            client.reward(answer["eventId"], {"value": float(i % 2)})
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                properties = admin.get_model_properties()
+                break
+            except ResourceNotFoundError:
+                time.sleep(0.2)
+        else:
+            raise AssertionError("no model version was checkpointed")
+        assert properties["creationTime"] <= properties["lastModifiedTime"]
+        blob = b"".join(admin.export_model())
+        VWPolicy.from_bytes(blob, "exported").close()  # a VW model recloop can serve again
+
+
+def test_iso_durations() -> None:
+    assert [iso_duration(s) for s in (600, 0.5, 3661, 0, 90.25)] == [
+        "PT10M",
+        "PT0.5S",
+        "PT1H1M1S",
+        "PT0S",
+        "PT1M30.25S",
+    ]

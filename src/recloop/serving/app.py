@@ -23,7 +23,7 @@ from recloop.core.errors import PayloadTooLargeError, RecloopError, Unauthorized
 from recloop.core.stats import LoopStats
 from recloop.serving.metrics import LoopCollector
 from recloop.serving.pipeline_process import start_pipeline_process, stop_pipeline_process
-from recloop.serving.routes import decisions, models, personalizer, policies
+from recloop.serving.routes import decisions, models, personalizer, personalizer_admin, policies
 from recloop.serving.routes import stream as stream_routes
 from recloop.serving.schemas import RankRequest, RewardRequest
 from recloop.settings import Settings, load_settings
@@ -239,8 +239,9 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         app.include_router(router, prefix="/v1")
         app.include_router(router, prefix="/v1/loops/{loop}")
     app.include_router(stream_routes.router, prefix="/v1")
-    app.include_router(personalizer.router, prefix="/personalizer")
-    app.include_router(personalizer.router, prefix="/loops/{loop}/personalizer")
+    for prefix in ("/personalizer", "/loops/{loop}/personalizer"):
+        app.include_router(personalizer_admin.router, prefix=prefix)  # before the catch-all
+        app.include_router(personalizer.router, prefix=prefix)
     app.openapi = _openapi(app)  # type: ignore[method-assign]
 
     registry = CollectorRegistry(auto_describe=True)

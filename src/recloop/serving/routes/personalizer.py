@@ -90,7 +90,7 @@ def is_personalizer_path(path: str) -> bool:
     )
 
 
-def _check_query_version(request: Request) -> None:
+def check_query_version(request: Request) -> None:
     version = request.query_params.get("api-version")
     if version not in API_VERSIONS:
         given = "no api-version" if version is None else f"api-version {version!r}"
@@ -102,7 +102,7 @@ def _check_query_version(request: Request) -> None:
         )
 
 
-def _check_path_version(request: Request, version: str) -> None:
+def check_path_version(request: Request, version: str) -> None:
     if version in PATH_VERSIONS:
         return
     if not re.fullmatch(r"v\d+(\.\d+)*(-preview(\.\d+)?)?", version):
@@ -200,26 +200,26 @@ async def _activate(request: Request, event_id: str, loop: str) -> Response:
 # -- ?api-version= style --------------------------------------------------------------------
 @router.post("/rank", status_code=201, summary="Personalizer: rank")
 async def rank(request: Request, loop: str = DEFAULT_LOOP) -> Response:
-    _check_query_version(request)
+    check_query_version(request)
     return await _rank(request, loop)
 
 
 @router.post("/events/{event_id}/reward", status_code=204, summary="Personalizer: reward")
 async def reward(request: Request, event_id: str, loop: str = DEFAULT_LOOP) -> Response:
-    _check_query_version(request)
+    check_query_version(request)
     return await _reward(request, event_id, loop)
 
 
 @router.post("/events/{event_id}/activate", status_code=204, summary="Personalizer: activate")
 async def activate(request: Request, event_id: str, loop: str = DEFAULT_LOOP) -> Response:
-    _check_query_version(request)
+    check_query_version(request)
     return await _activate(request, event_id, loop)
 
 
 # -- /v1.0/ style -------------------------------------------------------------------------------
 @router.post("/{version}/rank", status_code=201, summary="Personalizer v1.0: rank")
 async def rank_v1(request: Request, version: str, loop: str = DEFAULT_LOOP) -> Response:
-    _check_path_version(request, version)
+    check_path_version(request, version)
     return await _rank(request, loop)
 
 
@@ -229,7 +229,7 @@ async def rank_v1(request: Request, version: str, loop: str = DEFAULT_LOOP) -> R
 async def reward_v1(
     request: Request, version: str, event_id: str, loop: str = DEFAULT_LOOP
 ) -> Response:
-    _check_path_version(request, version)
+    check_path_version(request, version)
     return await _reward(request, event_id, loop)
 
 
@@ -241,7 +241,7 @@ async def reward_v1(
 async def activate_v1(
     request: Request, version: str, event_id: str, loop: str = DEFAULT_LOOP
 ) -> Response:
-    _check_path_version(request, version)
+    check_path_version(request, version)
     return await _activate(request, event_id, loop)
 
 
@@ -260,5 +260,6 @@ def _not_supported(request: Request) -> NoReturn:
         404,
         "ResourceNotFound",
         f"recloop does not implement Personalizer's {request.method} {request.url.path} yet "
-        "(supported: rank, events/{eventId}/reward, events/{eventId}/activate)",
+        "(supported: rank, events/{eventId}/reward, events/{eventId}/activate, and GET "
+        "configurations/service, configurations/policy, model, model/properties)",
     )
