@@ -245,3 +245,52 @@ def test_iso_durations() -> None:
         "PT0S",
         "PT1M30.25S",
     ]
+
+
+def test_multi_slot_rank_reward_and_activate(http: httpx.Client) -> None:
+    client = _official(http)
+    request = {
+        "contextFeatures": CONTEXT,
+        "actions": ACTIONS,
+        "slots": [
+            {"id": "hero", "baselineAction": "pasta", "features": [{"size": "large"}]},
+            {"id": "side", "baselineAction": "salad", "excludedActions": ["curry"]},
+        ],
+        "eventId": "page-1",
+        "deferActivation": True,
+    }
+    answer = client.rank_multi_slot(request)
+    assert answer["eventId"] == "page-1"
+    slots = {s["id"]: s["rewardActionId"] for s in answer["slots"]}
+    assert list(slots) == ["hero", "side"]
+    assert slots["side"] != "curry" and slots["hero"] != slots["side"]  # one slot per action
+    assert client.rank_multi_slot(request) == answer  # a retry: the logged slots again
+    assert client.activate_multi_slot("page-1") is None
+    reward = {"reward": [{"slotId": "hero", "value": 1.0}, {"slotId": "nope", "value": 1.0}]}
+    assert client.reward_multi_slot("page-1", reward) is None
+    letters = {d["event_id"] for d in _dead_letters(http)}
+    assert "page-1/nope" in letters and "page-1/hero" not in letters
+
+    bad = [
+        (
+            {**request, "eventId": "p2", "slots": [request["slots"][0]] * 2},
+            "slot ids must be unique",
+        ),
+        (
+            {**request, "eventId": "p3", "slots": [{"id": "x", "baselineAction": "steak"}]},
+            "'steak' is not an action",
+        ),
+        (
+            {
+                **request,
+                "eventId": "p4",
+                "slots": [{"id": f"s{i}", "baselineAction": a["id"]} for i, a in enumerate(ACTIONS)]
+                + [{"id": "extra", "baselineAction": "pasta"}],
+            },
+            "baselineAction of its own",
+        ),
+    ]
+    for body, says in bad:
+        with pytest.raises(HttpResponseError) as refused:
+            client.rank_multi_slot(body)
+        assert refused.value.status_code == 400 and says in refused.value.message

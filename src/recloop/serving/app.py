@@ -23,7 +23,14 @@ from recloop.core.errors import PayloadTooLargeError, RecloopError, Unauthorized
 from recloop.core.stats import LoopStats
 from recloop.serving.metrics import LoopCollector
 from recloop.serving.pipeline_process import start_pipeline_process, stop_pipeline_process
-from recloop.serving.routes import decisions, models, personalizer, personalizer_admin, policies
+from recloop.serving.routes import (
+    decisions,
+    models,
+    personalizer,
+    personalizer_admin,
+    personalizer_multislot,
+    policies,
+)
 from recloop.serving.routes import stream as stream_routes
 from recloop.serving.schemas import RankRequest, RewardRequest
 from recloop.settings import Settings, load_settings
@@ -241,6 +248,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     app.include_router(stream_routes.router, prefix="/v1")
     for prefix in ("/personalizer", "/loops/{loop}/personalizer"):
         app.include_router(personalizer_admin.router, prefix=prefix)  # before the catch-all
+        app.include_router(personalizer_multislot.router, prefix=prefix)
         app.include_router(personalizer.router, prefix=prefix)
     app.openapi = _openapi(app)  # type: ignore[method-assign]
 

@@ -53,3 +53,38 @@ def merge_features(groups: Features, where: str) -> dict[str, Any]:
         for key, value in group.items():
             merged[key if key not in merged else f"{key}_{i}"] = value
     return merged
+
+
+class PersonalizerSlot(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    id: str = Field(min_length=1, max_length=100)
+    baseline_action: str = Field(min_length=1, alias="baselineAction")
+    features: Features = Field(default_factory=list)
+    excluded_actions: list[str] = Field(default_factory=list, alias="excludedActions")
+
+
+class PersonalizerMultiSlotRankRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    context_features: Features = Field(default_factory=list, alias="contextFeatures")
+    actions: list[PersonalizerAction] = Field(min_length=1)
+    slots: list[PersonalizerSlot] = Field(min_length=1)
+    event_id: str | None = Field(None, min_length=1, max_length=150, alias="eventId")
+    defer_activation: StrictBool = Field(False, alias="deferActivation")
+
+
+class PersonalizerSlotReward(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    slot_id: str = Field(min_length=1, alias="slotId")
+    value: float
+
+    @field_validator("value")
+    @classmethod
+    def _finite(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError("the reward must be a finite number")
+        return value
+
+
+class PersonalizerMultiSlotReward(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    reward: list[PersonalizerSlotReward] = Field(min_length=1)

@@ -53,7 +53,7 @@ from recloop.settings import DEFAULT_LOOP
 
 API_VERSIONS = ("2022-09-01-preview",)
 """``?api-version=`` values served (what azure-ai-personalizer 1.0.0b1 sends)."""
-PATH_VERSIONS = ("v1.0",)
+PATH_VERSIONS = ("v1.0", "v1.1-preview.3")
 """Versions in the path (``/personalizer/v1.0/...``)."""
 
 router = APIRouter(tags=["personalizer"], include_in_schema=True)
@@ -115,7 +115,7 @@ def check_path_version(request: Request, version: str) -> None:
     )
 
 
-async def _body(request: Request, model: type[BaseModel]) -> Any:
+async def parse_body(request: Request, model: type[BaseModel]) -> Any:
     raw = await request.body()
     try:
         return model.model_validate_json(raw)
@@ -145,7 +145,7 @@ def _answer(decision: Decision) -> Response:
 
 async def _rank(request: Request, loop: str) -> Response:
     target = loop_for(request, loop)
-    body: PersonalizerRankRequest = await _body(request, PersonalizerRankRequest)
+    body: PersonalizerRankRequest = await parse_body(request, PersonalizerRankRequest)
     context = merge_features(body.context_features, "contextFeatures")
     actions = [Action(a.id, merge_features(a.features, f"actions.{a.id}")) for a in body.actions]
     try:
@@ -181,7 +181,7 @@ def _replay(
 
 async def _reward(request: Request, event_id: str, loop: str) -> Response:
     target = loop_for(request, loop)
-    body: PersonalizerReward = await _body(request, PersonalizerReward)
+    body: PersonalizerReward = await parse_body(request, PersonalizerReward)
     retry_id = request.headers.get("x-ms-client-request-id")
     # unknown or expired: counted and dead-lettered; duplicate: a retry already counted.
     # Either way accepted, as Personalizer does
@@ -260,6 +260,7 @@ def _not_supported(request: Request) -> NoReturn:
         404,
         "ResourceNotFound",
         f"recloop does not implement Personalizer's {request.method} {request.url.path} yet "
-        "(supported: rank, events/{eventId}/reward, events/{eventId}/activate, and GET "
-        "configurations/service, configurations/policy, model, model/properties)",
+        "(supported: rank, events/{eventId}/reward, events/{eventId}/activate, the same "
+        "under multislot/, and GET configurations/service, configurations/policy, model, "
+        "model/properties)",
     )

@@ -1,0 +1,210 @@
+"""Personalizer's multi-slot rank, reward and activate over a recloop loop.
+
+A multi-slot event fills several slots of a page (a hero banner, a sidebar...) from one
+action list, each action in one slot at most. recloop decides the slots in order, each one
+a decision of the loop with event id ``<eventId>/<slotId>``: the slot's id and features
+join the context (``slot``), and the actions earlier slots took are excluded. So every slot
+is explored, logged, joined, learned from and evaluated like any decision, and a slot's
+reward is that decision's reward. Which slots an event has is recorded before its slots are
+decided (a state key of the loop), so activate can find them, in any process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from contextlib import suppress
+
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from recloop.client import Loop
+from recloop.core.errors import (
+    DuplicateEventError,
+    ExpiredEventError,
+    InvalidInputError,
+    UnknownEventError,
+)
+from recloop.core.types import Action
+from recloop.serving.deps import loop_for
+from recloop.serving.personalizer_schemas import (
+    PersonalizerMultiSlotRankRequest,
+    PersonalizerMultiSlotReward,
+    merge_features,
+)
+from recloop.serving.routes.personalizer import (
+    PersonalizerError,
+    check_path_version,
+    check_query_version,
+    parse_body,
+)
+from recloop.settings import DEFAULT_LOOP
+
+router = APIRouter(tags=["personalizer"])
+INDEX = "personalizer.multislot:"
+
+
+def slot_event(event_id: str, slot_id: str) -> str:
+    return f"{event_id}/{slot_id}"
+
+
+def _check(body: PersonalizerMultiSlotRankRequest) -> None:
+    ids = [a.id for a in body.actions]
+    known = set(ids)
+    if len(known) != len(ids):
+        raise InvalidInputError("action ids must be unique")
+    slots = [s.id for s in body.slots]
+    if len(set(slots)) != len(slots):
+        raise InvalidInputError("slot ids must be unique")
+    baselines = [s.baseline_action for s in body.slots]
+    if len(set(baselines)) != len(baselines):
+        raise InvalidInputError("each slot needs a baselineAction of its own")
+    for slot in body.slots:
+        if slot.baseline_action not in known:
+            raise InvalidInputError(
+                f"slot {slot.id!r}: baselineAction {slot.baseline_action!r} is not an action"
+            )
+        if slot.baseline_action in slot.excluded_actions:
+            raise InvalidInputError(f"slot {slot.id!r}: its baselineAction is excluded")
+        unknown = sorted(set(slot.excluded_actions) - known)
+        if unknown:
+            raise InvalidInputError(f"slot {slot.id!r}: excludedActions names unknown {unknown}")
+
+
+def _fingerprint(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()
+
+
+def _answer(event_id: str, slots: list[tuple[str, str]]) -> Response:
+    body = {"eventId": event_id, "slots": [{"id": s, "rewardActionId": a} for s, a in slots]}
+    return Response(orjson.dumps(body), status_code=201, media_type="application/json")
+
+
+def _replay(target: Loop, event_id: str, fingerprint: str, index: str) -> Response:
+    """A retried multi-slot rank (same eventId, same body) gets the logged slots again."""
+    recorded = json.loads(index)
+    if recorded["fingerprint"] != fingerprint:
+        raise PersonalizerError(
+            409, "Conflict", f"eventId {event_id!r} was already used by a different rank request"
+        )
+    slots = []
+    for slot_id in recorded["slots"]:
+        logged = target.log.get_decision(slot_event(event_id, slot_id))
+        if logged is None:  # the first try failed part-way: nothing to answer with
+            raise PersonalizerError(
+                409, "Conflict", f"eventId {event_id!r} was used by an unfinished rank request"
+            )
+        slots.append((slot_id, logged.chosen))
+    return _answer(event_id, slots)
+
+
+async def _rank(request: Request, loop: str) -> Response:
+    target = loop_for(request, loop)
+    raw = await request.body()
+    body: PersonalizerMultiSlotRankRequest = await parse_body(
+        request, PersonalizerMultiSlotRankRequest
+    )
+    _check(body)
+    event_id = body.event_id or uuid.uuid4().hex
+    fingerprint = _fingerprint(raw)
+    index = target.joined.get_state(INDEX + event_id)
+    if index is not None:
+        return _replay(target, event_id, fingerprint, index)
+    slot_ids = [s.id for s in body.slots]
+    target.joined.set_state(
+        INDEX + event_id, json.dumps({"slots": slot_ids, "fingerprint": fingerprint})
+    )
+    context = merge_features(body.context_features, "contextFeatures")
+    actions = [Action(a.id, merge_features(a.features, f"actions.{a.id}")) for a in body.actions]
+    taken: list[str] = []
+    answers = []
+    for slot in body.slots:
+        excluded = list(dict.fromkeys([*slot.excluded_actions, *taken]))
+        if len(excluded) >= len(actions):
+            raise InvalidInputError(
+                f"slot {slot.id!r} has no action left (each action fills one slot at most)"
+            )
+        slot_context = {**context, "slot": {"id": slot.id, **merge_features(slot.features, "slot")}}
+        try:
+            decision = target.rank(
+                slot_context,
+                actions,
+                event_id=slot_event(event_id, slot.id),
+                excluded_actions=excluded,
+                defer_activation=body.defer_activation,
+            )
+        except DuplicateEventError:  # logged by a concurrent retry of this same request
+            return _replay(
+                target, event_id, fingerprint, target.joined.get_state(INDEX + event_id) or "{}"
+            )
+        taken.append(decision.chosen)
+        answers.append((slot.id, decision.chosen))
+    return _answer(event_id, answers)
+
+
+async def _reward(request: Request, event_id: str, loop: str) -> Response:
+    target = loop_for(request, loop)
+    body: PersonalizerMultiSlotReward = await parse_body(request, PersonalizerMultiSlotReward)
+    retry_id = request.headers.get("x-ms-client-request-id")
+    for reward in body.reward:
+        reward_id = None if retry_id is None else f"{retry_id}/{reward.slot_id}"
+        # unknown slot or event: counted and dead-lettered; a retry: counted once. Accepted
+        with suppress(UnknownEventError, ExpiredEventError, DuplicateEventError):
+            target.reward(slot_event(event_id, reward.slot_id), reward.value, reward_id=reward_id)
+    return Response(status_code=204)
+
+
+async def _activate(request: Request, event_id: str, loop: str) -> Response:
+    target = loop_for(request, loop)
+    index = target.joined.get_state(INDEX + event_id)
+    slots: list[str] = json.loads(index)["slots"] if index is not None else []
+    with suppress(UnknownEventError, ExpiredEventError):
+        if not slots:
+            target.activate(event_id)  # no such event: counted and dead-lettered
+        for slot_id in slots:
+            target.activate(slot_event(event_id, slot_id))
+    return Response(status_code=204)
+
+
+@router.post("/multislot/rank", status_code=201, summary="Personalizer: multi-slot rank")
+async def rank(request: Request, loop: str = DEFAULT_LOOP) -> Response:
+    check_query_version(request)
+    return await _rank(request, loop)
+
+
+@router.post("/multislot/events/{event_id}/reward", status_code=204, summary="multi-slot reward")
+async def reward(request: Request, event_id: str, loop: str = DEFAULT_LOOP) -> Response:
+    check_query_version(request)
+    return await _reward(request, event_id, loop)
+
+
+@router.post(
+    "/multislot/events/{event_id}/activate", status_code=204, summary="multi-slot activate"
+)
+async def activate(request: Request, event_id: str, loop: str = DEFAULT_LOOP) -> Response:
+    check_query_version(request)
+    return await _activate(request, event_id, loop)
+
+
+@router.post("/{version}/multislot/rank", status_code=201, summary="v1.1: multi-slot rank")
+async def rank_v1(request: Request, version: str, loop: str = DEFAULT_LOOP) -> Response:
+    check_path_version(request, version)
+    return await _rank(request, loop)
+
+
+@router.post("/{version}/multislot/events/{event_id}/reward", status_code=204)
+async def reward_v1(
+    request: Request, version: str, event_id: str, loop: str = DEFAULT_LOOP
+) -> Response:
+    check_path_version(request, version)
+    return await _reward(request, event_id, loop)
+
+
+@router.post("/{version}/multislot/events/{event_id}/activate", status_code=204)
+async def activate_v1(
+    request: Request, version: str, event_id: str, loop: str = DEFAULT_LOOP
+) -> Response:
+    check_path_version(request, version)
+    return await _activate(request, event_id, loop)
