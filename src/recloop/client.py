@@ -6,6 +6,7 @@ The web API is a thin layer over this class, so both have the same semantics.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import threading
 import uuid
@@ -50,6 +51,18 @@ from recloop.settings import DEFAULT_LOOP, LoopSettings
 from recloop.stores.factory import open_stores
 
 log = logging.getLogger(__name__)
+OVERRIDES_KEY = "settings.overrides"
+RUNTIME_SETTINGS = {
+    "exp_unit_seconds",
+    "default_reward",
+    "reward_aggregation",
+    "explorer",
+    "epsilon",
+    "softmax_lambda",
+    "checkpoint_every_examples",
+    "checkpoint_every_seconds",
+}
+"""What :meth:`Loop.reconfigure` may change while the loop runs."""
 
 ActionLike = Action | Mapping[str, Any] | str
 Role = Literal["all", "serve", "pipeline"]
@@ -93,6 +106,10 @@ class Loop:
         self.name = name
         self.role = role
         self.settings = settings or LoopSettings()
+        self._configured = self.settings
+        """The settings this process was opened with; overrides set at run time
+        (:meth:`reconfigure`, stored with the loop) apply on top of them."""
+        self._overrides_raw: str | None = None
         if self.settings.learner == "drn":  # bad parameters fail here, before files open
             from recloop.policies.drn import DRNSpec
 
@@ -150,6 +167,7 @@ class Loop:
             )
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._sync_settings()
         if role != "pipeline":
             self.stats.set("model_version", 0.0)  # 0 = the default policy, no model yet
             self.refresh_model()
@@ -304,6 +322,7 @@ class Loop:
     # -- learn / deploy -------------------------------------------------------------------
     def step(self) -> int:
         """Run the pipeline once (join, learn, evaluate) and pick up a new model."""
+        self._sync_settings()
         joined = 0
         if self.pipeline is not None:
             with self._pipeline_lock:
@@ -317,6 +336,55 @@ class Loop:
         if self.role != "pipeline":
             self.refresh_model()
         return joined
+
+    # -- settings changed at run time ------------------------------------------------------
+    def reconfigure(self, **changes: Any) -> LoopSettings:
+        """Change settings of the running loop (exp_unit_seconds, default_reward,
+        reward_aggregation, explorer, epsilon, softmax_lambda, checkpoint cadence). Stored
+        with the loop, so every process of it (servers, the pipeline) applies them within a
+        tick, and they outlive restarts; a new window applies to decisions logged after."""
+        unknown = sorted(set(changes) - RUNTIME_SETTINGS)
+        if unknown:
+            raise InvalidInputError(
+                f"cannot change {unknown} at run time; can: {sorted(RUNTIME_SETTINGS)}"
+            )
+        with self._refresh_lock:
+            raw = self.joined.get_state(OVERRIDES_KEY)
+            merged = {**(json.loads(raw) if raw else {}), **changes}
+            settings = self._with_overrides(merged)
+            encoded = json.dumps(merged, sort_keys=True)
+            self.joined.set_state(OVERRIDES_KEY, encoded)
+            self._apply(settings, encoded)
+        self.stats.inc("reconfigurations_total")
+        return settings
+
+    def _with_overrides(self, overrides: Mapping[str, Any]) -> LoopSettings:
+        try:
+            return LoopSettings(**{**self._configured.model_dump(), **overrides})
+        except ValueError as exc:  # pydantic's ValidationError
+            raise InvalidInputError(f"invalid settings: {exc}") from None
+
+    def _sync_settings(self) -> None:
+        """Apply overrides another process stored (cheap: one small read per tick)."""
+        raw = self.joined.get_state(OVERRIDES_KEY)
+        if raw == self._overrides_raw:
+            return
+        with self._refresh_lock:
+            try:
+                settings = self._with_overrides(json.loads(raw) if raw else {})
+            except (InvalidInputError, json.JSONDecodeError):
+                log.exception("stored settings overrides of loop %s are unusable", self.name)
+                self._overrides_raw = raw
+                return
+            self._apply(settings, raw)
+
+    def _apply(self, settings: LoopSettings, raw: str | None) -> None:
+        self.settings = settings
+        self._overrides_raw = raw
+        self.explorer = make_explorer(settings.explorer, settings.epsilon, settings.softmax_lambda)
+        self.candidates.epsilon = settings.epsilon
+        if self.pipeline is not None:
+            self.pipeline.reconfigure(settings)
 
     def refresh_model(self) -> str:
         """Serve the model store's active version if it changed; keep the old one if bad.

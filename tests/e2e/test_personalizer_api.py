@@ -18,8 +18,9 @@ from azure.core.exceptions import (
     ResourceNotFoundError,
 )
 
+from recloop.core.errors import InvalidInputError
 from recloop.policies.vw import VWPolicy
-from recloop.serving.routes.personalizer_admin import iso_duration
+from recloop.serving.routes.personalizer_admin import iso_duration, parse_duration
 from recloop.simulators.synthetic import SyntheticPopulation
 from tests.e2e.conftest import Server
 
@@ -121,7 +122,13 @@ def test_v1_paths_over_plain_rest(http: httpx.Client) -> None:
          "2022-09-01-preview"),
         ("POST", "/personalizer/rank", {"actions": ACTIONS}, 404, "no api-version"),
         ("POST", "/personalizer/v2.0/rank", {"actions": ACTIONS}, 404, "v1.0"),
-        ("PUT", f"/personalizer/configurations/service{API}", {}, 404, "does not implement"),
+        ("PUT", f"/personalizer/configurations/policy{API}", {}, 404, "does not implement"),
+        ("PUT", f"/personalizer/configurations/service{API}", {"rewardWaitTime": "soon"}, 400,
+         "not a duration"),
+        ("PUT", f"/personalizer/configurations/service{API}", {"explorationPercentage": 3}, 400,
+         "epsilon"),
+        ("PUT", f"/personalizer/configurations/service{API}", {"learningMode": "Apprentice"},
+         400, "not supported yet"),
         ("GET", f"/personalizer/evaluations{API}", None, 404, "does not implement"),
         ("POST", f"/personalizer/rank{API}", {"actions": ACTIONS, "pad": "x" * 30_000}, 413,
          "exceeds the limit"),
@@ -213,6 +220,21 @@ def test_the_administration_client_reads_configuration_policy_and_model(
         assert config["defaultReward"] == 0.0 and config["rewardAggregation"] == "earliest"
         assert config["learningMode"] == "Online"
         assert "--cb_adf" in admin.get_policy()["arguments"]
+        updated = admin.update_service_configuration(
+            {
+                **config,
+                "explorationPercentage": 0.05,
+                "rewardWaitTime": "PT2S",
+                "defaultReward": -0.5,
+            }
+        )
+        assert updated["explorationPercentage"] == 0.05 and updated["rewardWaitTime"] == "PT2S"
+        assert admin.get_service_configuration() == updated
+        probabilities = [
+            r["probability"] for r in _official(http).rank({"actions": ACTIONS})["ranking"]
+        ]
+        assert max(probabilities) == pytest.approx(0.95 + 0.05 / 3)  # applied at once
+        admin.update_service_configuration({**config, "rewardWaitTime": "PT0.5S"})
         with pytest.raises(ResourceNotFoundError) as no_model:  # a stream: the client
             b"".join(admin.export_model())  # does not read the error's message
         assert no_model.value.status_code == 404
@@ -235,6 +257,19 @@ def test_the_administration_client_reads_configuration_policy_and_model(
         assert properties["creationTime"] <= properties["lastModifiedTime"]
         blob = b"".join(admin.export_model())
         VWPolicy.from_bytes(blob, "exported").close()  # a VW model recloop can serve again
+
+
+def test_durations_read_and_written() -> None:
+    assert [parse_duration(v, "f") for v in ("PT10M", "P1DT1S", "00:10:00", "1.00:00:30", 7)] == [
+        600.0,
+        86401.0,
+        600.0,
+        86430.0,
+        7.0,
+    ]
+    for bad in ("P", "PT", "10 minutes", "", True):
+        with pytest.raises(InvalidInputError):
+            parse_duration(bad, "f")
 
 
 def test_iso_durations() -> None:

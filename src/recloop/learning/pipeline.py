@@ -35,7 +35,7 @@ from recloop.core.types import (
 from recloop.evaluation.online import OnlineEvaluator
 from recloop.learning.learners import OnlineLearner, learner_kind, new_learner, resume_learner
 from recloop.log.codec import decode_decision
-from recloop.log.joiner import DecisionLike, Joiner
+from recloop.log.joiner import Aggregation, DecisionLike, Joiner
 from recloop.settings import LoopSettings
 
 log = logging.getLogger(__name__)
@@ -90,6 +90,14 @@ class Pipeline:
         self._last_maintenance = 0.0
         self._recover_joiner()
         self._recover_learner()
+
+    def reconfigure(self, settings: LoopSettings) -> None:
+        """New run-time settings: the joiner's window (for decisions read from now on),
+        default reward and aggregation, and the checkpoint cadence."""
+        self.settings = settings
+        self.joiner.exp_unit = settings.exp_unit_seconds
+        self.joiner.default_reward = settings.default_reward
+        self.joiner.aggregation = Aggregation(settings.reward_aggregation)
 
     # -- joiner ---------------------------------------------------------------------------
     def _recover_joiner(self) -> None:

@@ -1,17 +1,22 @@
-"""Personalizer's administration reads over a recloop loop: its service configuration, its
-learning policy, its model (export and properties). Same paths, versions and error shape as
+"""Personalizer's administration over a recloop loop: its service configuration (read, and
+update through :meth:`Loop.reconfigure`), its learning policy, its model (export and
+properties). Same paths, versions and error shape as
 :mod:`recloop.serving.routes.personalizer`; what recloop cannot map yet answers there with a
 clear 404."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from recloop.client import Loop
+from recloop.core.errors import InvalidInputError, MalformedJSONError
 from recloop.serving.deps import loop_for
 from recloop.serving.routes.personalizer import (
     PersonalizerError,
@@ -33,6 +38,32 @@ def iso_duration(seconds: float) -> str:
     if secs or fraction or out == "PT":
         out += f"{secs + fraction:g}S"
     return out
+
+
+_ISO = re.compile(
+    r"P(?:(?P<d>\d+(?:\.\d+)?)D)?(?:T(?:(?P<h>\d+(?:\.\d+)?)H)?"
+    r"(?:(?P<m>\d+(?:\.\d+)?)M)?(?:(?P<s>\d+(?:\.\d+)?)S)?)?"
+)
+_CLOCK = re.compile(r"(?:(?P<d>\d+)\.)?(?P<h>\d+):(?P<m>\d+):(?P<s>\d+(?:\.\d+)?)")
+
+
+def parse_duration(value: object, field: str) -> float:
+    """Seconds from an ISO 8601 duration ("PT10M"), a clock span ("1.00:00:00", "00:10:00")
+    or a number of seconds."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    text = value.strip() if isinstance(value, str) else ""
+    match = _ISO.fullmatch(text) if text not in ("P", "PT") else None
+    match = match or _CLOCK.fullmatch(text)
+    if not text or match is None:
+        raise InvalidInputError(f"{field}: {value!r} is not a duration (e.g. PT10M)")
+    parts = {k: float(v) for k, v in match.groupdict().items() if v}
+    return (
+        parts.get("d", 0.0) * 86400
+        + parts.get("h", 0.0) * 3600
+        + parts.get("m", 0.0) * 60
+        + parts.get("s", 0.0)
+    )
 
 
 def iso_time(ts: float) -> str:
@@ -57,6 +88,61 @@ def service_configuration(loop: Loop) -> dict[str, Any]:
 
 def _configuration(request: Request, loop: str) -> Response:
     return JSONResponse(service_configuration(loop_for(request, loop)))
+
+
+def configuration_changes(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A Personalizer service configuration as recloop settings; what recloop has no
+    equivalent for (log retention, auto-optimization, mirroring) is accepted and ignored."""
+    changes: dict[str, Any] = {}
+    if "rewardWaitTime" in body:
+        changes["exp_unit_seconds"] = parse_duration(body["rewardWaitTime"], "rewardWaitTime")
+    if "defaultReward" in body:
+        changes["default_reward"] = body["defaultReward"]
+    if "rewardAggregation" in body:
+        aggregation = str(body["rewardAggregation"]).lower()
+        if aggregation not in ("earliest", "sum", "last"):
+            raise InvalidInputError(
+                f"rewardAggregation {body['rewardAggregation']!r}: recloop aggregates "
+                "earliest, sum or last"
+            )
+        changes["reward_aggregation"] = aggregation
+    if "explorationPercentage" in body:
+        changes["explorer"] = "epsilon-greedy"
+        changes["epsilon"] = body["explorationPercentage"]
+    if "modelExportFrequency" in body:
+        changes["checkpoint_every_seconds"] = parse_duration(
+            body["modelExportFrequency"], "modelExportFrequency"
+        )
+    mode = body.get("learningMode", "Online")
+    if mode != "Online":
+        raise InvalidInputError(f"learningMode {mode!r} is not supported yet (only Online)")
+    return changes
+
+
+async def _update_configuration(request: Request, loop: str) -> Response:
+    target = loop_for(request, loop)
+    try:
+        body = orjson.loads(await request.body())
+    except orjson.JSONDecodeError as exc:
+        raise MalformedJSONError(f"the body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise InvalidInputError("the service configuration must be a JSON object")
+    target.reconfigure(**configuration_changes(body))
+    return JSONResponse(service_configuration(target))
+
+
+@router.put("/configurations/service", summary="Personalizer: update the service configuration")
+async def update_configuration(request: Request, loop: str = DEFAULT_LOOP) -> Response:
+    check_query_version(request)
+    return await _update_configuration(request, loop)
+
+
+@router.put("/{version}/configurations/service", summary="v1.0: update the configuration")
+async def update_configuration_v1(
+    request: Request, version: str, loop: str = DEFAULT_LOOP
+) -> Response:
+    check_path_version(request, version)
+    return await _update_configuration(request, loop)
 
 
 def _policy(request: Request, loop: str) -> Response:
