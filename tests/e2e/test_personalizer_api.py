@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -129,7 +130,13 @@ def test_v1_paths_over_plain_rest(http: httpx.Client) -> None:
          "epsilon"),
         ("PUT", f"/personalizer/configurations/service{API}", {"learningMode": "Apprentice"},
          400, "not supported yet"),
-        ("GET", f"/personalizer/evaluations{API}", None, 404, "does not implement"),
+        ("GET", f"/personalizer/featureImportances{API}", None, 404, "does not implement"),
+        ("GET", f"/personalizer/evaluations/nope{API}", None, 404, "no evaluation 'nope'"),
+        ("PUT", f"/personalizer/evaluations/e1{API}", {"name": "e", "startTime": "2026-01-01",
+         "endTime": "2025-01-01"}, 400, "endTime is before startTime"),
+        ("PUT", f"/personalizer/evaluations/e2{API}", {"name": "e", "startTime": "2026-01-01",
+         "endTime": "2027-01-01", "policies": [{"name": "x", "arguments": "--cover 3"}]}, 400,
+         "--cover"),
         ("POST", f"/personalizer/rank{API}", {"actions": ACTIONS, "pad": "x" * 30_000}, 413,
          "exceeds the limit"),
     ],
@@ -329,3 +336,56 @@ def test_multi_slot_rank_reward_and_activate(http: httpx.Client) -> None:
         with pytest.raises(HttpResponseError) as refused:
             client.rank_multi_slot(body)
         assert refused.value.status_code == 400 and says in refused.value.message
+
+
+def test_an_offline_evaluation_finds_the_learnable_policy_better_than_the_baseline(
+    serve: Callable[..., Server],
+) -> None:
+    """2,000 explored decisions of the synthetic population (adults like politics, teens
+    sports, seniors food; the baseline always shows the first action, politics), then an
+    evaluation over them: the learnable setting's estimate beats the baseline's, intervals
+    apart, and the online policy's observed reward lies between."""
+    with serve(exp_unit_seconds=0.5, checkpoint_every_examples=100) as http:
+        client = _official(http)
+        population = SyntheticPopulation(seed=11)
+        topics = [{"id": a["id"], "features": [a["features"]]} for a in population.actions()]
+        start = datetime.now(UTC)
+        for _ in range(2000):
+            ctx = population.context()
+            answer = client.rank({"contextFeatures": [ctx], "actions": topics})
+            value = population.reward(ctx, answer["rewardActionId"])
+            if value:
+                client.reward(answer["eventId"], {"value": value})
+        time.sleep(2.0)  # the last windows close and are joined
+        admin = PersonalizerAdministrationClient(
+            str(http.base_url).rstrip("/"), AzureKeyCredential("any")
+        )
+        policies = [
+            {"name": "interactions", "arguments": "--cb_adf --cb_type mtr -q CA"},
+            {"name": "no-interactions", "arguments": "--cb_adf --cb_type mtr"},
+        ]
+        end = datetime.now(UTC)
+        evaluation = {"name": "which", "startTime": start.isoformat(), "endTime": end.isoformat()}
+        admin.create_evaluation("eval-1", {**evaluation, "policies": policies})
+        deadline = time.monotonic() + 60
+        while True:
+            got = admin.get_evaluation("eval-1", start_time=start, end_time=end)
+            if got["status"] != "Running" or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        assert got["status"] == "Succeeded", got
+        results = {r["name"]: r["summary"] for r in got["content"]["value"]}
+        assert set(results) == {"Online", "Baseline", "interactions", "no-interactions"}
+        learned, baseline = results["interactions"], results["Baseline"]
+        assert learned["confidenceInterval"][0] > baseline["confidenceInterval"][1], results
+        assert baseline["expectedReward"] < results["Online"]["expectedReward"]
+        assert results["Online"]["expectedReward"] < learned["confidenceInterval"][1]
+        assert got["optimalPolicy"] == "interactions"
+        assert [e["id"] for e in admin.list_evaluations()] == ["eval-1"]
+        with pytest.raises(HttpResponseError) as again:
+            admin.create_evaluation("eval-1", evaluation)
+        assert again.value.status_code == 409
+        admin.delete_evaluation("eval-1")
+        with pytest.raises(ResourceNotFoundError):
+            admin.get_evaluation("eval-1", start_time=start, end_time=end)
+        print({k: round(v["expectedReward"], 3) for k, v in results.items()})

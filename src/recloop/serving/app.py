@@ -28,6 +28,7 @@ from recloop.serving.routes import (
     models,
     personalizer,
     personalizer_admin,
+    personalizer_evaluations,
     personalizer_multislot,
     policies,
 )
@@ -249,6 +250,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     for prefix in ("/personalizer", "/loops/{loop}/personalizer"):
         app.include_router(personalizer_admin.router, prefix=prefix)  # before the catch-all
         app.include_router(personalizer_multislot.router, prefix=prefix)
+        app.include_router(personalizer_evaluations.router, prefix=prefix)
         app.include_router(personalizer.router, prefix=prefix)
     app.openapi = _openapi(app)  # type: ignore[method-assign]
 

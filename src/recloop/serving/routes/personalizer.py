@@ -262,5 +262,5 @@ def _not_supported(request: Request) -> NoReturn:
         f"recloop does not implement Personalizer's {request.method} {request.url.path} yet "
         "(supported: rank, events/{eventId}/reward, events/{eventId}/activate, the same "
         "under multislot/, GET and PUT configurations/service, GET configurations/policy, "
-        "model, model/properties)",
+        "model, model/properties, and evaluations)",
     )

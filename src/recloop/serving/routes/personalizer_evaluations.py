@@ -1,0 +1,243 @@
+"""Personalizer's offline evaluations, backed by recloop's off-policy evaluation.
+
+``PUT /evaluations/{id}`` with a time range and learning settings (VW arguments) starts a job
+over the loop's joined decisions in that range; ``GET /evaluations/{id}`` reports, for each
+policy, the estimated average reward with its 95% interval:
+
+* ``Online``: what the deployed policy earned (observed, no weights);
+* ``Baseline``: the first non-excluded action of every request (SNIPS);
+* each submitted setting (``Custom``): a VW learner trained on the range in log order with
+  progressive validation (:func:`recloop.evaluation.experiments.replay_experiment`), SNIPS.
+
+``optimalPolicy`` names the custom setting with the best estimate. Jobs run in a thread of
+the serving process; their records live in the loop's state, so any server process answers
+for them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from recloop.client import Loop
+from recloop.core.errors import InvalidInputError
+from recloop.core.types import JoinedExample, available_actions
+from recloop.evaluation.experiments import LearnerConfig, replay_experiment
+from recloop.evaluation.offpolicy import SNIPS
+from recloop.evaluation.terms import Interval, TermSums
+from recloop.serving.deps import loop_for
+from recloop.serving.routes.personalizer import (
+    PersonalizerError,
+    check_path_version,
+    check_query_version,
+    parse_body,
+)
+from recloop.serving.routes.personalizer_admin import iso_time
+from recloop.settings import DEFAULT_LOOP
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["personalizer"])
+PREFIX = "personalizer.evaluation:"
+
+
+class PolicySpec(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    name: str = Field(min_length=1, max_length=256)
+    arguments: str
+
+
+class EvaluationRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    name: str = Field(min_length=1, max_length=256)
+    start_time: datetime = Field(alias="startTime")
+    end_time: datetime = Field(alias="endTime")
+    policies: list[PolicySpec] = Field(default_factory=list)
+
+
+def _timestamp(value: datetime) -> float:
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+
+
+def _in_range(target: Loop, start: float, end: float) -> Iterator[JoinedExample]:
+    for example in target.joined.iter_all():
+        if start <= example.decision.timestamp <= end:
+            yield example
+
+
+def _result(name: str, source: str, interval: Interval, arguments: str = "") -> dict[str, Any]:
+    low, high = interval.to_dict()["low"], interval.to_dict()["high"]
+    return {
+        "name": name,
+        "arguments": arguments,
+        "policySource": source,
+        "summary": {
+            "expectedReward": interval.to_dict()["value"],
+            "confidenceInterval": [low, high],
+        },
+    }
+
+
+def evaluate(target: Loop, start: float, end: float, policies: list[PolicySpec]) -> dict[str, Any]:
+    """The evaluation's content: Online, Baseline and every custom setting."""
+    baseline = TermSums()
+    observed = TermSums()
+    for example in _in_range(target, start, end):
+        d = example.decision
+        acts = available_actions(d.actions, d.excluded)
+        w = (1.0 if acts and acts[0].id == d.chosen else 0.0) / d.probability
+        baseline.add(*SNIPS.row(w, example.reward), w=w)
+        observed.add(example.reward)
+    if observed.n == 0:
+        raise InvalidInputError("no joined decisions in the evaluation's time range")
+    values = [
+        _result("Online", "Online", observed.normal_interval(), target.settings.full_vw_args()),
+        _result("Baseline", "Baseline", baseline.normal_interval()),
+    ]
+    optimal = None
+    if policies:
+        configs = [
+            LearnerConfig(p.name, p.arguments, epsilon=target.settings.epsilon) for p in policies
+        ]
+        report = replay_experiment(_in_range(target, start, end), configs)
+        by_name = {r.config.name: r for r in report.results}
+        for p in policies:
+            values.append(_result(p.name, "Custom", by_name[p.name].snips, p.arguments))
+        optimal = report.best.config.name if report.best else None
+    return {"value": values, "optimal": optimal, "n": observed.n}
+
+
+def _run(
+    target: Loop,
+    key: str,
+    record: dict[str, Any],
+    start: float,
+    end: float,
+    policies: list[PolicySpec],
+) -> None:
+    try:
+        content = evaluate(target, start, end, policies)
+        record.update(
+            status="Succeeded",
+            content={
+                "startTime": record["startTime"],
+                "endTime": record["endTime"],
+                "value": content["value"],
+            },
+            optimalPolicy=content["optimal"],
+            description=f"{content['n']} joined decisions",
+        )
+    except Exception as exc:  # a failed job is reported, never raised into the server
+        log.exception("evaluation %s failed", record["id"])
+        record.update(status="Failed", description=str(exc))
+    target.joined.set_state(key, json.dumps(record))
+
+
+async def _create(request: Request, evaluation_id: str, loop: str) -> Response:
+    target = loop_for(request, loop)
+    body: EvaluationRequest = await parse_body(request, EvaluationRequest)
+    start, end = _timestamp(body.start_time), _timestamp(body.end_time)
+    if end < start:
+        raise InvalidInputError("endTime is before startTime")
+    for p in body.policies:
+        LearnerConfig(p.name, p.arguments)  # bad VW arguments fail here, with a 400
+    key = PREFIX + evaluation_id
+    if target.joined.get_state(key) is not None:
+        raise PersonalizerError(409, "Conflict", f"evaluation {evaluation_id!r} already exists")
+    record: dict[str, Any] = {
+        "id": evaluation_id,
+        "name": body.name,
+        "startTime": iso_time(start),
+        "endTime": iso_time(end),
+        "creationTime": iso_time(time.time()),
+        "evaluationType": "Manual",
+        "status": "Running",
+        "policies": [p.model_dump() for p in body.policies],
+    }
+    target.joined.set_state(key, json.dumps(record))
+    threading.Thread(
+        target=_run,
+        args=(target, key, dict(record), start, end, body.policies),
+        name=f"evaluation-{evaluation_id}",
+        daemon=True,
+    ).start()
+    return JSONResponse(record)
+
+
+def _get(request: Request, evaluation_id: str, loop: str) -> Response:
+    raw = loop_for(request, loop).joined.get_state(PREFIX + evaluation_id)
+    if raw is None:
+        raise PersonalizerError(404, "ResourceNotFound", f"no evaluation {evaluation_id!r}")
+    return JSONResponse(json.loads(raw))
+
+
+def _list(request: Request, loop: str) -> Response:
+    states = loop_for(request, loop).joined.states(PREFIX)
+    return JSONResponse({"value": [json.loads(v) for v in states.values()], "nextLink": None})
+
+
+def _delete(request: Request, evaluation_id: str, loop: str) -> Response:
+    loop_for(request, loop).joined.delete_state(PREFIX + evaluation_id)
+    return Response(status_code=204)
+
+
+@router.put("/evaluations/{evaluation_id}", summary="Personalizer: create an offline evaluation")
+async def create(request: Request, evaluation_id: str, loop: str = DEFAULT_LOOP) -> Response:
+    check_query_version(request)
+    return await _create(request, evaluation_id, loop)
+
+
+@router.get("/evaluations/{evaluation_id}", summary="Personalizer: an offline evaluation")
+async def get(request: Request, evaluation_id: str, loop: str = DEFAULT_LOOP) -> Response:
+    check_query_version(request)
+    return _get(request, evaluation_id, loop)
+
+
+@router.get("/evaluations", summary="Personalizer: the offline evaluations")
+async def list_all(request: Request, loop: str = DEFAULT_LOOP) -> Response:
+    check_query_version(request)
+    return _list(request, loop)
+
+
+@router.delete("/evaluations/{evaluation_id}", status_code=204, summary="delete an evaluation")
+async def delete(request: Request, evaluation_id: str, loop: str = DEFAULT_LOOP) -> Response:
+    check_query_version(request)
+    return _delete(request, evaluation_id, loop)
+
+
+@router.put("/{version}/evaluations/{evaluation_id}", summary="v1.0: create an evaluation")
+async def create_v1(
+    request: Request, version: str, evaluation_id: str, loop: str = DEFAULT_LOOP
+) -> Response:
+    check_path_version(request, version)
+    return await _create(request, evaluation_id, loop)
+
+
+@router.get("/{version}/evaluations/{evaluation_id}", summary="v1.0: an offline evaluation")
+async def get_v1(
+    request: Request, version: str, evaluation_id: str, loop: str = DEFAULT_LOOP
+) -> Response:
+    check_path_version(request, version)
+    return _get(request, evaluation_id, loop)
+
+
+@router.get("/{version}/evaluations", summary="v1.0: the offline evaluations")
+async def list_v1(request: Request, version: str, loop: str = DEFAULT_LOOP) -> Response:
+    check_path_version(request, version)
+    return _list(request, loop)
+
+
+@router.delete("/{version}/evaluations/{evaluation_id}", status_code=204)
+async def delete_v1(
+    request: Request, version: str, evaluation_id: str, loop: str = DEFAULT_LOOP
+) -> Response:
+    check_path_version(request, version)
+    return _delete(request, evaluation_id, loop)
