@@ -8,10 +8,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import threading
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from statistics import NormalDist
 from types import TracebackType
 from typing import Any, Literal
 
@@ -42,7 +44,7 @@ from recloop.exploration.explorers import make_explorer
 from recloop.exploration.sampling import sample_index, uniform_from_event
 from recloop.features.vw_text import VWText
 from recloop.learning.lease import Lease, acquire_lease
-from recloop.learning.pipeline import Pipeline
+from recloop.learning.pipeline import APPRENTICE, Pipeline
 from recloop.learning.sharing import SharedFigures
 from recloop.policies.agent import load_model_policy
 from recloop.policies.registry import make_policy
@@ -61,8 +63,10 @@ RUNTIME_SETTINGS = {
     "softmax_lambda",
     "checkpoint_every_examples",
     "checkpoint_every_seconds",
+    "learning_mode",
 }
 """What :meth:`Loop.reconfigure` may change while the loop runs."""
+
 
 ActionLike = Action | Mapping[str, Any] | str
 Role = Literal["all", "serve", "pipeline"]
@@ -221,8 +225,14 @@ class Loop:
         if not np.isfinite(scores).all():  # a diverged model must not break exploration
             big = float(np.finfo(np.float64).max)
             scores = np.nan_to_num(scores, nan=-big, posinf=big, neginf=-big)
-        probs = self.explorer.distribution(scores)
-        chosen = sample_index(probs, uniform_from_event(event_id, self.settings.seed))
+        if self.settings.learning_mode == "apprentice":
+            # the application's baseline is shown: the first candidate, for certain
+            probs = np.zeros(len(candidates))
+            probs[0] = 1.0
+            chosen, label = 0, APPRENTICE
+        else:
+            probs = self.explorer.distribution(scores)
+            chosen = sample_index(probs, uniform_from_event(event_id, self.settings.seed))
         order: list[int] = np.argsort(-scores, kind="stable").tolist()
         order.remove(chosen)
         order.insert(0, chosen)  # the chosen (reward) action leads; the rest by score
@@ -458,6 +468,40 @@ class Loop:
 
     def unregister_policy(self, name: str) -> None:
         self.candidates.unregister(name)
+
+    def apprentice_report(self, alpha: float = 0.05) -> dict[str, Any]:
+        """Apprentice mode's figures, from the pipeline's counters: of the decisions made
+        on the baseline, how many the learned policy (scored before it learned from each)
+        would have chosen the same, and the rewards of both. The learned policy's estimate
+        is its mean reward where it agreed with the baseline: an unbiased estimate of its
+        value when the baseline's choice does not depend on the context beyond what the
+        learner sees (e.g. an editor's rotating pick)."""
+        c = self.stats.get
+        z = NormalDist().inv_cdf(1 - alpha / 2)
+
+        def estimate(n: float, total: float, squares: float) -> dict[str, Any]:
+            if n < 2:
+                return {"value": None, "low": None, "high": None, "n": int(n)}
+            mean = total / n
+            var = max(squares / n - mean * mean, 0.0) * n / (n - 1)
+            half = z * math.sqrt(var / n)
+            return {"value": mean, "low": mean - half, "high": mean + half, "n": int(n)}
+
+        events, imitated = c("apprentice_events_total"), c("apprentice_imitated_total")
+        return {
+            "numberOfEvents": int(events),
+            "numberOfImitatedEvents": int(imitated),
+            "sumOfRewards": c("apprentice_rewards_total"),
+            "sumOfImitatedRewards": c("apprentice_imitated_rewards_total"),
+            "baseline": estimate(
+                events, c("apprentice_rewards_total"), c("apprentice_rewards_sq_total")
+            ),
+            "learned": estimate(
+                imitated,
+                c("apprentice_imitated_rewards_total"),
+                c("apprentice_imitated_rewards_sq_total"),
+            ),
+        }
 
     def evaluations(self) -> dict[str, Any]:
         if self.role == "serve":

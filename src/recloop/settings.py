@@ -33,6 +33,12 @@ class LoopSettings(BaseModel):
     epsilon: float = Field(0.2, ge=0.0, le=1.0)
     softmax_lambda: float = Field(1.0, ge=0.0)
     seed: int = Field(0, description="Seeds per-event sampling: (event_id, seed) -> action.")
+    learning_mode: Literal["online", "apprentice"] = Field(
+        "online",
+        description="online: the learned policy decides (explored); apprentice: the first "
+        "non-excluded action (the application's baseline) is always chosen, and the learner "
+        "learns from it and reports how often it would have chosen the same, and the rewards.",
+    )
     learner: Literal["vw", "drn"] = Field(
         "vw",
         description="The online learner: vw (Vowpal Wabbit contextual bandit) or drn (DRN's "

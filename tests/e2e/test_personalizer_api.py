@@ -128,8 +128,8 @@ def test_v1_paths_over_plain_rest(http: httpx.Client) -> None:
          "not a duration"),
         ("PUT", f"/personalizer/configurations/service{API}", {"explorationPercentage": 3}, 400,
          "epsilon"),
-        ("PUT", f"/personalizer/configurations/service{API}", {"learningMode": "Apprentice"},
-         400, "not supported yet"),
+        ("PUT", f"/personalizer/configurations/service{API}", {"learningMode": "LoggingOnly"},
+         400, "is not supported"),
         ("GET", f"/personalizer/featureImportances{API}", None, 404, "does not implement"),
         ("GET", f"/personalizer/evaluations/nope{API}", None, 404, "no evaluation 'nope'"),
         ("PUT", f"/personalizer/evaluations/e1{API}", {"name": "e", "startTime": "2026-01-01",
@@ -242,6 +242,24 @@ def test_the_administration_client_reads_configuration_policy_and_model(
         ]
         assert max(probabilities) == pytest.approx(0.95 + 0.05 / 3)  # applied at once
         admin.update_service_configuration({**config, "rewardWaitTime": "PT0.5S"})
+        apprentice = admin.update_service_configuration({"learningMode": "Apprentice"})
+        assert apprentice["learningMode"] == "Apprentice"
+        page = _official(http).rank_multi_slot(
+            {
+                "actions": ACTIONS,
+                "slots": [
+                    {"id": "hero", "baselineAction": "curry"},
+                    {"id": "side", "baselineAction": "salad"},
+                ],
+            }
+        )
+        assert [s["rewardActionId"] for s in page["slots"]] == ["curry", "salad"]
+        shown = _official(http).rank({"actions": ACTIONS})
+        assert shown["rewardActionId"] == "pasta"  # the baseline: the first action
+        assert {r["id"]: r["probability"] for r in shown["ranking"]}["pasta"] == 1.0
+        metrics = apprentice["latestApprenticeModeMetrics"]
+        assert set(metrics) >= {"numberOfEvents", "numberOfImitatedEvents", "sumOfRewards"}
+        admin.update_service_configuration({"learningMode": "Online"})
         with pytest.raises(ResourceNotFoundError) as no_model:  # a stream: the client
             b"".join(admin.export_model())  # does not read the error's message
         assert no_model.value.status_code == 404

@@ -5,9 +5,12 @@ DRN is imported only when a loop asks for it, so loops on VW never load PyTorch.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
+from recloop.core.arrays import FloatArray
 from recloop.core.protocols import Learner
+from recloop.core.types import Action, Context
 from recloop.policies.vw import VWLearner
 from recloop.settings import LoopSettings
 
@@ -19,6 +22,10 @@ class OnlineLearner(Learner, Protocol):
 
     @property
     def args(self) -> str: ...
+
+    def scores(self, context: Context, actions: Sequence[Action]) -> FloatArray:
+        """What the learner would score now (apprentice mode's imitation check)."""
+        ...
 
     def close(self) -> None: ...
 

@@ -20,6 +20,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
+
 from recloop.core.clock import Clock
 from recloop.core.errors import ModelRejectedError
 from recloop.core.protocols import EventLog, JoinedStore, LogRecord, ModelStore
@@ -31,12 +33,16 @@ from recloop.core.types import (
     JoinedExample,
     LoggedDecision,
     Reward,
+    available_actions,
 )
 from recloop.evaluation.online import OnlineEvaluator
 from recloop.learning.learners import OnlineLearner, learner_kind, new_learner, resume_learner
 from recloop.log.codec import decode_decision
 from recloop.log.joiner import Aggregation, DecisionLike, Joiner
 from recloop.settings import LoopSettings
+
+APPRENTICE = "apprentice-baseline"
+"""The policy label of decisions made in apprentice mode (the baseline chosen)."""
 
 log = logging.getLogger(__name__)
 
@@ -222,6 +228,8 @@ class Pipeline:
         assert self.learner is not None
         learned = 0
         for ex in self._unseen(self.learner_offset, fresh or [], LEARN_CATCH_UP):
+            if ex.decision.policy == APPRENTICE:
+                self._imitation(ex)
             self.learner.learn_one(ex)
             self.learner_offset = ex.seq
             learned += 1
@@ -234,6 +242,22 @@ class Pipeline:
         self.stats.set("learner_lag_examples", self.joined.end_seq() - self.learner_offset)
         self.stats.set("learner_offset", self.learner_offset)
         return learned
+
+    def _imitation(self, example: JoinedExample) -> None:
+        """Apprentice mode, before learning from a baseline decision: would the learner have
+        chosen the same? Counted with the rewards (see ``Loop.apprentice_report``)."""
+        assert self.learner is not None
+        d = example.decision
+        acts = available_actions(d.actions, d.excluded)
+        greedy = acts[int(np.argmax(self.learner.scores(d.context, acts)))].id
+        r = example.reward
+        self.stats.inc("apprentice_events_total")
+        self.stats.inc("apprentice_rewards_total", r)
+        self.stats.inc("apprentice_rewards_sq_total", r * r)
+        if greedy == d.chosen:
+            self.stats.inc("apprentice_imitated_total")
+            self.stats.inc("apprentice_imitated_rewards_total", r)
+            self.stats.inc("apprentice_imitated_rewards_sq_total", r * r)
 
     def checkpoint(self, now: float) -> str:
         """Store the learner's model as a new version, with the offset it has learned to."""

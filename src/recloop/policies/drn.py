@@ -252,6 +252,12 @@ class DRNLearner:
                 self.agent.finish_user(user, d.timestamp)
         self.examples_learned += 1
 
+    def scores(self, context: Context, actions: Sequence[Action]) -> FloatArray:
+        with self._lock:
+            q = self.agent.scores(self._encoder.request(context, actions, 0, 0.0))
+        out: FloatArray = q.numpy().astype(np.float64)
+        return out
+
     @property
     def stats(self) -> dict[str, int]:
         return dict(self.agent.stats)

@@ -81,8 +81,9 @@ def service_configuration(loop: Loop) -> dict[str, Any]:
         "modelExportFrequency": iso_duration(s.checkpoint_every_seconds),
         "logRetentionDays": -1,  # recloop's log is append-only: nothing is deleted
         "modelRetrainDays": 0,
-        "learningMode": "Online",
+        "learningMode": "Apprentice" if s.learning_mode == "apprentice" else "Online",
         "isAutoOptimizationEnabled": False,
+        "latestApprenticeModeMetrics": loop.apprentice_report(),
     }
 
 
@@ -113,9 +114,14 @@ def configuration_changes(body: Mapping[str, Any]) -> dict[str, Any]:
         changes["checkpoint_every_seconds"] = parse_duration(
             body["modelExportFrequency"], "modelExportFrequency"
         )
-    mode = body.get("learningMode", "Online")
-    if mode != "Online":
-        raise InvalidInputError(f"learningMode {mode!r} is not supported yet (only Online)")
+    if "learningMode" in body:
+        mode = body["learningMode"]
+        if mode not in ("Online", "Apprentice"):
+            raise InvalidInputError(
+                f"learningMode {mode!r} is not supported (Online or Apprentice; for logging "
+                "only, use Apprentice: it logs the baseline and changes nothing shown)"
+            )
+        changes["learning_mode"] = mode.lower()
     return changes
 
 

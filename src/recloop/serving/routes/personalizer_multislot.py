@@ -5,8 +5,9 @@ action list, each action in one slot at most. recloop decides the slots in order
 a decision of the loop with event id ``<eventId>/<slotId>``: the slot's id and features
 join the context (``slot``), and the actions earlier slots took are excluded. So every slot
 is explored, logged, joined, learned from and evaluated like any decision, and a slot's
-reward is that decision's reward. Which slots an event has is recorded before its slots are
-decided (a state key of the loop), so activate can find them, in any process.
+reward is that decision's reward. The slot's baseline action is its first candidate, so in
+apprentice mode each slot shows its baseline. Which slots an event has is recorded before
+its slots are decided (a state key of the loop), so activate can find them, in any process.
 """
 
 from __future__ import annotations
@@ -127,10 +128,13 @@ async def _rank(request: Request, loop: str) -> Response:
                 f"slot {slot.id!r} has no action left (each action fills one slot at most)"
             )
         slot_context = {**context, "slot": {"id": slot.id, **merge_features(slot.features, "slot")}}
+        # the slot's baseline first: apprentice mode (and the first-action default policy
+        # before any model) shows the first candidate
+        ordered = sorted(actions, key=lambda a: a.id != slot.baseline_action)
         try:
             decision = target.rank(
                 slot_context,
-                actions,
+                ordered,
                 event_id=slot_event(event_id, slot.id),
                 excluded_actions=excluded,
                 defer_activation=body.defer_activation,
