@@ -43,9 +43,12 @@ unit: venv
 flink: venv
 	$(BIN)/pip install -q -e '.[dev,flink,sims]'
 	$(BIN)/pip install -q --no-deps recogym==0.1.3.0
+	# the dashboard's browser test drives Debian's Chromium (Playwright downloads no browser)
+	[ -x /usr/bin/chromium ] || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq chromium)
 
 slow: flink
-	$(BIN)/pytest -q -m slow; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ]
+	RECLOOP_ARTIFACTS=.ci/artifacts $(BIN)/pytest -q -m slow; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ]
 
 test: lint typecheck unit
 

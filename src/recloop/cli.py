@@ -9,7 +9,7 @@ import sys
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -21,6 +21,10 @@ from recloop.cli_experiment import experiment
 from recloop.cli_offline import evaluate_offline
 from recloop.cli_stream import replay, stream
 from recloop.settings import DEFAULT_LOOP, load_settings
+
+if TYPE_CHECKING:
+    from recloop.client import Loop
+    from recloop.settings import Settings
 
 app = typer.Typer(help="recloop: a self-hosted learning decision service.", no_args_is_help=True)
 console = Console()
@@ -214,6 +218,57 @@ def export(
             count += 1
     store.close()
     console.print(f"wrote {count} joined examples to {output}")
+
+
+def _loop_for_report(settings: Settings, name: str) -> Loop:
+    """With no server running, evaluate the log here (the candidates catch up over every
+    joined decision); with one, read what its pipeline published."""
+    from recloop.client import Loop
+    from recloop.learning.lease import LeaseBusyError
+
+    cfg = settings.loop(name).model_copy(update={"lease_wait_seconds": 0.0})
+    try:
+        loop = Loop(cfg, settings.data_dir, name, role="all")
+    except LeaseBusyError:
+        loop = Loop(cfg, settings.data_dir, name, role="serve")
+        loop.step()  # take in the pipeline's published evaluations and counters
+        return loop
+    for _ in range(100_000):  # each step evaluates up to a few thousand examples
+        behind = [c for c in loop.evaluator.report()["candidates"] if not c["caught_up"]]
+        if loop.evaluator.offset >= loop.joined.end_seq() and not behind:
+            break
+        loop.step()
+    return loop
+
+
+@app.command()
+def report(
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Folder for the PNG files.")
+    ] = Path("report"),
+    data_dir: DataDirOpt = None,
+    loop_name: Annotated[
+        list[str] | None, typer.Option("--loop", help="Loops to report (repeat; default: all).")
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Write the dashboard's charts as PNG files: reward over time against the default
+    policy, and every candidate's off-policy estimate (reads the loop's files; a running
+    server may keep serving)."""
+    from recloop.reporting import loop_report, write_pngs
+
+    settings = load_settings(config, data_dir=data_dir)
+    names = loop_name or settings.loop_names()
+    for name in names:
+        if settings.storage_url is None and not (settings.data_dir / name).exists():
+            console.print(f"[red]no loop {name!r} under {settings.data_dir}[/red]")
+            raise typer.Exit(2)
+        loop = _loop_for_report(settings, name)
+        try:
+            for path in write_pngs(loop_report(loop), output):
+                console.print(f"wrote {path}")
+        finally:
+            loop.close()
 
 
 @app.command()

@@ -24,6 +24,7 @@ from recloop.core.stats import LoopStats
 from recloop.serving.metrics import LoopCollector
 from recloop.serving.pipeline_process import start_pipeline_process, stop_pipeline_process
 from recloop.serving.routes import (
+    dashboard,
     decisions,
     models,
     personalizer,
@@ -247,6 +248,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         app.include_router(router, prefix="/v1")
         app.include_router(router, prefix="/v1/loops/{loop}")
     app.include_router(stream_routes.router, prefix="/v1")
+    app.include_router(dashboard.router)
     for prefix in ("/personalizer", "/loops/{loop}/personalizer"):
         app.include_router(personalizer_admin.router, prefix=prefix)  # before the catch-all
         app.include_router(personalizer_multislot.router, prefix=prefix)
