@@ -64,6 +64,8 @@ RUNTIME_SETTINGS = {
     "checkpoint_every_examples",
     "checkpoint_every_seconds",
     "learning_mode",
+    "vw_args",
+    "interactions",
 }
 """What :meth:`Loop.reconfigure` may change while the loop runs."""
 
@@ -124,6 +126,7 @@ class Loop:
         self.stores = open_stores(self.settings, self.dir)
         self.log = self.stores.log
         self.joined = self.stores.joined
+        self._load_overrides()  # before anything is built from the settings
         self.models = self.stores.models
         self.explorer = make_explorer(
             self.settings.explorer, self.settings.epsilon, self.settings.softmax_lambda
@@ -350,9 +353,11 @@ class Loop:
     # -- settings changed at run time ------------------------------------------------------
     def reconfigure(self, **changes: Any) -> LoopSettings:
         """Change settings of the running loop (exp_unit_seconds, default_reward,
-        reward_aggregation, explorer, epsilon, softmax_lambda, checkpoint cadence). Stored
-        with the loop, so every process of it (servers, the pipeline) applies them within a
-        tick, and they outlive restarts; a new window applies to decisions logged after."""
+        reward_aggregation, explorer, epsilon, softmax_lambda, checkpoint cadence,
+        learning_mode, vw_args, interactions). Stored with the loop, so every process of it
+        (servers, the pipeline) applies them within a tick, and they outlive restarts; a new
+        window applies to decisions logged after. New VW arguments start a new learner,
+        which learns the whole joined history again with them."""
         unknown = sorted(set(changes) - RUNTIME_SETTINGS)
         if unknown:
             raise InvalidInputError(
@@ -368,11 +373,26 @@ class Loop:
         self.stats.inc("reconfigurations_total")
         return settings
 
+    @property
+    def configured_settings(self) -> LoopSettings:
+        """The settings the loop was opened with, before run-time overrides."""
+        return self._configured
+
     def _with_overrides(self, overrides: Mapping[str, Any]) -> LoopSettings:
         try:
             return LoopSettings(**{**self._configured.model_dump(), **overrides})
         except ValueError as exc:  # pydantic's ValidationError
             raise InvalidInputError(f"invalid settings: {exc}") from None
+
+    def _load_overrides(self) -> None:
+        raw = self.joined.get_state(OVERRIDES_KEY)
+        if raw is None:
+            return
+        try:
+            self.settings = self._with_overrides(json.loads(raw))
+        except (InvalidInputError, json.JSONDecodeError):
+            log.exception("stored settings overrides of loop %s are unusable", self.name)
+        self._overrides_raw = raw
 
     def _sync_settings(self) -> None:
         """Apply overrides another process stored (cheap: one small read per tick)."""

@@ -4,6 +4,7 @@ server; the same over v1.0's REST paths; Personalizer's error shape and status c
 
 from __future__ import annotations
 
+import io
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -123,7 +124,8 @@ def test_v1_paths_over_plain_rest(http: httpx.Client) -> None:
          "2022-09-01-preview"),
         ("POST", "/personalizer/rank", {"actions": ACTIONS}, 404, "no api-version"),
         ("POST", "/personalizer/v2.0/rank", {"actions": ACTIONS}, 404, "v1.0"),
-        ("PUT", f"/personalizer/configurations/policy{API}", {}, 404, "does not implement"),
+        ("DELETE", f"/personalizer/logs{API}", None, 404, "does not implement"),
+        ("PUT", f"/personalizer/configurations/policy{API}", {}, 400, "arguments"),
         ("PUT", f"/personalizer/configurations/service{API}", {"rewardWaitTime": "soon"}, 400,
          "not a duration"),
         ("PUT", f"/personalizer/configurations/service{API}", {"explorationPercentage": 3}, 400,
@@ -282,6 +284,32 @@ def test_the_administration_client_reads_configuration_policy_and_model(
         assert properties["creationTime"] <= properties["lastModifiedTime"]
         blob = b"".join(admin.export_model())
         VWPolicy.from_bytes(blob, "exported").close()  # a VW model recloop can serve again
+        logs = admin.get_log_properties()["dateRange"]
+        assert logs["from"] is not None and logs["from"] <= logs["to"]
+
+        # a model file imported becomes a version of the loop and serves, pinned
+        before = {v["version"] for v in http.get("/v1/models").json()["versions"]}
+        admin.import_model(io.BytesIO(blob))
+        models = http.get("/v1/models").json()
+        (imported,) = {v["version"] for v in models["versions"]} - before
+        assert models["pinned"] == imported == models["serving"]
+        with pytest.raises(HttpResponseError) as refused:
+            admin.import_model(io.BytesIO(b"not a model"))
+        assert refused.value.status_code == 400
+        assert len(http.get("/v1/models").json()["versions"]) == len(before) + 1  # unstored
+
+        # new learning settings: the learner starts afresh with them; reset goes back
+        policy = admin.update_policy(
+            {"name": "mine", "arguments": "--cb_explore_adf --epsilon 0.1 --cb_type ips -q ::"}
+        )
+        assert (
+            "--cb_type ips" in policy["arguments"] and "--cb_explore_adf" not in policy["arguments"]
+        )
+        assert admin.get_policy() == policy
+        assert "--cb_type mtr" in admin.reset_policy()["arguments"]
+        with pytest.raises(HttpResponseError) as bad:
+            admin.update_policy({"name": "x", "arguments": "--cb_explore_adf --cover 4"})
+        assert bad.value.status_code == 400 and "--cover" in bad.value.message
 
 
 def test_durations_read_and_written() -> None:

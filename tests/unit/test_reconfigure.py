@@ -57,9 +57,33 @@ def test_other_processes_of_the_loop_apply_it_within_a_step(tmp_path: Path) -> N
 
 
 def test_bad_changes_are_refused_and_change_nothing(loop: Loop) -> None:
-    with pytest.raises(InvalidInputError, match="cannot change \\['vw_args'\\]"):
-        loop.reconfigure(vw_args="--cb_adf")
+    with pytest.raises(InvalidInputError, match=r"cannot change \['seed'\]"):
+        loop.reconfigure(seed=3)
     with pytest.raises(InvalidInputError, match="epsilon"):
         loop.reconfigure(epsilon=2.0)
     assert loop.settings.epsilon == 0.2
     assert loop.joined.get_state("settings.overrides") is None
+
+
+def test_new_vw_arguments_start_a_learner_that_learns_the_history_again(tmp_path: Path) -> None:
+    clock = FakeClock()
+    with Loop.open(tmp_path, start=False, clock=clock, exp_unit_seconds=1.0) as lp:
+        for i in range(300):
+            d = lp.rank({"u": float(i % 3)}, ACTIONS, event_id=f"h-{i}")
+            lp.reward(d.event_id, 1.0 if d.chosen == "b" else 0.0)
+            clock.advance(0.01)
+        clock.advance(2.0)
+        lp.step()
+        assert lp.pipeline is not None and lp.pipeline.learner_offset == 300
+        old = lp.pipeline.learner
+        lp.reconfigure(vw_args="--cb_adf --cb_type ips", interactions=[])
+        assert lp.pipeline.learner is not old and lp.pipeline.learner_offset == 0
+        assert lp.pipeline.learner.args == "--cb_adf --cb_type ips"
+        lp.step()
+        assert lp.pipeline.learner_offset == 300  # the whole history, learned again
+        lp.pipeline.checkpoint(clock.now())
+        assert lp.models.newest().meta["args"] == "--cb_adf --cb_type ips"
+    # a restart resumes the learner of the current arguments, not an older one's version
+    with Loop.open(tmp_path, start=False, clock=clock, exp_unit_seconds=1.0) as again:
+        assert again.pipeline.learner.args == "--cb_adf --cb_type ips"
+        assert again.pipeline.learner_offset == 300

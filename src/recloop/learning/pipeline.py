@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -99,8 +99,18 @@ class Pipeline:
 
     def reconfigure(self, settings: LoopSettings) -> None:
         """New run-time settings: the joiner's window (for decisions read from now on),
-        default reward and aggregation, and the checkpoint cadence."""
+        default reward and aggregation, the checkpoint cadence; new VW arguments start a
+        new learner from the beginning of the joined history."""
+        relearn = (
+            settings.learner == "vw" and settings.full_vw_args() != self.settings.full_vw_args()
+        )
         self.settings = settings
+        if relearn:
+            if self.learner is not None:
+                self.learner.close()
+            self.learner, self.learner_offset = new_learner(settings), 0
+            self._since_checkpoint = 0
+            log.info("new VW arguments %r: the learner starts afresh", settings.full_vw_args())
         self.joiner.exp_unit = settings.exp_unit_seconds
         self.joiner.default_reward = settings.default_reward
         self.joiner.aggregation = Aggregation(settings.reward_aggregation)
@@ -184,14 +194,14 @@ class Pipeline:
         # the newest version *this kind of learner* wrote: others (a deep RL agent put by
         # `recloop train`, another learner's) are served, never resumed from
         kind = learner_kind(self.settings)
-        newest = next(
-            (
-                v
-                for v in self.models.versions(10_000)
-                if "learner_offset" in v.meta and v.meta.get("kind", "vw-cb") == kind
-            ),
-            None,
-        )
+        args = self.settings.full_vw_args() if self.settings.learner == "vw" else None
+
+        def resumable(meta: Mapping[str, Any]) -> bool:
+            if "learner_offset" not in meta or meta.get("kind", "vw-cb") != kind:
+                return False
+            return args is None or meta.get("args", args) == args  # VW: the same arguments
+
+        newest = next((v for v in self.models.versions(10_000) if resumable(v.meta)), None)
         self.learner, self.learner_offset = new_learner(self.settings), 0
         if newest is None:
             return

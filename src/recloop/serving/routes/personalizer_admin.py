@@ -6,6 +6,7 @@ clear 404."""
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -17,6 +18,8 @@ from fastapi.responses import JSONResponse, Response
 
 from recloop.client import Loop
 from recloop.core.errors import InvalidInputError, MalformedJSONError
+from recloop.evaluation.experiments import LearnerConfig
+from recloop.policies.agent import load_model_policy
 from recloop.serving.deps import loop_for
 from recloop.serving.routes.personalizer import (
     PersonalizerError,
@@ -127,12 +130,7 @@ def configuration_changes(body: Mapping[str, Any]) -> dict[str, Any]:
 
 async def _update_configuration(request: Request, loop: str) -> Response:
     target = loop_for(request, loop)
-    try:
-        body = orjson.loads(await request.body())
-    except orjson.JSONDecodeError as exc:
-        raise MalformedJSONError(f"the body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise InvalidInputError("the service configuration must be a JSON object")
+    body = await _json_object(request, "the service configuration")
     target.reconfigure(**configuration_changes(body))
     return JSONResponse(service_configuration(target))
 
@@ -152,8 +150,85 @@ async def update_configuration_v1(
 
 
 def _policy(request: Request, loop: str) -> Response:
+    return JSONResponse(_policy_doc(loop_for(request, loop)))
+
+
+def _policy_doc(target: Loop) -> dict[str, Any]:
+    return {"name": target.name, "arguments": target.settings.full_vw_args()}
+
+
+async def _update_policy(request: Request, loop: str) -> Response:
+    """New learning settings (Personalizer's VW arguments, ``--cb_explore_adf --epsilon E``
+    style accepted): the loop's learner starts afresh with them and learns the joined
+    history again; exploration flags become recloop's explorer."""
     target = loop_for(request, loop)
-    return JSONResponse({"name": target.name, "arguments": target.settings.full_vw_args()})
+    body = await _json_object(request, "the policy")
+    arguments = body.get("arguments")
+    if not isinstance(arguments, str) or not arguments.strip():
+        raise InvalidInputError("the policy needs its VW arguments as a string: 'arguments'")
+    s = target.settings
+    config = LearnerConfig(
+        str(body.get("name") or target.name),
+        arguments,
+        explorer=s.explorer,
+        epsilon=s.epsilon,
+        softmax_lambda=s.softmax_lambda,
+    )
+    target.reconfigure(
+        vw_args=config.vw_args,
+        interactions=[],
+        explorer=config.explorer,
+        epsilon=config.epsilon,
+        softmax_lambda=config.softmax_lambda,
+    )
+    return JSONResponse(_policy_doc(target))
+
+
+def _reset_policy(request: Request, loop: str) -> Response:
+    """Back to the loop's configured learning settings."""
+    target = loop_for(request, loop)
+    configured = target.configured_settings
+    target.reconfigure(vw_args=configured.vw_args, interactions=list(configured.interactions))
+    return JSONResponse(_policy_doc(target))
+
+
+def _log_properties(request: Request, loop: str) -> Response:
+    """The time range of the loop's event log."""
+    log = loop_for(request, loop).log
+    end = log.end_offset()
+    if end == 0:
+        return JSONResponse({"dateRange": {"from": None, "to": None}})
+    first, last = log.read(0, 1), log.read(end - 1, 1)
+    return JSONResponse(
+        {
+            "dateRange": {
+                "from": iso_time(first[0].event.timestamp),
+                "to": iso_time(last[-1].event.timestamp),
+            }
+        }
+    )
+
+
+async def _import_model(request: Request, loop: str) -> Response:
+    """A model file becomes a new version of the loop, checked, then served (pinned)."""
+    target = loop_for(request, loop)
+    blob = await request.body()
+    if not blob:
+        raise InvalidInputError("the body must be the model file")
+    load_model_policy(blob, "import")  # a corrupt or foreign model is refused here, unstored
+    version = target.models.put(blob, {"kind": "imported"})
+    target.activate_model(version.version)
+    return Response(status_code=204)
+
+
+async def _json_object(request: Request, what: str) -> dict[str, Any]:
+    try:
+        body = orjson.loads(await request.body())
+    except orjson.JSONDecodeError as exc:
+        raise MalformedJSONError(f"the body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise InvalidInputError(f"{what} must be a JSON object")
+    return body
 
 
 def _latest(target: Loop) -> tuple[Any, bytes]:
@@ -192,28 +267,38 @@ READS = {
     "/configurations/policy": _policy,
     "/model": _model,
     "/model/properties": _model_properties,
+    "/logs/properties": _log_properties,
 }
 
 
-def _add(path: str, handler: Any) -> None:
-    """GET ``path?api-version=...`` and GET ``/{version}path`` for one handler."""
+async def _call(handler: Any, request: Request, loop: str) -> Response:
+    result = handler(request, loop)
+    if inspect.isawaitable(result):
+        result = await result
+    assert isinstance(result, Response)
+    return result
+
+
+def _add(method: str, path: str, handler: Any) -> None:
+    """``METHOD path?api-version=...`` and ``METHOD /{version}path`` for one handler."""
 
     async def with_query(request: Request, loop: str = DEFAULT_LOOP) -> Response:
         check_query_version(request)
-        result: Response = handler(request, loop)
-        return result
+        return await _call(handler, request, loop)
 
     async def with_path(request: Request, version: str, loop: str = DEFAULT_LOOP) -> Response:
         check_path_version(request, version)
-        result: Response = handler(request, loop)
-        return result
+        return await _call(handler, request, loop)
 
-    name = path.strip("/").replace("/", "_")
-    router.add_api_route(path, with_query, methods=["GET"], name=f"personalizer_{name}")
+    name = f"{method.lower()}_{path.strip('/').replace('/', '_')}"
+    router.add_api_route(path, with_query, methods=[method], name=f"personalizer_{name}")
     router.add_api_route(
-        "/{version}" + path, with_path, methods=["GET"], name=f"personalizer_v1_{name}"
+        "/{version}" + path, with_path, methods=[method], name=f"personalizer_v1_{name}"
     )
 
 
 for _path, _handler in READS.items():
-    _add(_path, _handler)
+    _add("GET", _path, _handler)
+_add("PUT", "/configurations/policy", _update_policy)
+_add("DELETE", "/configurations/policy", _reset_policy)
+_add("PUT", "/model", _import_model)
