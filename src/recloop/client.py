@@ -458,6 +458,30 @@ class Loop:
         self._rejected.discard(version)
         return self.refresh_model()
 
+    def reset_model(self) -> str:
+        """Start learning afresh: a new, untrained model version (the loop's learner with its
+        current settings) serves from now on, and the pipeline, wherever it runs, continues
+        learning from it and from the current end of the joined stream (the history is kept
+        for evaluations, not relearned). Undo with ``activate_model`` of an older version."""
+        from recloop.learning.learners import learner_kind, new_learner
+
+        learner = new_learner(self.settings)
+        try:
+            meta = {
+                "kind": learner_kind(self.settings),
+                "args": learner.args,
+                "learner_offset": self.joined.end_seq(),
+                "examples_learned": 0,
+                "reset": True,
+            }
+            version = self.models.put(learner.snapshot(), meta)
+        finally:
+            learner.close()
+        self.models.follow_newest()
+        self.stats.inc("model_resets_total")
+        self.refresh_model()
+        return version.version
+
     def follow_latest(self) -> str:
         """Undo a rollback: serve each new version as the learner produces it."""
         self.models.follow_newest()

@@ -297,6 +297,11 @@ def test_the_administration_client_reads_configuration_policy_and_model(
             admin.import_model(io.BytesIO(b"not a model"))
         assert refused.value.status_code == 400
         assert len(http.get("/v1/models").json()["versions"]) == len(before) + 1  # unstored
+        admin.reset_model()  # an untrained model serves; learning continues from now
+        models = http.get("/v1/models").json()
+        newest = models["versions"][0]
+        assert newest["meta"]["reset"] and models["serving"] == newest["version"]
+        assert models["pinned"] is None
 
         # new learning settings: the learner starts afresh with them; reset goes back
         policy = admin.update_policy(

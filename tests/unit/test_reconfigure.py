@@ -87,3 +87,35 @@ def test_new_vw_arguments_start_a_learner_that_learns_the_history_again(tmp_path
     with Loop.open(tmp_path, start=False, clock=clock, exp_unit_seconds=1.0) as again:
         assert again.pipeline.learner.args == "--cb_adf --cb_type ips"
         assert again.pipeline.learner_offset == 300
+
+
+def test_a_model_reset_serves_an_untrained_model_and_learns_afresh_from_now(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock()
+
+    def play(lp: Loop, n: int, tag: str) -> None:
+        for i in range(n):
+            d = lp.rank({"u": 1.0}, ACTIONS, event_id=f"{tag}-{i}")
+            lp.reward(d.event_id, 1.0 if d.chosen == "b" else 0.0)
+            clock.advance(0.01)
+        clock.advance(2.0)
+        lp.step()
+
+    with Loop.open(tmp_path, start=False, clock=clock, exp_unit_seconds=1.0) as lp:
+        play(lp, 300, "before")
+        assert lp.pipeline is not None
+        lp.pipeline.checkpoint(clock.now())
+        trained = lp.model_version
+        lp.activate_model(trained)  # pinned: a reset unpins
+        reset = lp.reset_model()
+        assert lp.model_version == reset != trained and lp.models.pinned() is None
+        scores = lp._policy.scores({"u": 1.0}, ACTIONS)
+        assert max(scores) == min(scores)  # untrained: no preference
+        play(lp, 100, "after")
+        assert lp.pipeline.learner_offset == 400
+        assert lp.pipeline.learner.examples_learned == 100  # not the 300 before the reset
+        lp.pipeline.checkpoint(clock.now())
+        newest = lp.models.newest()
+        assert newest is not None and "reset" not in newest.meta
+        assert lp.refresh_model() == newest.version  # following the newest again

@@ -93,6 +93,8 @@ class Pipeline:
         self.learner_offset = 0
         self._since_checkpoint = 0
         self._last_checkpoint = clock.now()
+        self._seen_reset: str | None = None
+        """The newest reset version this pipeline has taken up (``Loop.reset_model``)."""
         self._last_maintenance = 0.0
         self._recover_joiner()
         self._recover_learner()
@@ -233,8 +235,27 @@ class Pipeline:
             limit -= len(batch)
             offset = batch[-1].seq
 
+    def _take_up_reset(self) -> None:
+        """A model reset (by any process of the loop) stored a fresh learner version marked
+        ``reset``: continue from it, and from its offset (the history is not relearned)."""
+        newest = self.models.newest()
+        if newest is None or not newest.meta.get("reset") or newest.version == self._seen_reset:
+            return
+        self._seen_reset = newest.version
+        if newest.meta.get("kind") != learner_kind(self.settings):
+            return
+        _, blob = self.models.get(newest.version)
+        learner = resume_learner(self.settings, blob)
+        if self.learner is not None:
+            self.learner.close()
+        self.learner = learner
+        self.learner_offset = int(newest.meta["learner_offset"])
+        self._since_checkpoint = 0
+        log.info("model reset: learning afresh from offset %s", self.learner_offset)
+
     def learn_step(self, now: float, fresh: list[JoinedExample] | None = None) -> int:
         """Learn what is new; checkpoint (once) when enough examples or time have passed."""
+        self._take_up_reset()
         assert self.learner is not None
         learned = 0
         for ex in self._unseen(self.learner_offset, fresh or [], LEARN_CATCH_UP):

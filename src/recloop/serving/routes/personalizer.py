@@ -261,6 +261,6 @@ def _not_supported(request: Request) -> NoReturn:
         "ResourceNotFound",
         f"recloop does not implement Personalizer's {request.method} {request.url.path} yet "
         "(supported: rank, events/{eventId}/reward, events/{eventId}/activate, the same "
-        "under multislot/, configurations/service and /policy, model (export, import), "
+        "under multislot/, configurations/service and /policy, model (export, import, reset), "
         "model/properties, logs/properties, and evaluations)",
     )

@@ -221,6 +221,11 @@ async def _import_model(request: Request, loop: str) -> Response:
     return Response(status_code=204)
 
 
+def _reset_model(request: Request, loop: str) -> Response:
+    loop_for(request, loop).reset_model()
+    return Response(status_code=204)
+
+
 async def _json_object(request: Request, what: str) -> dict[str, Any]:
     try:
         body = orjson.loads(await request.body())
@@ -302,3 +307,4 @@ for _path, _handler in READS.items():
 _add("PUT", "/configurations/policy", _update_policy)
 _add("DELETE", "/configurations/policy", _reset_policy)
 _add("PUT", "/model", _import_model)
+_add("DELETE", "/model", _reset_model)
