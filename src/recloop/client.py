@@ -44,7 +44,7 @@ from recloop.exploration.explorers import make_explorer
 from recloop.exploration.sampling import sample_index, uniform_from_event
 from recloop.features.vw_text import VWText
 from recloop.learning.lease import Lease, acquire_lease
-from recloop.learning.pipeline import APPRENTICE, Pipeline
+from recloop.learning.pipeline import APPRENTICE, REPLAY_KEY, Pipeline
 from recloop.learning.sharing import SharedFigures
 from recloop.policies.agent import load_model_policy
 from recloop.policies.registry import make_policy
@@ -481,6 +481,24 @@ class Loop:
         self.stats.inc("model_resets_total")
         self.refresh_model()
         return version.version
+
+    def delete_logs(self) -> int:
+        """Delete the joined examples (what evaluations, experiments and exports read) that
+        nothing needs any more: learned by the newest learner checkpoint, and joined before
+        the oldest decision the joiner could still replay after a crash (so none is ever
+        joined twice). The newest example stays (sequence numbers never go back). The event
+        log, recloop's journal of acknowledged calls, is kept. Returns how many went."""
+        learned = max(
+            (int(v.meta["learner_offset"]) for v in self.models.versions(10_000)
+             if "learner_offset" in v.meta),
+            default=0,
+        )  # fmt: skip
+        replay_after = self.joined.offset(REPLAY_KEY)
+        pending = self.log.read(replay_after, 1)
+        bound = pending[0].event.timestamp if pending else math.inf
+        deleted = self.joined.delete_joined(learned, bound)
+        self.stats.inc("joined_deleted_total", deleted)
+        return deleted
 
     def follow_latest(self) -> str:
         """Undo a rollback: serve each new version as the learner produces it."""

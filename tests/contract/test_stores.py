@@ -168,6 +168,17 @@ def test_joined_commit_is_idempotent_and_carries_offsets(joined: JoinedStore) ->
     assert [e.seq for e in joined.iter_all(batch=1)] == [1, 2]
 
 
+def test_deleting_joined_examples_keeps_the_newest_and_the_bounds(joined: JoinedStore) -> None:
+    examples = [JoinedExample(decision(f"d{i}"), 1.0, 1, False, 10.0 + i) for i in range(5)]
+    joined.commit_joined(examples, {"joiner.read": 5}, [])
+    assert joined.delete_joined(through_seq=3, joined_before=12.5) == 3  # seq 1-3 (t 10-12)
+    assert [e.seq for e in joined.read(0, 10)] == [4, 5]
+    assert joined.delete_joined(through_seq=99, joined_before=99.0) == 1  # not the newest
+    assert [e.seq for e in joined.read(0, 10)] == [5] and joined.end_seq() == 5
+    joined.commit_joined([JoinedExample(decision("d9"), 0.0, 0, True, 20.0)], {}, [])
+    assert joined.end_seq() == 6  # numbering goes on
+
+
 def test_joined_state(joined: JoinedStore) -> None:
     joined.set_state("candidate:a", "1")
     joined.set_state("candidate:a", "2")

@@ -119,3 +119,30 @@ def test_a_model_reset_serves_an_untrained_model_and_learns_afresh_from_now(
         newest = lp.models.newest()
         assert newest is not None and "reset" not in newest.meta
         assert lp.refresh_model() == newest.version  # following the newest again
+
+
+def test_deleting_the_logs_removes_learned_joined_examples_and_never_rejoins(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock()
+    with Loop.open(tmp_path, start=False, clock=clock, exp_unit_seconds=1.0) as lp:
+        for i in range(200):
+            d = lp.rank({"u": 1.0}, ACTIONS, event_id=f"d-{i}")
+            lp.reward(d.event_id, 1.0)
+            clock.advance(0.01)
+        clock.advance(1.5)
+        lp.step()  # joins all 200 and checkpoints (one simulated second has passed)
+        assert lp.pipeline is not None and lp.pipeline.learner_offset == 200
+        late = lp.rank({"u": 1.0}, ACTIONS, event_id="joined-after-the-checkpoint")
+        clock.advance(1.5)
+        lp.step()
+        deleted = lp.delete_logs()
+        learned = max(int(v.meta["learner_offset"]) for v in lp.models.versions())
+        assert deleted == min(learned, 200) and lp.joined.end_seq() == 201
+        assert lp.joined.count() == 201 - deleted
+        assert late.event_id in {e.decision.event_id for e in lp.joined.iter_all()}
+    # a restart replays the log from the joiner's point: nothing deleted comes back
+    with Loop.open(tmp_path, start=False, clock=clock, exp_unit_seconds=1.0) as again:
+        again.step()
+        assert again.joined.count() == 201 - deleted and again.joined.end_seq() == 201
+        assert again.pipeline is not None and again.pipeline.learner_offset >= learned

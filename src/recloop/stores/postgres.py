@@ -309,6 +309,15 @@ class PostgresJoinedStore(JoinedIteration, _Base):
             ).fetchone()
         return int(row[0]) if row else 0
 
+    def delete_joined(self, through_seq: int, joined_before: float) -> int:
+        with self._lock:
+            cur = self._conn.execute(
+                "DELETE FROM recloop_joined WHERE loop = %s AND seq <= %s AND joined_at < %s "
+                "AND seq < (SELECT MAX(seq) FROM recloop_joined WHERE loop = %s)",
+                (self.loop, through_seq, joined_before, self.loop),
+            )
+        return int(cur.rowcount)
+
     def get_state(self, key: str) -> str | None:
         with self._lock:
             row = self._conn.execute(

@@ -285,6 +285,15 @@ class SqliteJoinedStore(JoinedIteration):
             row = self._conn.execute("SELECT MAX(seq) FROM joined").fetchone()
         return int(row[0] or 0)
 
+    def delete_joined(self, through_seq: int, joined_before: float) -> int:
+        with self._lock:
+            cur = self._conn.execute(
+                "DELETE FROM joined WHERE seq <= ? AND joined_at < ? "
+                "AND seq < (SELECT MAX(seq) FROM joined)",
+                (through_seq, joined_before),
+            )
+        return int(cur.rowcount)
+
     def get_state(self, key: str) -> str | None:
         with self._lock:
             row = self._conn.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()

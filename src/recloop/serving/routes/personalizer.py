@@ -262,5 +262,5 @@ def _not_supported(request: Request) -> NoReturn:
         f"recloop does not implement Personalizer's {request.method} {request.url.path} yet "
         "(supported: rank, events/{eventId}/reward, events/{eventId}/activate, the same "
         "under multislot/, configurations/service and /policy, model (export, import, reset), "
-        "model/properties, logs/properties, and evaluations)",
+        "model/properties, logs (properties, delete), and evaluations)",
     )

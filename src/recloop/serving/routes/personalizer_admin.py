@@ -221,6 +221,11 @@ async def _import_model(request: Request, loop: str) -> Response:
     return Response(status_code=204)
 
 
+def _delete_logs(request: Request, loop: str) -> Response:
+    loop_for(request, loop).delete_logs()
+    return Response(status_code=204)
+
+
 def _reset_model(request: Request, loop: str) -> Response:
     loop_for(request, loop).reset_model()
     return Response(status_code=204)
@@ -308,3 +313,4 @@ _add("PUT", "/configurations/policy", _update_policy)
 _add("DELETE", "/configurations/policy", _reset_policy)
 _add("PUT", "/model", _import_model)
 _add("DELETE", "/model", _reset_model)
+_add("DELETE", "/logs", _delete_logs)
