@@ -138,11 +138,7 @@ def write_pngs(report: dict[str, Any], out_dir: Path) -> list[Path]:
     )
     ax.set_ylabel("reward per decision")
     ax.set_title(f"loop {report['loop']}: reward over time")
-    path = out_dir / f"{report['loop']}-reward.png"
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    written.append(path)
+    written.append(_save(fig, out_dir / f"{report['loop']}-reward.png"))
 
     fig, ax = plt.subplots(figsize=(8, 4))
     rows = [("deployed (observed)", report["evaluations"]["deployed"].get("observed", {}))]
@@ -157,9 +153,14 @@ def write_pngs(report: dict[str, Any], out_dir: Path) -> list[Path]:
     ax.set_yticks(range(len(rows)), [n for n, _ in rows])
     ax.set_xlabel("estimated reward per decision (95% interval)")
     ax.set_title(f"loop {report['loop']}: off-policy estimates")
-    path = out_dir / f"{report['loop']}-estimates.png"
+    written.append(_save(fig, out_dir / f"{report['loop']}-estimates.png"))
+    return written
+
+
+def _save(fig: Any, path: Path) -> Path:
+    from matplotlib import pyplot as plt
+
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
-    written.append(path)
-    return written
+    return path

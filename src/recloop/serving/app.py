@@ -31,6 +31,7 @@ from recloop.serving.routes import (
     personalizer_admin,
     personalizer_evaluations,
     personalizer_multislot,
+    personalizer_routing,
     policies,
 )
 from recloop.serving.routes import stream as stream_routes
@@ -89,7 +90,7 @@ class Guard:
                     scope, receive, send, UnauthorizedError("missing or wrong X-API-Key header")
                 )
                 return
-        if self.api_key is not None and personalizer.is_personalizer_path(scope["path"]):
+        if self.api_key is not None and personalizer_routing.is_personalizer_path(scope["path"]):
             given = headers.get(b"ocp-apim-subscription-key", b"")
             if not hmac.compare_digest(given, self.api_key):
                 await self._reject(
@@ -127,8 +128,8 @@ class Guard:
         self.stats.inc(f"rejected_total:{exc.kind}")
         path = scope.get("path", "")
         response = (
-            personalizer.from_recloop_error(exc)
-            if personalizer.is_personalizer_path(path)
+            personalizer_routing.from_recloop_error(exc)
+            if personalizer_routing.is_personalizer_path(path)
             else problem(exc.status, exc.kind, exc.title, str(exc), path)
         )
         await response(scope, receive, send)
@@ -214,16 +215,16 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     @app.exception_handler(RecloopError)
     async def recloop_error(request: Request, exc: RecloopError) -> JSONResponse:
         http_stats.inc(f"rejected_total:{exc.kind}")
-        if personalizer.is_personalizer_path(request.url.path):
-            return personalizer.from_recloop_error(exc)
+        if personalizer_routing.is_personalizer_path(request.url.path):
+            return personalizer_routing.from_recloop_error(exc)
         return problem(exc.status, exc.kind, exc.title, str(exc), request.url.path)
 
-    @app.exception_handler(personalizer.PersonalizerError)
+    @app.exception_handler(personalizer_routing.PersonalizerError)
     async def personalizer_error(
-        request: Request, exc: personalizer.PersonalizerError
+        request: Request, exc: personalizer_routing.PersonalizerError
     ) -> JSONResponse:
         http_stats.inc(f"rejected_total:personalizer-{exc.code}")
-        return personalizer.error_response(exc.status, exc.message)
+        return personalizer_routing.error_response(exc.status, exc.message)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

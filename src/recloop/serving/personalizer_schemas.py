@@ -4,9 +4,9 @@ they become a recloop rank call. Only the shapes are Personalizer's; the loop is
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool
 
 from recloop.core.errors import InvalidInputError
 
@@ -30,16 +30,18 @@ class PersonalizerRankRequest(BaseModel):
     defer_activation: StrictBool = Field(False, alias="deferActivation")
 
 
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError("the reward must be a finite number")
+    return value
+
+
+FiniteFloat = Annotated[float, AfterValidator(_finite)]
+
+
 class PersonalizerReward(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    value: float
-
-    @field_validator("value")
-    @classmethod
-    def _finite(cls, value: float) -> float:
-        if not math.isfinite(value):
-            raise ValueError("the reward must be a finite number")
-        return value
+    value: FiniteFloat
 
 
 def merge_features(groups: Features, where: str) -> dict[str, Any]:
@@ -75,14 +77,7 @@ class PersonalizerMultiSlotRankRequest(BaseModel):
 class PersonalizerSlotReward(BaseModel):
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
     slot_id: str = Field(min_length=1, alias="slotId")
-    value: float
-
-    @field_validator("value")
-    @classmethod
-    def _finite(cls, value: float) -> float:
-        if not math.isfinite(value):
-            raise ValueError("the reward must be a finite number")
-        return value
+    value: FiniteFloat
 
 
 class PersonalizerMultiSlotReward(BaseModel):

@@ -6,7 +6,6 @@ clear 404."""
 
 from __future__ import annotations
 
-import inspect
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -21,12 +20,7 @@ from recloop.core.errors import InvalidInputError, MalformedJSONError
 from recloop.evaluation.experiments import LearnerConfig
 from recloop.policies.agent import load_model_policy
 from recloop.serving.deps import loop_for
-from recloop.serving.routes.personalizer import (
-    PersonalizerError,
-    check_path_version,
-    check_query_version,
-)
-from recloop.settings import DEFAULT_LOOP
+from recloop.serving.routes.personalizer_routing import PersonalizerError, add_routes
 
 router = APIRouter(tags=["personalizer"])
 
@@ -133,20 +127,6 @@ async def _update_configuration(request: Request, loop: str) -> Response:
     body = await _json_object(request, "the service configuration")
     target.reconfigure(**configuration_changes(body))
     return JSONResponse(service_configuration(target))
-
-
-@router.put("/configurations/service", summary="Personalizer: update the service configuration")
-async def update_configuration(request: Request, loop: str = DEFAULT_LOOP) -> Response:
-    check_query_version(request)
-    return await _update_configuration(request, loop)
-
-
-@router.put("/{version}/configurations/service", summary="v1.0: update the configuration")
-async def update_configuration_v1(
-    request: Request, version: str, loop: str = DEFAULT_LOOP
-) -> Response:
-    check_path_version(request, version)
-    return await _update_configuration(request, loop)
 
 
 def _policy(request: Request, loop: str) -> Response:
@@ -281,36 +261,11 @@ READS = {
 }
 
 
-async def _call(handler: Any, request: Request, loop: str) -> Response:
-    result = handler(request, loop)
-    if inspect.isawaitable(result):
-        result = await result
-    assert isinstance(result, Response)
-    return result
-
-
-def _add(method: str, path: str, handler: Any) -> None:
-    """``METHOD path?api-version=...`` and ``METHOD /{version}path`` for one handler."""
-
-    async def with_query(request: Request, loop: str = DEFAULT_LOOP) -> Response:
-        check_query_version(request)
-        return await _call(handler, request, loop)
-
-    async def with_path(request: Request, version: str, loop: str = DEFAULT_LOOP) -> Response:
-        check_path_version(request, version)
-        return await _call(handler, request, loop)
-
-    name = f"{method.lower()}_{path.strip('/').replace('/', '_')}"
-    router.add_api_route(path, with_query, methods=[method], name=f"personalizer_{name}")
-    router.add_api_route(
-        "/{version}" + path, with_path, methods=[method], name=f"personalizer_v1_{name}"
-    )
-
-
 for _path, _handler in READS.items():
-    _add("GET", _path, _handler)
-_add("PUT", "/configurations/policy", _update_policy)
-_add("DELETE", "/configurations/policy", _reset_policy)
-_add("PUT", "/model", _import_model)
-_add("DELETE", "/model", _reset_model)
-_add("DELETE", "/logs", _delete_logs)
+    add_routes(router, "GET", _path, _handler, summary=f"read {_path.strip('/')}")
+add_routes(router, "PUT", "/configurations/service", _update_configuration, 200, "configure")
+add_routes(router, "PUT", "/configurations/policy", _update_policy, 200, "new VW arguments")
+add_routes(router, "DELETE", "/configurations/policy", _reset_policy, 200, "configured VW args")
+add_routes(router, "PUT", "/model", _import_model, 204, "import a model")
+add_routes(router, "DELETE", "/model", _reset_model, 204, "reset the model")
+add_routes(router, "DELETE", "/logs", _delete_logs, 204, "delete the joined examples")

@@ -35,14 +35,8 @@ from recloop.evaluation.experiments import LearnerConfig, replay_experiment
 from recloop.evaluation.offpolicy import SNIPS
 from recloop.evaluation.terms import Interval, TermSums
 from recloop.serving.deps import loop_for
-from recloop.serving.routes.personalizer import (
-    PersonalizerError,
-    check_path_version,
-    check_query_version,
-    parse_body,
-)
 from recloop.serving.routes.personalizer_admin import iso_time
-from recloop.settings import DEFAULT_LOOP
+from recloop.serving.routes.personalizer_routing import PersonalizerError, add_routes, parse_body
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["personalizer"])
@@ -141,8 +135,8 @@ def _run(
     target.joined.set_state(key, json.dumps(record))
 
 
-async def _create(request: Request, evaluation_id: str, loop: str) -> Response:
-    target = loop_for(request, loop)
+async def _create(request: Request, loop: str) -> Response:
+    target, evaluation_id = loop_for(request, loop), request.path_params["evaluation_id"]
     body: EvaluationRequest = await parse_body(request, EvaluationRequest)
     start, end = _timestamp(body.start_time), _timestamp(body.end_time)
     if end < start:
@@ -172,7 +166,8 @@ async def _create(request: Request, evaluation_id: str, loop: str) -> Response:
     return JSONResponse(record)
 
 
-def _get(request: Request, evaluation_id: str, loop: str) -> Response:
+def _get(request: Request, loop: str) -> Response:
+    evaluation_id = request.path_params["evaluation_id"]
     raw = loop_for(request, loop).joined.get_state(PREFIX + evaluation_id)
     if raw is None:
         raise PersonalizerError(404, "ResourceNotFound", f"no evaluation {evaluation_id!r}")
@@ -184,60 +179,13 @@ def _list(request: Request, loop: str) -> Response:
     return JSONResponse({"value": [json.loads(v) for v in states.values()], "nextLink": None})
 
 
-def _delete(request: Request, evaluation_id: str, loop: str) -> Response:
+def _delete(request: Request, loop: str) -> Response:
+    evaluation_id = request.path_params["evaluation_id"]
     loop_for(request, loop).joined.delete_state(PREFIX + evaluation_id)
     return Response(status_code=204)
 
 
-@router.put("/evaluations/{evaluation_id}", summary="Personalizer: create an offline evaluation")
-async def create(request: Request, evaluation_id: str, loop: str = DEFAULT_LOOP) -> Response:
-    check_query_version(request)
-    return await _create(request, evaluation_id, loop)
-
-
-@router.get("/evaluations/{evaluation_id}", summary="Personalizer: an offline evaluation")
-async def get(request: Request, evaluation_id: str, loop: str = DEFAULT_LOOP) -> Response:
-    check_query_version(request)
-    return _get(request, evaluation_id, loop)
-
-
-@router.get("/evaluations", summary="Personalizer: the offline evaluations")
-async def list_all(request: Request, loop: str = DEFAULT_LOOP) -> Response:
-    check_query_version(request)
-    return _list(request, loop)
-
-
-@router.delete("/evaluations/{evaluation_id}", status_code=204, summary="delete an evaluation")
-async def delete(request: Request, evaluation_id: str, loop: str = DEFAULT_LOOP) -> Response:
-    check_query_version(request)
-    return _delete(request, evaluation_id, loop)
-
-
-@router.put("/{version}/evaluations/{evaluation_id}", summary="v1.0: create an evaluation")
-async def create_v1(
-    request: Request, version: str, evaluation_id: str, loop: str = DEFAULT_LOOP
-) -> Response:
-    check_path_version(request, version)
-    return await _create(request, evaluation_id, loop)
-
-
-@router.get("/{version}/evaluations/{evaluation_id}", summary="v1.0: an offline evaluation")
-async def get_v1(
-    request: Request, version: str, evaluation_id: str, loop: str = DEFAULT_LOOP
-) -> Response:
-    check_path_version(request, version)
-    return _get(request, evaluation_id, loop)
-
-
-@router.get("/{version}/evaluations", summary="v1.0: the offline evaluations")
-async def list_v1(request: Request, version: str, loop: str = DEFAULT_LOOP) -> Response:
-    check_path_version(request, version)
-    return _list(request, loop)
-
-
-@router.delete("/{version}/evaluations/{evaluation_id}", status_code=204)
-async def delete_v1(
-    request: Request, version: str, evaluation_id: str, loop: str = DEFAULT_LOOP
-) -> Response:
-    check_path_version(request, version)
-    return _delete(request, evaluation_id, loop)
+add_routes(router, "PUT", "/evaluations/{evaluation_id}", _create, 200, "create an evaluation")
+add_routes(router, "GET", "/evaluations/{evaluation_id}", _get, 200, "an offline evaluation")
+add_routes(router, "GET", "/evaluations", _list, 200, "the offline evaluations")
+add_routes(router, "DELETE", "/evaluations/{evaluation_id}", _delete, 204, "delete an evaluation")

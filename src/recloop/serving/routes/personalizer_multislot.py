@@ -35,13 +35,7 @@ from recloop.serving.personalizer_schemas import (
     PersonalizerMultiSlotReward,
     merge_features,
 )
-from recloop.serving.routes.personalizer import (
-    PersonalizerError,
-    check_path_version,
-    check_query_version,
-    parse_body,
-)
-from recloop.settings import DEFAULT_LOOP
+from recloop.serving.routes.personalizer_routing import PersonalizerError, add_routes, parse_body
 
 router = APIRouter(tags=["personalizer"])
 INDEX = "personalizer.multislot:"
@@ -148,8 +142,8 @@ async def _rank(request: Request, loop: str) -> Response:
     return _answer(event_id, answers)
 
 
-async def _reward(request: Request, event_id: str, loop: str) -> Response:
-    target = loop_for(request, loop)
+async def _reward(request: Request, loop: str) -> Response:
+    target, event_id = loop_for(request, loop), request.path_params["event_id"]
     body: PersonalizerMultiSlotReward = await parse_body(request, PersonalizerMultiSlotReward)
     retry_id = request.headers.get("x-ms-client-request-id")
     for reward in body.reward:
@@ -160,8 +154,8 @@ async def _reward(request: Request, event_id: str, loop: str) -> Response:
     return Response(status_code=204)
 
 
-async def _activate(request: Request, event_id: str, loop: str) -> Response:
-    target = loop_for(request, loop)
+async def _activate(request: Request, loop: str) -> Response:
+    target, event_id = loop_for(request, loop), request.path_params["event_id"]
     index = target.joined.get_state(INDEX + event_id)
     slots: list[str] = json.loads(index)["slots"] if index is not None else []
     with suppress(UnknownEventError, ExpiredEventError):
@@ -172,43 +166,8 @@ async def _activate(request: Request, event_id: str, loop: str) -> Response:
     return Response(status_code=204)
 
 
-@router.post("/multislot/rank", status_code=201, summary="Personalizer: multi-slot rank")
-async def rank(request: Request, loop: str = DEFAULT_LOOP) -> Response:
-    check_query_version(request)
-    return await _rank(request, loop)
-
-
-@router.post("/multislot/events/{event_id}/reward", status_code=204, summary="multi-slot reward")
-async def reward(request: Request, event_id: str, loop: str = DEFAULT_LOOP) -> Response:
-    check_query_version(request)
-    return await _reward(request, event_id, loop)
-
-
-@router.post(
-    "/multislot/events/{event_id}/activate", status_code=204, summary="multi-slot activate"
+add_routes(router, "POST", "/multislot/rank", _rank, 201, "multi-slot rank")
+add_routes(router, "POST", "/multislot/events/{event_id}/reward", _reward, 204, "multi-slot reward")
+add_routes(
+    router, "POST", "/multislot/events/{event_id}/activate", _activate, 204, "multi-slot activate"
 )
-async def activate(request: Request, event_id: str, loop: str = DEFAULT_LOOP) -> Response:
-    check_query_version(request)
-    return await _activate(request, event_id, loop)
-
-
-@router.post("/{version}/multislot/rank", status_code=201, summary="v1.1: multi-slot rank")
-async def rank_v1(request: Request, version: str, loop: str = DEFAULT_LOOP) -> Response:
-    check_path_version(request, version)
-    return await _rank(request, loop)
-
-
-@router.post("/{version}/multislot/events/{event_id}/reward", status_code=204)
-async def reward_v1(
-    request: Request, version: str, event_id: str, loop: str = DEFAULT_LOOP
-) -> Response:
-    check_path_version(request, version)
-    return await _reward(request, event_id, loop)
-
-
-@router.post("/{version}/multislot/events/{event_id}/activate", status_code=204)
-async def activate_v1(
-    request: Request, version: str, event_id: str, loop: str = DEFAULT_LOOP
-) -> Response:
-    check_path_version(request, version)
-    return await _activate(request, event_id, loop)
