@@ -64,6 +64,7 @@ RUNTIME_SETTINGS = {
     "checkpoint_every_examples",
     "checkpoint_every_seconds",
     "learning_mode",
+    "log_retention_days",
     "vw_args",
     "interactions",
 }
@@ -116,6 +117,7 @@ class Loop:
         """The settings this process was opened with; overrides set at run time
         (:meth:`reconfigure`, stored with the loop) apply on top of them."""
         self._overrides_raw: str | None = None
+        self._last_retention = -math.inf
         if self.settings.learner == "drn":  # bad parameters fail here, before files open
             from recloop.policies.drn import DRNSpec
 
@@ -228,7 +230,7 @@ class Loop:
         if not np.isfinite(scores).all():  # a diverged model must not break exploration
             big = float(np.finfo(np.float64).max)
             scores = np.nan_to_num(scores, nan=-big, posinf=big, neginf=-big)
-        if self.settings.learning_mode == "apprentice":
+        if self.settings.learning_mode != "online":
             # the application's baseline is shown: the first candidate, for certain
             probs = np.zeros(len(candidates))
             probs[0] = 1.0
@@ -342,6 +344,7 @@ class Loop:
                 if self.role == "pipeline":
                     self.candidates.sync()
                 joined = self.pipeline.step()
+                self._retain()
                 if self.role == "pipeline":
                     self.shared.publish_pipeline(self.evaluator.report())
         else:
@@ -482,12 +485,23 @@ class Loop:
         self.refresh_model()
         return version.version
 
-    def delete_logs(self) -> int:
+    def _retain(self) -> None:
+        """``log_retention_days``: delete what has aged out, once a minute at most."""
+        days = self.settings.log_retention_days
+        now = self.clock.now()
+        if days < 0 or now - self._last_retention < 60.0:
+            return
+        self._last_retention = now
+        self.delete_logs(older_than=days * 86400.0)
+
+    def delete_logs(self, older_than: float | None = None) -> int:
         """Delete the joined examples (what evaluations, experiments and exports read) that
         nothing needs any more: learned by the newest learner checkpoint, and joined before
         the oldest decision the joiner could still replay after a crash (so none is ever
-        joined twice). The newest example stays (sequence numbers never go back). The event
-        log, recloop's journal of acknowledged calls, is kept. Returns how many went."""
+        joined twice); with ``older_than`` (seconds), only those joined that long ago (the
+        pipeline applies ``log_retention_days`` so). The newest example stays (sequence
+        numbers never go back). The event log, recloop's journal of acknowledged calls, is
+        kept. Returns how many went."""
         learned = max(
             (int(v.meta["learner_offset"]) for v in self.models.versions(10_000)
              if "learner_offset" in v.meta),
@@ -496,6 +510,8 @@ class Loop:
         replay_after = self.joined.offset(REPLAY_KEY)
         pending = self.log.read(replay_after, 1)
         bound = pending[0].event.timestamp if pending else math.inf
+        if older_than is not None:
+            bound = min(bound, self.clock.now() - older_than)
         deleted = self.joined.delete_joined(learned, bound)
         self.stats.inc("joined_deleted_total", deleted)
         return deleted

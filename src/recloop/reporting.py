@@ -106,9 +106,7 @@ def loop_report(loop: Loop, recent: int = 5000) -> dict[str, Any]:
             ),
             "learner_lag_examples": stats.get("learner_lag_examples"),
         },
-        "apprentice": loop.apprentice_report()
-        if loop.settings.learning_mode == "apprentice"
-        else None,
+        "apprentice": loop.apprentice_report() if loop.settings.learning_mode != "online" else None,
     }
 
 

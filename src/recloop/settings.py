@@ -33,11 +33,17 @@ class LoopSettings(BaseModel):
     epsilon: float = Field(0.2, ge=0.0, le=1.0)
     softmax_lambda: float = Field(1.0, ge=0.0)
     seed: int = Field(0, description="Seeds per-event sampling: (event_id, seed) -> action.")
-    learning_mode: Literal["online", "apprentice"] = Field(
+    learning_mode: Literal["online", "apprentice", "logging"] = Field(
         "online",
         description="online: the learned policy decides (explored); apprentice: the first "
         "non-excluded action (the application's baseline) is always chosen, and the learner "
-        "learns from it and reports how often it would have chosen the same, and the rewards.",
+        "learns from it and reports how often it would have chosen the same, and the rewards; "
+        "logging: the baseline is chosen and logged, nothing is learned.",
+    )
+    log_retention_days: float = Field(
+        -1.0,
+        description="Joined examples older than this are deleted as they age (only those "
+        "nothing needs any more, as Loop.delete_logs); -1 keeps them forever.",
     )
     learner: Literal["vw", "drn"] = Field(
         "vw",

@@ -50,3 +50,22 @@ def test_apprentice_learns_from_a_worse_baseline_and_reports_it(tmp_path: Path) 
             best += greedy == population.best_action(ctx)
         assert best / 500 >= 0.9
         print(report["baseline"], report["learned"])
+
+
+def test_logging_only_shows_the_baseline_and_learns_nothing(tmp_path: Path) -> None:
+    clock = FakeClock()
+    population = SyntheticPopulation(seed=6)
+    with Loop.open(tmp_path, start=False, clock=clock, exp_unit_seconds=1.0) as lp:
+        lp.reconfigure(learning_mode="logging")
+        for i in range(300):
+            ctx = population.context()
+            d = lp.rank(ctx, population.actions(), event_id=f"l-{i}")
+            assert d.chosen == "politics" and d.probability == 1.0  # the first action
+            if r := population.reward(ctx, d.chosen):
+                lp.reward(d.event_id, r)
+            clock.advance(0.01)
+        clock.advance(3.0)
+        lp.step()
+        assert lp.pipeline is not None
+        assert lp.joined.count() == 300 and lp.pipeline.learner_offset == 300
+        assert lp.pipeline.learner.examples_learned == 0 and lp.models.newest() is None

@@ -146,3 +146,27 @@ def test_deleting_the_logs_removes_learned_joined_examples_and_never_rejoins(
         again.step()
         assert again.joined.count() == 201 - deleted and again.joined.end_seq() == 201
         assert again.pipeline is not None and again.pipeline.learner_offset >= learned
+
+
+def test_log_retention_deletes_what_has_aged_out(tmp_path: Path) -> None:
+    clock = FakeClock()
+    settings = {"exp_unit_seconds": 1.0, "log_retention_days": 100 / 86400}  # 100 seconds
+    with Loop.open(tmp_path, start=False, clock=clock, **settings) as lp:
+        for i in range(100):
+            d = lp.rank({"u": 1.0}, ACTIONS, event_id=f"old-{i}")
+            lp.reward(d.event_id, 1.0)
+            clock.advance(0.01)
+        clock.advance(2.0)
+        lp.step()  # joined and checkpointed; too young to go
+        assert lp.joined.count() == 100
+        clock.advance(150.0)
+        for i in range(10):
+            lp.rank({"u": 1.0}, ACTIONS, event_id=f"new-{i}")
+        clock.advance(2.0)
+        lp.step()
+        lp.pipeline.checkpoint(clock.now())
+        clock.advance(61.0)
+        lp.step()  # the first 100 are over 100 s old: deleted; the 10 new ones stay
+        assert {e.decision.event_id for e in lp.joined.iter_all()} == {
+            f"new-{i}" for i in range(10)
+        }

@@ -260,6 +260,9 @@ class Pipeline:
         learned = 0
         for ex in self._unseen(self.learner_offset, fresh or [], LEARN_CATCH_UP):
             if ex.decision.policy == APPRENTICE:
+                if self.settings.learning_mode == "logging":
+                    self.learner_offset = ex.seq  # logged, not learned from
+                    continue
                 self._imitation(ex)
             self.learner.learn_one(ex)
             self.learner_offset = ex.seq

@@ -67,6 +67,10 @@ def iso_time(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
 
 
+MODES = {"online": "Online", "apprentice": "Apprentice", "logging": "LoggingOnly"}
+"""recloop's learning modes by Personalizer's names."""
+
+
 def service_configuration(loop: Loop) -> dict[str, Any]:
     """The loop's settings in Personalizer's names."""
     s = loop.settings
@@ -76,9 +80,9 @@ def service_configuration(loop: Loop) -> dict[str, Any]:
         "rewardAggregation": s.reward_aggregation,
         "explorationPercentage": s.epsilon if s.explorer == "epsilon-greedy" else 0.0,
         "modelExportFrequency": iso_duration(s.checkpoint_every_seconds),
-        "logRetentionDays": -1,  # recloop's log is append-only: nothing is deleted
+        "logRetentionDays": int(s.log_retention_days) if s.log_retention_days >= 0 else -1,
         "modelRetrainDays": 0,
-        "learningMode": "Apprentice" if s.learning_mode == "apprentice" else "Online",
+        "learningMode": MODES[s.learning_mode],
         "isAutoOptimizationEnabled": False,
         "latestApprenticeModeMetrics": loop.apprentice_report(),
     }
@@ -112,13 +116,17 @@ def configuration_changes(body: Mapping[str, Any]) -> dict[str, Any]:
             body["modelExportFrequency"], "modelExportFrequency"
         )
     if "learningMode" in body:
-        mode = body["learningMode"]
-        if mode not in ("Online", "Apprentice"):
+        mode = {v: k for k, v in MODES.items()}.get(body["learningMode"])
+        if mode is None:
             raise InvalidInputError(
-                f"learningMode {mode!r} is not supported (Online or Apprentice; for logging "
-                "only, use Apprentice: it logs the baseline and changes nothing shown)"
+                f"learningMode {body['learningMode']!r} is not one of {sorted(MODES.values())}"
             )
-        changes["learning_mode"] = mode.lower()
+        changes["learning_mode"] = mode
+    if "logRetentionDays" in body:
+        days = body["logRetentionDays"]
+        if isinstance(days, bool) or not isinstance(days, int | float) or (days < 0 and days != -1):
+            raise InvalidInputError("logRetentionDays: a number of days, or -1 (forever)")
+        changes["log_retention_days"] = float(days)
     return changes
 
 
