@@ -18,7 +18,7 @@ from recloop.agents.fusion_ddpg import (  # noqa: E402
     fused_scores,
     shaped_reward,
 )
-from recloop.simulators.environment import Feedback, play  # noqa: E402
+from recloop.simulators.environment import Feedback, Request, play  # noqa: E402
 from recloop.simulators.fusion_shop import FusionShop, FusionShopConfig  # noqa: E402
 
 
@@ -141,3 +141,33 @@ def test_browsing_without_buying_is_penalised():
     assert shaped_reward(2.0, clicks_no_buy, cfg) == 1.5
     assert shaped_reward(4.0, clicks_and_buy, cfg) == 4.0
     assert shaped_reward(1.0, one_click, cfg) == 1.0
+
+
+@pytest.mark.parametrize("target_network", [True, False])
+def test_with_gamma_v_learns_the_discounted_return_of_returning_users(target_network):
+    """Users who always come back and earn 1 per request: with gamma 0.5 the value of a
+    state is the discounted sum 1 / (1 - 0.5) = 2, bootstrapped from the next visit's state
+    (by the target copy of V, or by V itself)."""
+    cfg = FusionDDPGConfig(
+        gamma=0.5, target_network=target_network, tau=0.05, train_every=20, train_steps=10,
+        batch_size=64, actor_delay=10**9, seed=2,
+    )  # fmt: skip
+    agent = FusionDDPG(2, cfg)
+    rng = np.random.default_rng(0)
+    items = np.column_stack([rng.uniform(0.1, 0.3, 10), rng.uniform(0.1, 0.3, 10), rng.random(10)])
+    for i in range(4000):
+        request = Request(
+            user=i % 5,
+            time=float(i),
+            user_features=np.array([1.0, 0.5]),
+            context=np.zeros(0),
+            candidates=np.arange(10, dtype=np.int64),
+            item_features=items,
+            cross_features=np.zeros((10, 0)),
+        )
+        shown = np.array(agent.rank(request)[:3])
+        agent.observe(Feedback(shown, np.zeros(3), np.zeros(3), 1.0))
+    with torch.no_grad():
+        v = float(agent.nets.v(agent.nets.encoder(torch.tensor([[1.0, 0.5]]))))
+    assert v == pytest.approx(2.0, abs=0.15), v
+    assert agent.replay[0][0][3] is not None  # transitions carry the next visit's state

@@ -265,10 +265,14 @@ class FusionDDPG:
 
     @torch.no_grad()
     def _bootstrap(self, batch: list[tuple[Floats, float, float, Floats | None]]) -> torch.Tensor:
+        """V(s') of each transition's next state (0 where the user did not come back), by
+        the slowly updated copy of V or, without a target network, by V itself; the next
+        states are encoded in one pass."""
         value = self.target_value if self.cfg.target_network else self.nets.value
         out = torch.zeros(len(batch))
-        for i, (_, _, _, nxt) in enumerate(batch):
-            if nxt is not None:
-                h = self.nets.encoder(torch.as_tensor(nxt, dtype=torch.float32)[None])
-                out[i] = value(h).squeeze()
+        alive = [i for i, b in enumerate(batch) if b[3] is not None]
+        if alive:
+            nxt = np.stack([batch[i][3] for i in alive])  # type: ignore[misc]
+            h = self.nets.encoder(torch.as_tensor(nxt, dtype=torch.float32))
+            out[alive] = value(h).squeeze(-1)
         return out
