@@ -13,7 +13,6 @@ import threading
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from statistics import NormalDist
 from types import TracebackType
 from typing import Any, Literal
 
@@ -40,6 +39,7 @@ from recloop.core.validation import (
 )
 from recloop.evaluation.candidates import CandidateRegistry
 from recloop.evaluation.online import OnlineEvaluator
+from recloop.evaluation.terms import TermSums
 from recloop.exploration.explorers import make_explorer
 from recloop.exploration.sampling import sample_index, uniform_from_event
 from recloop.features.vw_text import VWText
@@ -176,7 +176,6 @@ class Loop:
             )
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._sync_settings()
         if role != "pipeline":
             self.stats.set("model_version", 0.0)  # 0 = the default policy, no model yet
             self.refresh_model()
@@ -387,14 +386,20 @@ class Loop:
         except ValueError as exc:  # pydantic's ValidationError
             raise InvalidInputError(f"invalid settings: {exc}") from None
 
-    def _load_overrides(self) -> None:
-        raw = self.joined.get_state(OVERRIDES_KEY)
-        if raw is None:
-            return
+    def _stored_settings(self, raw: str | None) -> LoopSettings | None:
+        """The configured settings with the stored overrides, or None if those are
+        unusable (logged; the settings in force stay)."""
         try:
-            self.settings = self._with_overrides(json.loads(raw))
+            return self._with_overrides(json.loads(raw) if raw else {})
         except (InvalidInputError, json.JSONDecodeError):
             log.exception("stored settings overrides of loop %s are unusable", self.name)
+            return None
+
+    def _load_overrides(self) -> None:
+        raw = self.joined.get_state(OVERRIDES_KEY)
+        settings = self._stored_settings(raw) if raw is not None else None
+        if settings is not None:
+            self.settings = settings
         self._overrides_raw = raw
 
     def _sync_settings(self) -> None:
@@ -403,10 +408,8 @@ class Loop:
         if raw == self._overrides_raw:
             return
         with self._refresh_lock:
-            try:
-                settings = self._with_overrides(json.loads(raw) if raw else {})
-            except (InvalidInputError, json.JSONDecodeError):
-                log.exception("stored settings overrides of loop %s are unusable", self.name)
+            settings = self._stored_settings(raw)
+            if settings is None:
                 self._overrides_raw = raw
                 return
             self._apply(settings, raw)
@@ -555,15 +558,19 @@ class Loop:
         value when the baseline's choice does not depend on the context beyond what the
         learner sees (e.g. an editor's rotating pick)."""
         c = self.stats.get
-        z = NormalDist().inv_cdf(1 - alpha / 2)
 
         def estimate(n: float, total: float, squares: float) -> dict[str, Any]:
             if n < 2:
                 return {"value": None, "low": None, "high": None, "n": int(n)}
-            mean = total / n
-            var = max(squares / n - mean * mean, 0.0) * n / (n - 1)
-            half = z * math.sqrt(var / n)
-            return {"value": mean, "low": mean - half, "high": mean + half, "n": int(n)}
+            # the rewards' mean and its normal interval, as every estimate here is made
+            sums = TermSums(n=int(n), sa=total, saa=squares, sv=n, svv=n)
+            interval = sums.normal_interval(alpha)
+            return {
+                "value": interval.value,
+                "low": interval.low,
+                "high": interval.high,
+                "n": int(n),
+            }
 
         events, imitated = c("apprentice_events_total"), c("apprentice_imitated_total")
         return {

@@ -204,17 +204,17 @@ class Pipeline:
             return args is None or meta.get("args", args) == args  # VW: the same arguments
 
         newest = next((v for v in self.models.versions(10_000) if resumable(v.meta)), None)
-        self.learner, self.learner_offset = new_learner(self.settings), 0
+        self.learner_offset = 0
         if newest is None:
+            self.learner = new_learner(self.settings)
             return
         _, blob = self.models.get(newest.version)
         try:
-            learner = resume_learner(self.settings, blob)
+            self.learner = resume_learner(self.settings, blob)
         except ModelRejectedError as exc:  # e.g. a DRN whose shape the settings changed
             log.warning("learner starts afresh, not from version %s: %s", newest.version, exc)
+            self.learner = new_learner(self.settings)
             return
-        self.learner.close()
-        self.learner = learner
         self.learner_offset = int(newest.meta["learner_offset"])
         self.learner.examples_learned = int(newest.meta.get("examples_learned", 0))
 

@@ -68,28 +68,37 @@ def _in_range(target: Loop, start: float, end: float) -> Iterator[JoinedExample]
 
 
 def _result(name: str, source: str, interval: Interval, arguments: str = "") -> dict[str, Any]:
-    low, high = interval.to_dict()["low"], interval.to_dict()["high"]
+    iv = interval.to_dict()  # non-finite bounds as None
     return {
         "name": name,
         "arguments": arguments,
         "policySource": source,
-        "summary": {
-            "expectedReward": interval.to_dict()["value"],
-            "confidenceInterval": [low, high],
-        },
+        "summary": {"expectedReward": iv["value"], "confidenceInterval": [iv["low"], iv["high"]]},
     }
 
 
 def evaluate(target: Loop, start: float, end: float, policies: list[PolicySpec]) -> dict[str, Any]:
-    """The evaluation's content: Online, Baseline and every custom setting."""
+    """The evaluation's content: Online, Baseline and every custom setting, from one pass
+    over the range (the baseline and the observed reward are tallied as the replay reads)."""
     baseline = TermSums()
     observed = TermSums()
-    for example in _in_range(target, start, end):
-        d = example.decision
-        acts = available_actions(d.actions, d.excluded)
-        w = (1.0 if acts and acts[0].id == d.chosen else 0.0) / d.probability
-        baseline.add(*SNIPS.row(w, example.reward), w=w)
-        observed.add(example.reward)
+
+    def tallied() -> Iterator[JoinedExample]:
+        for example in _in_range(target, start, end):
+            d = example.decision
+            acts = available_actions(d.actions, d.excluded)
+            w = (1.0 if acts and acts[0].id == d.chosen else 0.0) / d.probability
+            baseline.add(*SNIPS.row(w, example.reward), w=w)
+            observed.add(example.reward)
+            yield example
+
+    configs = [
+        LearnerConfig(p.name, p.arguments, epsilon=target.settings.epsilon) for p in policies
+    ]
+    report = replay_experiment(tallied(), configs) if configs else None
+    if report is None:
+        for _ in tallied():
+            pass
     if observed.n == 0:
         raise InvalidInputError("no joined decisions in the evaluation's time range")
     values = [
@@ -97,11 +106,7 @@ def evaluate(target: Loop, start: float, end: float, policies: list[PolicySpec])
         _result("Baseline", "Baseline", baseline.normal_interval()),
     ]
     optimal = None
-    if policies:
-        configs = [
-            LearnerConfig(p.name, p.arguments, epsilon=target.settings.epsilon) for p in policies
-        ]
-        report = replay_experiment(_in_range(target, start, end), configs)
+    if report is not None:
         by_name = {r.config.name: r for r in report.results}
         for p in policies:
             values.append(_result(p.name, "Custom", by_name[p.name].snips, p.arguments))
