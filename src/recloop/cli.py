@@ -18,6 +18,7 @@ from rich.table import Table
 
 from recloop.cli_agents import evaluate, generate, train
 from recloop.cli_experiment import experiment
+from recloop.cli_items import features_app, items_app
 from recloop.cli_offline import evaluate_offline
 from recloop.cli_stream import replay, stream
 from recloop.settings import DEFAULT_LOOP, load_settings
@@ -296,6 +297,8 @@ app.command("evaluate")(evaluate)
 app.command("experiment")(experiment)
 app.command("replay")(replay)
 app.command("stream")(stream)
+app.add_typer(items_app, name="items")
+app.add_typer(features_app, name="features")
 
 
 @app.command("show-config")

@@ -30,7 +30,7 @@ from recloop.core.errors import (
 )
 from recloop.core.protocols import Explorer, ModelVersion, Policy
 from recloop.core.stats import LoopStats
-from recloop.core.types import Action, Activation, DeadLetter, Decision, Reward
+from recloop.core.types import Action, Activation, DeadLetter, Decision, ItemRecord, Reward
 from recloop.core.validation import (
     check_actions,
     check_event_id,
@@ -42,6 +42,7 @@ from recloop.evaluation.online import OnlineEvaluator
 from recloop.evaluation.terms import TermSums
 from recloop.exploration.explorers import make_explorer
 from recloop.exploration.sampling import sample_index, uniform_from_event
+from recloop.features.catalogue import ItemCatalogue, PutResult
 from recloop.features.vw_text import VWText
 from recloop.learning.lease import Lease, acquire_lease
 from recloop.learning.pipeline import APPRENTICE, REPLAY_KEY, Pipeline
@@ -50,7 +51,7 @@ from recloop.policies.agent import load_model_policy
 from recloop.policies.registry import make_policy
 from recloop.policies.vw import VWPolicy
 from recloop.settings import DEFAULT_LOOP, LoopSettings
-from recloop.stores.factory import open_stores
+from recloop.stores.factory import open_item_store, open_stores
 
 log = logging.getLogger(__name__)
 OVERRIDES_KEY = "settings.overrides"
@@ -130,6 +131,12 @@ class Loop:
         self.joined = self.stores.joined
         self._load_overrides()  # before anything is built from the settings
         self.models = self.stores.models
+        self.items: ItemCatalogue | None = None
+        """The item catalogue (raw fields -> cached features); None in a pipeline process."""
+        if role != "pipeline":
+            self.items = ItemCatalogue(
+                open_item_store(self.settings, self.dir), self.settings.features, self.stats
+            )
         self.explorer = make_explorer(
             self.settings.explorer, self.settings.epsilon, self.settings.softmax_lambda
         )
@@ -210,7 +217,10 @@ class Loop:
     ) -> Decision:
         """Score, explore, sample and log a decision; returns only once it is durable."""
         try:
-            acts = tuple(to_action(a, i) for i, a in enumerate(actions))
+            if self.items is not None:
+                acts = self.items.actions(actions, self.clock.now())
+            else:
+                acts = tuple(to_action(a, i) for i, a in enumerate(actions))
             excluded = tuple(excluded_actions)
             check_features(context, "context")
             check_actions(acts, excluded)
@@ -350,7 +360,40 @@ class Loop:
             self.shared.exchange_serving()
         if self.role != "pipeline":
             self.refresh_model()
+            if self.items is not None:
+                self.items.refresh()
         return joined
+
+    # -- item catalogue -------------------------------------------------------------------
+    def _catalogue(self) -> ItemCatalogue:
+        if self.items is None:
+            raise InvalidInputError("the item catalogue is not open in a pipeline process")
+        return self.items
+
+    def put_item(self, item_id: str, fields: Mapping[str, Any]) -> PutResult:
+        """Add or update a catalogue item from its raw fields; features are computed (once
+        per content) by the loop's feature spec, and used when a rank call names the id."""
+        return self.put_items([(item_id, fields)])[0]
+
+    def put_items(self, items: Sequence[tuple[str, Mapping[str, Any]]]) -> list[PutResult]:
+        """:meth:`put_item` for a batch, in one transaction (the first batch a catalogue
+        sees also fits the text reduction and topics)."""
+        try:
+            return self._catalogue().put(items)
+        except InvalidInputError:
+            self.stats.inc("rejected_total:invalid-item")
+            raise
+
+    def get_item(self, item_id: str) -> ItemRecord | None:
+        return self._catalogue().get(item_id)
+
+    def delete_item(self, item_id: str) -> bool:
+        return self._catalogue().delete(item_id)
+
+    def explain_features(self) -> list[dict[str, str]]:
+        """Each raw field's kind, whether the spec named it or it was inferred (and why),
+        and what its encoder has fitted."""
+        return self._catalogue().explain()
 
     # -- settings changed at run time ------------------------------------------------------
     def reconfigure(self, **changes: Any) -> LoopSettings:
@@ -629,6 +672,8 @@ class Loop:
         if isinstance(self._policy, VWPolicy):
             self._policy.close()
         self.stores.close()
+        if self.items is not None:
+            self.items.store.close()
         if self._lease is not None:
             self._lease.release()
 

@@ -19,8 +19,53 @@ from pydantic_settings import (
 )
 
 from recloop.core.errors import UnknownLoopError
+from recloop.features.spec import KINDS as FIELD_KINDS
 
 DEFAULT_LOOP = "default"
+
+
+class FeatureSettings(BaseModel):
+    """The feature generator of a loop (TOML ``[loops.NAME.features]``): how raw item fields
+    become features. Fields not named in ``fields`` are inferred from their values."""
+
+    fields: dict[str, str] = Field(
+        default_factory=dict,
+        description="Field name -> kind: text, categorical, numeric, tags, timestamp or id "
+        "(the item's id, not a feature).",
+    )
+    text_dim: int = Field(16, ge=1, le=384, description="Dimensions kept of each embedding.")
+    text_reduction: Literal["pca", "random"] = Field(
+        "pca",
+        description="pca: fitted on the first batch of items (needs more items than "
+        "text_dim, else a random projection); random: a seeded projection, no fitting.",
+    )
+    text_topics: int = Field(8, ge=0, le=256, description="Topic clusters (0: no topic id).")
+    text_keywords: int = Field(0, ge=0, le=32, description="Top TF-IDF terms per text.")
+    rare_min_count: int = Field(
+        2, ge=1, description="Category values seen fewer times share one __rare__ bucket."
+    )
+    numeric_bins: int = Field(10, ge=2, le=100, description="Quantile bins per numeric field.")
+    catalogue: Literal["auto", "required", "off"] = Field(
+        "auto",
+        description="Actions given by id alone: auto = their catalogue features, and an "
+        "unknown id is an error once the catalogue holds any item (with an empty one, ids "
+        "are plain actions); required = an unknown id is always an error; off = ids are "
+        "plain actions, the catalogue is not read.",
+    )
+    max_cached_items: int = Field(
+        1_000_000, ge=1, description="Items kept in each process's memory (the rest: disk)."
+    )
+    seed: int = 0
+
+    @field_validator("fields")
+    @classmethod
+    def _kinds(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, kind in value.items():
+            if kind not in FIELD_KINDS:
+                raise ValueError(
+                    f"field {name!r} has unknown kind {kind!r}; kinds: {list(FIELD_KINDS)}"
+                )
+        return value
 
 
 class LoopSettings(BaseModel):
@@ -75,6 +120,9 @@ class LoopSettings(BaseModel):
     tick_seconds: float = Field(0.05, gt=0, description="Background pipeline cadence.")
     lease_wait_seconds: float = Field(
         10.0, ge=0, description="How long to wait for another process's pipeline to let go."
+    )
+    features: FeatureSettings = Field(
+        default_factory=FeatureSettings, description="The feature generator (raw item fields)."
     )
     storage_url: str | None = Field(
         None,

@@ -117,3 +117,25 @@ class UnauthorizedError(RecloopError):
     status = 401
     kind = "unauthorized"
     title = "Unauthorized"
+
+
+class UnknownItemError(InvalidInputError, KeyError):
+    """Actions given by id alone name items the catalogue does not hold."""
+
+    status = 422
+    kind = "unknown-item"
+    title = "Unknown item"
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else self.title
+
+
+class ItemNotFoundError(RecloopError, KeyError):
+    """No catalogue item with that id (GET / DELETE /v1/items/{id})."""
+
+    status = 404
+    kind = "unknown-item"
+    title = "Unknown item"
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else self.title

@@ -15,6 +15,7 @@ from recloop.core.types import (
     Context,
     DeadLetter,
     Decision,
+    ItemRecord,
     JoinedExample,
     LoggedDecision,
     Recommendation,
@@ -241,5 +242,57 @@ class StreamStateStore(Protocol):
     ) -> None: ...
 
     def load(self) -> tuple[int, dict[str, dict[str, Any]], dict[str, Any]]: ...
+
+    def close(self) -> None: ...
+
+
+class ItemWriter(Protocol):
+    """One write transaction on an item catalogue: items and the feature generator's state
+    change together, and no other process writes in between."""
+
+    def state(self) -> tuple[int, bytes | None]:
+        """(version, blob) of the generator's stored state; (0, None) before any."""
+        ...
+
+    def get(self, item_id: str) -> ItemRecord | None: ...
+
+    def put(self, records: Sequence[ItemRecord]) -> None:
+        """Insert or replace; the store assigns each a new ``seq``."""
+        ...
+
+    def delete(self, item_ids: Sequence[str]) -> int:
+        """Tombstone these items (readers of the change feed see the deletion)."""
+        ...
+
+    def set_state(self, blob: bytes) -> int:
+        """Store the generator's state; returns its new version."""
+        ...
+
+
+class ItemStore(Protocol):
+    """The item catalogue: raw fields and generated features per item, with a change feed
+    (``since``) that other processes follow to keep their in-memory copies fresh."""
+
+    def writing(self) -> AbstractContextManager[ItemWriter]: ...
+
+    def get(self, item_id: str) -> ItemRecord | None:
+        """None for an unknown or deleted item."""
+        ...
+
+    def since(self, seq: int, limit: int = 10_000) -> list[ItemRecord]:
+        """Changes after ``seq`` (deletions included), in seq order."""
+        ...
+
+    def last_seq(self) -> int: ...
+
+    def state(self) -> tuple[int, bytes | None]: ...
+
+    def count(self) -> int:
+        """Live (not deleted) items."""
+        ...
+
+    def items(self, after: str = "", limit: int = 1000) -> list[ItemRecord]:
+        """Live items in id order, after ``after`` (paging)."""
+        ...
 
     def close(self) -> None: ...

@@ -23,6 +23,29 @@ class Action:
     features: Features = field(default_factory=dict)
 
 
+class GeneratedFeatures(dict[str, FeatureValue]):
+    """Features the feature generator made from raw item fields: checked when they were
+    made, so a rank call does not check them again (a catalogue lookup stays cheap)."""
+
+    __slots__ = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ItemRecord:
+    """A catalogue item: its raw fields, their content hash and the features made from them."""
+
+    item_id: str
+    content_hash: str
+    fields: Mapping[str, Any]
+    features: Mapping[str, Any]
+    times: tuple[tuple[str, float], ...] = ()
+    """Timestamp fields (name, epoch seconds): their age is added at decision time."""
+    seq: int = 0
+    """Position in the catalogue's change feed (set by the store)."""
+    updated_at: float = 0.0
+    deleted: bool = False
+
+
 @dataclass(frozen=True, slots=True)
 class Decision:
     """What was decided, logged at the decision point with the true probability of `chosen`."""

@@ -8,7 +8,7 @@ from itertools import repeat
 from typing import Any
 
 from recloop.core.errors import InvalidInputError
-from recloop.core.types import Action
+from recloop.core.types import Action, GeneratedFeatures
 
 MAX_NESTING = 3
 
@@ -28,6 +28,8 @@ def _all_finite_numbers(features: Mapping[str, Any]) -> bool:
 
 def check_features(features: Mapping[str, Any], where: str, depth: int = 0) -> None:
     """Reject non-finite numbers and values a feature generator cannot encode."""
+    if type(features) is GeneratedFeatures:  # made (and checked) by the feature generator
+        return
     if type(features) is not dict and not isinstance(features, Mapping):
         raise InvalidInputError(f"{where} must be an object, got {type(features).__name__}")
     if _all_finite_numbers(features):

@@ -26,6 +26,7 @@ from recloop.serving.pipeline_process import start_pipeline_process, stop_pipeli
 from recloop.serving.routes import (
     dashboard,
     decisions,
+    items,
     models,
     personalizer,
     personalizer_admin,
@@ -245,7 +246,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
             errors,
         )
 
-    for router in (decisions.router, models.router, policies.router):
+    for router in (decisions.router, models.router, policies.router, items.router):
         app.include_router(router, prefix="/v1")
         app.include_router(router, prefix="/v1/loops/{loop}")
     app.include_router(stream_routes.router, prefix="/v1")

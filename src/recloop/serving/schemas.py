@@ -10,7 +10,54 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, Stri
 class ActionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     id: str = Field(min_length=1, max_length=256, description="Unique within the request.")
-    features: dict[str, Any] = Field(default_factory=dict)
+    features: dict[str, Any] | None = Field(
+        None, description="Ready-made features, used as they are."
+    )
+    fields: dict[str, Any] | None = Field(
+        None,
+        description="Raw item fields (title, price, tags, ...), featurized by the loop's "
+        "feature spec and cached with the item. With neither features nor fields, the "
+        "item's catalogue features are used.",
+    )
+
+
+class ItemIn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "fields": {
+                        "title": "Striker scores twice in the derby",
+                        "price": 0,
+                        "tags": ["sports", "football"],
+                        "published_at": "2026-12-01T08:30:00Z",
+                    }
+                }
+            ]
+        },
+    )
+    fields: dict[str, Any] = Field(description="The item's raw fields.")
+
+
+class ItemEntry(ItemIn):
+    id: str = Field(min_length=1, max_length=256)
+
+
+class ItemsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    items: list[ItemEntry] = Field(min_length=1, max_length=10_000)
+
+
+class ItemOut(BaseModel):
+    id: str
+    content_hash: str
+    changed: bool | None = Field(
+        None, description="On a write: false when the content was already featurized."
+    )
+    features: dict[str, Any]
+    fields: dict[str, Any] | None = None
+    updated_at: float | None = None
 
 
 class RankRequest(BaseModel):

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from recloop.core.errors import InvalidInputError
-from recloop.core.protocols import EventLog, JoinedStore, ModelStore
+from recloop.core.protocols import EventLog, ItemStore, JoinedStore, ModelStore
 from recloop.settings import LoopSettings
+from recloop.stores.sqlite_items import SqliteItemStore
 from recloop.stores.sqlite_log import SqliteEventLog, SqliteJoinedStore
 from recloop.stores.sqlite_models import SqliteModelStore
 
@@ -52,3 +53,8 @@ def open_stores(settings: LoopSettings, loop_dir: Path) -> LoopStores:
             loop_dir / "models.db", durability, keep=settings.keep_model_versions
         ),
     )
+
+
+def open_item_store(settings: LoopSettings, loop_dir: Path) -> ItemStore:
+    """The loop's item catalogue: ``items.db`` under the loop's directory."""
+    return SqliteItemStore(loop_dir / "items.db", settings.durability)

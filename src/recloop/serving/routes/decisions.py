@@ -16,7 +16,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 
-from recloop.core.types import Action
 from recloop.serving.deps import loop_for
 from recloop.serving.schemas import Accepted, RankRequest, RankResponse, RewardRequest
 from recloop.settings import DEFAULT_LOOP
@@ -60,7 +59,7 @@ async def rank(request: Request, loop: str = DEFAULT_LOOP) -> Response:
     body = await parse_body(request, RankRequest)
     decision = target.rank(
         body.context,
-        [Action(a.id, a.features) for a in body.actions],
+        [{"id": a.id, "features": a.features, "fields": a.fields} for a in body.actions],
         event_id=body.event_id,
         excluded_actions=body.excluded_actions,
         defer_activation=body.defer_activation,

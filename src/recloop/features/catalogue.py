@@ -1,0 +1,281 @@
+"""The item catalogue of a loop: raw fields in, features cached per item content.
+
+Features are computed once per item content (a hash of its raw fields) and stored with the
+item, so a rank call that names known items pays a dictionary lookup. Each process keeps
+the items it has used in memory and follows the store's change feed (:meth:`refresh`) so
+an item updated through another process (``PUT /v1/items``, ``recloop items import``) is
+never served with stale features for more than a tick.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from recloop.core.errors import InvalidInputError, UnknownItemError
+from recloop.core.protocols import ItemStore
+from recloop.core.stats import LoopStats
+from recloop.core.types import Action, GeneratedFeatures, ItemRecord
+from recloop.core.validation import check_features
+from recloop.features.generator import FeatureGenerator, features_at
+from recloop.features.text import Embedder
+from recloop.settings import FeatureSettings
+
+log = logging.getLogger(__name__)
+MAX_ITEM_ID = 256
+
+
+def content_hash(fields: Mapping[str, Any]) -> str:
+    """Stable across processes and key order: the identity of an item's content."""
+    return hashlib.blake2b(
+        orjson.dumps(fields, option=orjson.OPT_SORT_KEYS), digest_size=10
+    ).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class _Cached:
+    content_hash: str
+    features: GeneratedFeatures
+    times: tuple[tuple[str, float], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PutResult:
+    item_id: str
+    content_hash: str
+    changed: bool
+    """False when the item already had exactly this content (nothing recomputed)."""
+    features: Mapping[str, Any]
+
+
+def _cached(record: ItemRecord) -> _Cached:
+    return _Cached(record.content_hash, GeneratedFeatures(record.features), record.times)
+
+
+class ItemCatalogue:
+    def __init__(
+        self,
+        store: ItemStore,
+        settings: FeatureSettings,
+        stats: LoopStats | None = None,
+        embedder: Embedder | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.stats = stats or LoopStats()
+        self.generator = FeatureGenerator(settings, embedder)
+        self._lock = threading.RLock()
+        self._cache: dict[str, _Cached] = {}
+        self._state_version = 0
+        self._seq = store.last_seq()
+        self._count = store.count()
+        self.stats.set("catalogue_items", float(self._count))
+
+    # -- write ---------------------------------------------------------------------------
+    def put(self, items: Sequence[tuple[str, Mapping[str, Any]]]) -> list[PutResult]:
+        """Insert or update items by raw fields; features are computed for new content only,
+        items and the generator's fitted state are written in one transaction."""
+        hashes: dict[str, str] = {}
+        for i, (item_id, fields) in enumerate(items):
+            check_item_id(item_id, f"items[{i}].id")
+            if item_id in hashes:
+                raise InvalidInputError(f"item {item_id!r} appears twice in one batch")
+            if not isinstance(fields, Mapping):
+                raise InvalidInputError(f"items[{i}].fields must be an object")
+            hashes[item_id] = content_hash(fields)
+        results: dict[str, PutResult] = {}
+        with self._lock:
+            try:
+                records = self._write(items, hashes, results)
+            except BaseException:
+                self._reload_state()  # a failed batch must not leave half-fitted encoders
+                raise
+            for record in records:
+                self._cache[record.item_id] = _cached(record)
+            self._count = self.store.count()
+        self.stats.set("catalogue_items", float(self._count))
+        self.stats.inc("items_featurized_total", float(len(records)))
+        self.stats.inc("items_unchanged_total", float(len(items) - len(records)))
+        return [results[item_id] for item_id, _ in items]
+
+    def _write(
+        self,
+        items: Sequence[tuple[str, Mapping[str, Any]]],
+        hashes: Mapping[str, str],
+        results: dict[str, PutResult],
+    ) -> list[ItemRecord]:
+        with self.store.writing() as writer:
+            version, blob = writer.state()
+            if version != self._state_version:  # another process fitted since: start there
+                self._load_state(version, blob)
+            changed: list[tuple[str, Mapping[str, Any]]] = []
+            for item_id, fields in items:
+                stored = writer.get(item_id)
+                if stored is not None and stored.content_hash == hashes[item_id]:
+                    results[item_id] = PutResult(
+                        item_id, stored.content_hash, False, stored.features
+                    )
+                else:
+                    changed.append((item_id, fields))
+            if not changed:
+                return []
+            generated = self.generator.featurize([fields for _, fields in changed])
+            records = [
+                ItemRecord(item_id, hashes[item_id], dict(fields), out.features, out.times)
+                for (item_id, fields), out in zip(changed, generated, strict=True)
+            ]
+            writer.put(records)
+            self._state_version = writer.set_state(orjson.dumps(self.generator.state()))
+        for record in records:
+            results[record.item_id] = PutResult(
+                record.item_id, record.content_hash, True, record.features
+            )
+        return records
+
+    def delete(self, item_id: str) -> bool:
+        with self._lock:
+            with self.store.writing() as writer:
+                deleted = writer.delete([item_id]) > 0
+            self._cache.pop(item_id, None)
+            self._count = self.store.count()
+        self.stats.set("catalogue_items", float(self._count))
+        return deleted
+
+    def _reload_state(self) -> None:
+        self._load_state(*self.store.state())
+
+    def _load_state(self, version: int, blob: bytes | None) -> None:
+        self.generator = FeatureGenerator(self.settings, self.generator.embedder)
+        if blob is not None:
+            self.generator.load_state(orjson.loads(blob))
+        self._state_version = version
+
+    # -- read ----------------------------------------------------------------------------
+    def get(self, item_id: str) -> ItemRecord | None:
+        return self.store.get(item_id)
+
+    def __len__(self) -> int:
+        return self._count
+
+    def explain(self) -> list[dict[str, str]]:
+        """How each field is featurized (kind, why, what was fitted), from the stored state."""
+        with self._lock:
+            self._reload_state()
+            return self.generator.explain()
+
+    def refresh(self) -> int:
+        """Follow the change feed: forget what changed elsewhere (re-read on next use)."""
+        changes = self.store.since(self._seq)
+        if not changes:
+            return 0
+        with self._lock:
+            for record in changes:
+                self._cache.pop(record.item_id, None)
+            self._seq = changes[-1].seq
+            self._count = self.store.count()
+        self.stats.set("catalogue_items", float(self._count))
+        return len(changes)
+
+    def _lookup(self, item_id: str) -> _Cached | None:
+        cached = self._cache.get(item_id)
+        if cached is not None:
+            return cached
+        record = self.store.get(item_id)
+        if record is None:
+            return None
+        cached = _cached(record)
+        with self._lock:
+            if len(self._cache) >= self.settings.max_cached_items:
+                self._cache.clear()
+            self._cache[item_id] = cached
+        self.stats.inc("item_store_lookups_total")
+        return cached
+
+    # -- actions for a rank call ---------------------------------------------------------
+    def actions(self, raw: Sequence[Any], now: float) -> tuple[Action, ...]:
+        """Rank-call actions as Actions: ready features as given; raw ``fields``
+        featurized (and stored); an id alone looked up in the catalogue."""
+        out: list[Action] = []
+        unknown: list[str] = []
+        for i, entry in enumerate(raw):
+            action = self._action(entry, i, now, unknown)
+            if action is not None:
+                out.append(action)
+        if unknown:
+            self.stats.inc("rejected_total:unknown-item")
+            shown = ", ".join(repr(u) for u in unknown[:10])
+            more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
+            raise UnknownItemError(
+                f"actions name items not in the catalogue: {shown}{more} (send their fields, "
+                "or PUT /v1/items/{id} first)"
+            )
+        return tuple(out)
+
+    def _action(self, entry: Any, i: int, now: float, unknown: list[str]) -> Action | None:
+        if type(entry) is dict:
+            item_id = entry.get("id")
+            if type(item_id) is not str:
+                raise InvalidInputError(f"actions[{i}].id must be a string")
+            fields = entry.get("fields")
+            features = entry.get("features")
+            if fields is not None:
+                return self._from_fields(item_id, fields, features, i, now)
+            if features is not None:
+                return Action(item_id, features)
+        elif isinstance(entry, Action):
+            if entry.features:
+                return entry
+            item_id = entry.id
+        elif isinstance(entry, str):
+            item_id = entry
+        elif isinstance(entry, Mapping):
+            return self._action(dict(entry), i, now, unknown)
+        else:
+            raise InvalidInputError(f"actions[{i}] must be an object with an id")
+        mode = self.settings.catalogue
+        if mode == "off":
+            return Action(item_id)
+        cached = self._lookup(item_id)
+        if cached is None:
+            if mode == "auto" and self._count == 0:
+                return Action(item_id)  # no catalogue in use: a plain action, as before
+            unknown.append(item_id)
+            return None
+        return Action(item_id, features_at(cached.features, cached.times, now))
+
+    def _from_fields(self, item_id: str, fields: Any, features: Any, i: int, now: float) -> Action:
+        if features:
+            check_features(features, f"actions[{i}].features")
+        if not isinstance(fields, Mapping):
+            raise InvalidInputError(f"actions[{i}].fields must be an object")
+        cached = self._cache.get(item_id)
+        if cached is None or cached.content_hash != content_hash(fields):
+            try:
+                self.put([(item_id, fields)])
+            except InvalidInputError as exc:
+                raise InvalidInputError(f"actions[{i}]: {exc}") from None
+            except Exception:  # the decision goes on without them, and it is counted
+                log.exception("featurizing item %r failed", item_id)
+                self.stats.inc("featurization_errors_total")
+                return Action(item_id, dict(features) if features else {})
+            cached = self._cache[item_id]
+        generated = features_at(cached.features, cached.times, now)
+        if not features:
+            return Action(item_id, generated)
+        clash = set(generated) & set(features)
+        if clash:
+            raise InvalidInputError(
+                f"actions[{i}]: features {sorted(clash)} are both given and generated from fields"
+            )
+        return Action(item_id, GeneratedFeatures({**generated, **features}))
+
+
+def check_item_id(item_id: object, where: str) -> None:
+    if not isinstance(item_id, str) or not item_id or len(item_id) > MAX_ITEM_ID:
+        raise InvalidInputError(f"{where} must be a string of 1-{MAX_ITEM_ID} characters")

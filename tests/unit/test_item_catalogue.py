@@ -1,0 +1,137 @@
+"""The item catalogue in a loop: cached features, rank calls by id or raw fields, the log
+and the export carrying exactly what the policy saw, and bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from recloop import Loop
+from recloop.core.clock import FakeClock
+from recloop.core.errors import InvalidInputError, UnknownItemError
+from recloop.features import text as text_module
+from recloop.log.dsjson import to_dsjson
+
+ITEMS = [
+    ("a1", {"title": "Senate passes the budget bill", "price": 3.0, "tags": ["politics"]}),
+    ("a2", {"title": "Striker scores twice in the derby", "price": 1.0, "tags": ["sports"]}),
+    ("a3", {"title": "Chef bakes a sourdough loaf", "price": 2.0, "tags": ["food"]}),
+    ("a4", {"title": "Minister signs the trade treaty", "price": 5.0, "tags": ["politics"]}),
+]
+FEATURES = {"fields": {"title": "text"}, "text_dim": 2, "text_topics": 2, "rare_min_count": 1}
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(1_796_083_200.0)
+
+
+@pytest.fixture
+def loop(tmp_path: Path, clock: FakeClock) -> Any:
+    with Loop.open(
+        tmp_path, start=False, clock=clock, exp_unit_seconds=1.0, features=FEATURES
+    ) as lp:
+        yield lp
+
+
+def test_put_computes_features_once_per_content(loop: Loop) -> None:
+    first = loop.put_items(ITEMS)
+    assert all(r.changed for r in first)
+    assert set(first[0].features) == {"title", "price", "tags"}
+    again = loop.put_items(ITEMS)
+    assert not any(r.changed for r in again)  # same content: nothing recomputed
+    assert [r.features for r in again] == [r.features for r in first]
+    changed = loop.put_item("a1", {**ITEMS[0][1], "price": 4.0})
+    assert changed.changed and changed.content_hash != first[0].content_hash
+    record = loop.get_item("a1")
+    assert record is not None and record.fields["price"] == 4.0
+    assert loop.stats.get("items_featurized_total") == 5
+
+
+def test_rank_by_id_uses_catalogue_features_and_logs_them(loop: Loop, clock: FakeClock) -> None:
+    loop.put_items(ITEMS)
+    d = loop.rank({"user": "adult"}, ["a1", "a2", {"id": "a3"}])
+    stored = {item_id: loop.get_item(item_id) for item_id in ("a1", "a2", "a3")}
+    assert [a.features for a in d.actions] == [stored[a.id].features for a in d.actions]  # type: ignore[union-attr]
+    loop.reward(d.event_id, 1.0)
+    clock.advance(2.0)
+    loop.step()
+    [example] = list(loop.joined.iter_all())
+    assert example.decision.actions == d.actions  # the log holds what the policy saw
+    line = to_dsjson(example)
+    multi = line["c"]["_multi"]
+    assert multi[0]["A"]["id"] == "a1"
+    assert multi[0]["A"]["title.e0"] == d.actions[0].features["title"]["e0"]
+    assert multi[0]["A"]["tags=politics"] == 1
+
+
+def test_rank_with_raw_fields_featurizes_and_caches_the_item(loop: Loop) -> None:
+    loop.put_items(ITEMS)
+    raw = {"id": "new", "fields": {"title": "Governor vetoes the tax bill", "price": 2.5}}
+    d = loop.rank({}, [raw, "a2"])
+    assert loop.get_item("new") is not None
+    assert d.actions[0].features == loop.get_item("new").features  # type: ignore[union-attr]
+    before = loop.stats.get("items_featurized_total")
+    loop.rank({}, [raw, "a2"])  # same content: a lookup, no featurizing
+    assert loop.stats.get("items_featurized_total") == before
+    mixed = loop.rank({}, [{**raw, "features": {"fresh": 1}}, "a2"])
+    assert mixed.actions[0].features["fresh"] == 1 and "title" in mixed.actions[0].features
+    with pytest.raises(InvalidInputError, match="both given and generated"):
+        loop.rank({}, [{**raw, "features": {"price": 1}}, "a2"])
+
+
+def test_unknown_item_ids_are_refused_naming_them(loop: Loop) -> None:
+    assert loop.rank({}, ["x", "y"]).chosen in {"x", "y"}  # an empty catalogue: plain ids
+    loop.put_items(ITEMS)
+    with pytest.raises(UnknownItemError, match="'nope'"):
+        loop.rank({}, ["a1", "nope"])
+    assert loop.stats.get("rejected_total:unknown-item") == 1
+    with pytest.raises(InvalidInputError, match=r"actions\[1\]: field 'price' is numeric"):
+        loop.rank({}, ["a1", {"id": "b", "fields": {"title": "x", "price": "cheap"}}])
+    assert loop.get_item("b") is None  # nothing half-written
+    with pytest.raises(InvalidInputError, match="appears twice"):
+        loop.put_items([ITEMS[0], ITEMS[0]])
+
+
+def test_timestamp_fields_age_at_decision_time(loop: Loop, clock: FakeClock) -> None:
+    loop.put_item("t", {"title": "Old news", "published_at": clock.now() - 3600})
+    assert loop.rank({}, ["t"]).actions[0].features["published_at"]["age"] == "a1"
+    clock.advance(7 * 24 * 3600)
+    assert loop.rank({}, ["t"]).actions[0].features["published_at"]["age"] == "a7"
+
+
+def test_another_process_sees_updates_through_the_change_feed(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    with (
+        Loop.open(tmp_path, start=False, clock=clock, features=FEATURES) as writer,
+        Loop(writer.settings, tmp_path, clock=clock, role="serve") as server,
+    ):
+        writer.put_items(ITEMS)
+        old = server.rank({}, ["a1", "a2"]).actions[0].features
+        writer.put_item("a1", {**ITEMS[0][1], "title": "Striker misses the cup final"})
+        server.step()  # a tick: the change feed drops the stale copy
+        new = server.rank({}, ["a1", "a2"]).actions[0].features
+        assert new == writer.get_item("a1").features != old  # type: ignore[union-attr]
+        assert writer.delete_item("a2")
+        server.step()
+        with pytest.raises(UnknownItemError):
+            server.rank({}, ["a1", "a2"])
+
+
+def test_a_featurization_failure_does_not_lose_the_decision(
+    loop: Loop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loop.put_items(ITEMS)
+
+    def broken(self: object, texts: object) -> object:
+        raise RuntimeError("the embedding model is gone")
+
+    monkeypatch.setattr(text_module.MiniLMEmbedder, "embed", broken)
+    d = loop.rank({}, [{"id": "z", "fields": {"title": "Brand new text"}}, "a1"])
+    assert d.event_id and loop.stats.get("featurization_errors_total") == 1
+    assert d.actions[0].features == {}  # decided without them, and logged as such
+    logged = loop.log.get_decision(d.event_id)
+    assert logged is not None and logged.actions[0].features == {}
