@@ -55,6 +55,7 @@ def main(quick: bool = False) -> list[dict[str, Any]]:
         loop = Loop.open(tmp, start=False, clock=clock, exp_unit_seconds=1.0, features=SPEC)
         try:
             catalogue = _items(news, n_catalogue, "c")
+            MiniLMEmbedder().embed(["load the model before the clock starts"])
             start = time.perf_counter()
             loop.put_items(catalogue)  # the first batch: embeds and fits PCA + topics
             batch_s = time.perf_counter() - start

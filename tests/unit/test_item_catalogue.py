@@ -6,13 +6,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from recloop import Loop
 from recloop.core.clock import FakeClock
 from recloop.core.errors import InvalidInputError, UnknownItemError
+from recloop.core.types import Action, GeneratedFeatures
 from recloop.features import text as text_module
+from recloop.features.vw_text import VWText, action_line
 from recloop.log.dsjson import to_dsjson
+from recloop.streaming.policies import stream_policy
 
 ITEMS = [
     ("a1", {"title": "Senate passes the budget bill", "price": 3.0, "tags": ["politics"]}),
@@ -135,3 +139,45 @@ def test_a_featurization_failure_does_not_lose_the_decision(
     assert d.actions[0].features == {}  # decided without them, and logged as such
     logged = loop.log.get_decision(d.event_id)
     assert logged is not None and logged.actions[0].features == {}
+
+
+def test_vw_text_of_catalogue_items_is_cached_by_identity_and_follows_updates() -> None:
+    text = VWText()
+    first = Action("x", GeneratedFeatures({"title": {"e0": 0.5, "topic": "t1"}}))
+    assert text.action_line(first) == action_line(first)
+    assert text.action_line(first) is text.action_line(first)  # cached
+    updated = Action("x", GeneratedFeatures({"title": {"e0": -0.5, "topic": "t2"}}))
+    assert text.action_line(updated) == action_line(updated) != action_line(first)
+
+
+def test_aged_features_stay_the_same_object_while_the_bucket_holds(
+    loop: Loop, clock: FakeClock
+) -> None:
+    loop.put_item("t", {"title": "Old news", "published_at": clock.now() - 3600})
+    one = loop.rank({}, ["t"]).actions[0].features
+    clock.advance(60)
+    assert loop.rank({}, ["t"]).actions[0].features is one  # the VW text cache hits
+    clock.advance(3 * 3600)
+    assert loop.rank({}, ["t"]).actions[0].features is not one
+
+
+def test_the_stream_scores_candidates_with_the_loops_catalogue_features(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    with Loop.open(
+        tmp_path, start=False, clock=clock, exp_unit_seconds=1.0, features=FEATURES
+    ) as lp:
+        lp.put_items(ITEMS)
+        for _ in range(200):
+            d = lp.rank({"user": "adult"}, ["a1", "a2", "a3", "a4"])
+            lp.reward(d.event_id, float(d.chosen in ("a1", "a4")))  # politics
+        clock.advance(2.0)
+        lp.step()
+        assert lp.model_version != "0"
+        ids = ["a1", "a2", "a3", "a4"]
+        expected = lp._policy.scores({"user": "adult"}, lp.rank({}, ids).actions)
+        policy = stream_policy("loop:default", tmp_path)
+        assert policy is not None
+        scores = policy.scores({"user": "adult", "now": clock.now()}, [Action(i) for i in ids])
+        assert list(scores) == pytest.approx(list(expected))
+        assert len(set(np.round(scores, 6))) > 1  # features, not ids the model never saw

@@ -54,12 +54,15 @@ def test_env_overrides_toml_and_loops_inherit(
 
 def test_shipped_example_config_loads() -> None:
     s = load_settings(ROOT / "examples" / "recloop.toml")
-    assert s.loop_names() == ["default", "home-feed", "checkout-banner", "news-drn"]
+    assert s.loop_names() == ["default", "home-feed", "checkout-banner", "news-drn", "articles"]
     assert s.loop("home-feed").reward_aggregation == "sum"
     assert s.loop("checkout-banner").default_action_id == "free-shipping"
     drn = s.loop("news-drn")
     assert drn.learner == "drn" and drn.drn["major_every"] == 200
     assert drn.exp_unit_seconds == 30.0 and drn.epsilon == 0.2  # the rest inherited
+    articles = s.loop("articles").features
+    assert articles.fields["title"] == "text" and articles.fields["sku"] == "id"
+    assert s.loop("default").features.fields == {}
 
 
 def test_invalid_values_are_rejected() -> None:

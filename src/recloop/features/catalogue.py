@@ -25,6 +25,7 @@ from recloop.core.types import Action, GeneratedFeatures, ItemRecord
 from recloop.core.validation import check_features
 from recloop.features.generator import FeatureGenerator, features_at
 from recloop.features.text import Embedder
+from recloop.features.timestamp import age_bucket
 from recloop.settings import FeatureSettings
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,7 @@ class ItemCatalogue:
         self.generator = FeatureGenerator(settings, embedder)
         self._lock = threading.RLock()
         self._cache: dict[str, _Cached] = {}
+        self._aged: dict[str, tuple[tuple[str, ...], _Cached, GeneratedFeatures]] = {}
         self._state_version = 0
         self._seq = store.last_seq()
         self._count = store.count()
@@ -217,6 +219,17 @@ class ItemCatalogue:
             )
         return tuple(out)
 
+    def enrich(self, actions: Sequence[Action], now: float) -> list[Action]:
+        """Featureless actions of catalogue items get the items' features; the rest stay as
+        they are (the stream ranks whatever is popular, catalogued or not)."""
+        out = []
+        for action in actions:
+            cached = None if action.features else self._lookup(action.id)
+            out.append(
+                action if cached is None else Action(action.id, self._at(action.id, cached, now))
+            )
+        return out
+
     def _action(self, entry: Any, i: int, now: float, unknown: list[str]) -> Action | None:
         if type(entry) is dict:
             item_id = entry.get("id")
@@ -247,7 +260,22 @@ class ItemCatalogue:
                 return Action(item_id)  # no catalogue in use: a plain action, as before
             unknown.append(item_id)
             return None
-        return Action(item_id, features_at(cached.features, cached.times, now))
+        return Action(item_id, self._at(item_id, cached, now))
+
+    def _at(self, item_id: str, cached: _Cached, now: float) -> GeneratedFeatures:
+        """The item's features at ``now``; the same object while its age buckets stay the
+        same (the VW text cache keys on it)."""
+        if not cached.times:
+            return cached.features
+        buckets = tuple(age_bucket(ts, now) for _, ts in cached.times)
+        aged = self._aged.get(item_id)
+        if aged is not None and aged[0] == buckets and aged[1] is cached:
+            return aged[2]
+        features = features_at(cached.features, cached.times, now)
+        if len(self._aged) >= self.settings.max_cached_items:
+            self._aged.clear()
+        self._aged[item_id] = (buckets, cached, features)
+        return features
 
     def _from_fields(self, item_id: str, fields: Any, features: Any, i: int, now: float) -> Action:
         if features:
@@ -265,7 +293,7 @@ class ItemCatalogue:
                 self.stats.inc("featurization_errors_total")
                 return Action(item_id, dict(features) if features else {})
             cached = self._cache[item_id]
-        generated = features_at(cached.features, cached.times, now)
+        generated = self._at(item_id, cached, now)
         if not features:
             return Action(item_id, generated)
         clash = set(generated) & set(features)

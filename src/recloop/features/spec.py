@@ -95,6 +95,8 @@ def infer_kind(name: str, values: Sequence[Any]) -> tuple[FieldKind, str]:
     if all(isinstance(v, str) for v in seen):
         if all(parse_timestamp(v) is not None for v in seen):
             return "timestamp", "ISO-8601 dates and times"
+        if sum("|" in v for v in seen) * 2 >= len(seen):
+            return "tags", "'|'-separated values (a CSV cell's tags)"
         words = sum(len(v.split()) for v in seen) / len(seen)
         if words >= TEXT_MIN_WORDS:
             return "text", f"free text ({words:.1f} words on average)"

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from recloop.core.types import Action, Context
+from recloop.core.types import Action, Context, Features, GeneratedFeatures
 
 CONTEXT_NAMESPACE = "C"
 ACTION_NAMESPACE = "A"
@@ -80,8 +80,21 @@ class VWText:
     def __init__(self, max_cached_actions: int = 100_000) -> None:
         self._max = max_cached_actions
         self._actions: dict[tuple[Any, ...], str] = {}
+        self._generated: dict[str, tuple[Features, str]] = {}
+        """Catalogue items: their features object is the same on every call while the item
+        is unchanged, so identity is the key (the entry holds the object: no id reuse)."""
 
     def action_line(self, action: Action) -> str:
+        features = action.features
+        if type(features) is GeneratedFeatures:
+            hit = self._generated.get(action.id)
+            if hit is not None and hit[0] is features:
+                return hit[1]
+            built = action_line(action)
+            if len(self._generated) >= self._max:
+                self._generated.clear()
+            self._generated[action.id] = (features, built)
+            return built
         try:
             key = (action.id, *action.features.items())
             line = self._actions.get(key)

@@ -26,13 +26,19 @@ class LoopStores:
         self.models.close()
 
 
+def _postgres_url(settings: LoopSettings) -> str | None:
+    """``storage_url`` when set (it must name PostgreSQL); None for the SQLite default."""
+    url = settings.storage_url
+    if url and not url.startswith(("postgresql://", "postgres://")):
+        raise InvalidInputError(f"unsupported storage_url {url!r}: use postgresql://...")
+    return url or None
+
+
 def open_stores(settings: LoopSettings, loop_dir: Path) -> LoopStores:
     """PostgreSQL when ``storage_url`` names one; else SQLite: ``loop.db`` (log, dead
     letters, joined, offsets) and ``models.db`` under the loop's directory."""
-    url = settings.storage_url
+    url = _postgres_url(settings)
     if url:
-        if not url.startswith(("postgresql://", "postgres://")):
-            raise InvalidInputError(f"unsupported storage_url {url!r}: use postgresql://...")
         from recloop.stores.postgres import (
             PostgresEventLog,
             PostgresJoinedStore,
@@ -56,5 +62,11 @@ def open_stores(settings: LoopSettings, loop_dir: Path) -> LoopStores:
 
 
 def open_item_store(settings: LoopSettings, loop_dir: Path) -> ItemStore:
-    """The loop's item catalogue: ``items.db`` under the loop's directory."""
+    """The loop's item catalogue: in PostgreSQL when ``storage_url`` names one (keyed by
+    the loop's name, ``loop_dir.name``), else ``items.db`` under the loop's directory."""
+    url = _postgres_url(settings)
+    if url:
+        from recloop.stores.postgres_items import PostgresItemStore
+
+        return PostgresItemStore(url, loop_dir.name)
     return SqliteItemStore(loop_dir / "items.db", settings.durability)

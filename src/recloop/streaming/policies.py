@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -20,6 +21,9 @@ from recloop.core.arrays import FloatArray
 from recloop.core.errors import InvalidInputError
 from recloop.core.protocols import ModelStore, Policy
 from recloop.core.types import Action, Context
+
+if TYPE_CHECKING:
+    from recloop.features.catalogue import ItemCatalogue
 
 
 class LoopModelPolicy:
@@ -32,8 +36,12 @@ class LoopModelPolicy:
         loop: str,
         refresh_seconds: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        items: ItemCatalogue | None = None,
     ) -> None:
+        """``items``: the loop's catalogue, so candidates are scored with the features the
+        loop's model learned from (an item id alone means nothing to a text-feature model)."""
         self.name = f"loop:{loop}"
+        self._items = items
         self.version = "none"
         self._models = models
         self._refresh = refresh_seconds
@@ -48,6 +56,8 @@ class LoopModelPolicy:
         if now - self._checked < self._refresh:
             return self._policy
         self._checked = now
+        if self._items is not None:
+            self._items.refresh()
         latest = self._models.latest()
         if (
             latest is not None
@@ -69,6 +79,10 @@ class LoopModelPolicy:
             policy = self._current()
         if policy is None:
             return np.zeros(len(actions))  # stable sort keeps the popularity order
+        if self._items is not None:
+            now = context.get("now")
+            when = float(now) if isinstance(now, int | float) else time.time()
+            actions = self._items.enrich(actions, when)
         return np.asarray(policy.scores(context, actions), dtype=float)
 
 
@@ -81,9 +95,18 @@ def stream_policy(spec: str, data_dir: Path) -> Policy | None:
         db = Path(data_dir) / loop / "models.db"
         if not loop or not db.exists():
             raise InvalidInputError(f"stream.policy {spec!r}: no model store at {db}")
+        from recloop.features.catalogue import ItemCatalogue
+        from recloop.settings import FeatureSettings
+        from recloop.stores.sqlite_items import SqliteItemStore
         from recloop.stores.sqlite_models import SqliteModelStore
 
-        return LoopModelPolicy(SqliteModelStore(db), loop)
+        items_db = db.parent / "items.db"
+        items = (
+            ItemCatalogue(SqliteItemStore(items_db), FeatureSettings())
+            if items_db.exists()
+            else None
+        )
+        return LoopModelPolicy(SqliteModelStore(db), loop, items=items)
     from recloop.evaluation.offline import load_policy
 
     return load_policy(spec)
