@@ -11,6 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from recloop import Loop
 from recloop.core.clock import FakeClock
 from recloop.simulators.news import SEGMENTS, Article, NewsCatalogue
@@ -19,7 +21,7 @@ TRAIN_EVENTS = 3000
 EVAL_DECISIONS = 300
 
 
-def _train_and_test(tmp_path: Path, text: bool) -> tuple[float, float]:
+def _train_and_test(tmp_path: Path, text: bool, **extra: Any) -> tuple[float, float]:
     """Share of greedy picks on the reader's topic: (seen articles, new articles)."""
     clock = FakeClock()
     news = NewsCatalogue(seed=3)
@@ -61,10 +63,13 @@ def _train_and_test(tmp_path: Path, text: bool) -> tuple[float, float]:
         return accuracy(seen, False), accuracy(new, True)
 
 
+@pytest.mark.parametrize("learner", ["vw", "drn"])
 def test_text_features_pick_the_readers_topic_for_never_seen_articles(
-    tmp_path: Path, one_thread: None
+    tmp_path: Path, one_thread: None, learner: str
 ) -> None:
-    on_seen, on_new = _train_and_test(tmp_path / "text", text=True)
+    """Both the bandit (VW) and the deep RL agent (DRN, hashing the same features into its
+    networks' inputs) learn from the generated features."""
+    on_seen, on_new = _train_and_test(tmp_path / "text", text=True, learner=learner)
     assert on_seen >= 0.9, on_seen
     assert on_new >= 0.9, on_new
 
