@@ -155,6 +155,31 @@ def import_items(
         raise typer.Exit(1)
 
 
+@items_app.command("refit")
+def refit(
+    loop: LoopOpt = DEFAULT_LOOP,
+    data_dir: DataDirOpt = None,
+    config: ConfigOpt = None,
+    fit_sample: Annotated[
+        int, typer.Option(min=1, help="Items (by id) the text reduction is fitted on.")
+    ] = 20_000,
+) -> None:
+    """Fit the feature generator again on the whole catalogue and recompute every item's
+    features. Every item's representation changes: reset the loop's model afterwards
+    (or let it relearn)."""
+    _, catalogue = _open(config, data_dir, loop)
+    total = len(catalogue)
+    columns = (BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*Progress.get_default_columns()[:1], *columns, console=console) as bar:
+        task = bar.add_task(f"refitting {loop}", total=total)
+        done = catalogue.refit(fit_sample, progress=lambda n: bar.advance(task, n))
+    rows = catalogue.explain()
+    catalogue.store.close()
+    console.print(f"{done} items recomputed in the catalogue of {loop}")
+    for row in rows:
+        console.print(f"  {row['field']}: {row['kind']}, {row['fitted']}")
+
+
 @items_app.command("get")
 def get_item(
     item_id: str,

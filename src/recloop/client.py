@@ -390,6 +390,15 @@ class Loop:
     def delete_item(self, item_id: str) -> bool:
         return self._catalogue().delete(item_id)
 
+    def list_items(self, after: str = "", limit: int = 100) -> list[ItemRecord]:
+        """Catalogue items in id order, after ``after`` (paging)."""
+        return self._catalogue().store.items(after, max(1, min(limit, 1000)))
+
+    def refit_features(self, fit_sample: int = 20_000) -> int:
+        """Fit the feature generator again on the whole catalogue and recompute every
+        item's features (see :meth:`ItemCatalogue.refit`)."""
+        return self._catalogue().refit(fit_sample)
+
     def explain_features(self) -> list[dict[str, str]]:
         """Each raw field's kind, whether the spec named it or it was inferred (and why),
         and what its encoder has fitted."""

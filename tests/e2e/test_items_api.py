@@ -50,6 +50,11 @@ def test_items_crud_and_rank_by_id(serve: Callable[..., Server]) -> None:
         assert kinds["title"] == ("text", "spec")
         assert kinds["price"] == ("numeric", "inferred") and explained["items"] == 4
 
+        page = api.get("/v1/items", params={"limit": 2}).json()
+        assert [i["id"] for i in page["items"]] == ["a1", "a2"] and page["next"] == "a2"
+        rest = api.get("/v1/items", params={"after": "a2"}).json()
+        assert [i["id"] for i in rest["items"]] == ["a3", "fresh"]
+
         assert api.delete("/v1/items/a3").status_code == 204
         problem(api.get("/v1/items/a3"), 404)
         problem(api.delete("/v1/items/a3"), 404)

@@ -74,3 +74,28 @@ def test_import_json_lines_and_explain_a_sample_without_writing(tmp_path: Path) 
     out = runner.invoke(app, ["items", "import", str(path), "--data-dir", str(data)])
     assert "12 items featurized, 0 unchanged, 1 refused" in out.stdout
     assert "line 4: not JSON" in out.stdout
+
+
+def test_refit_fits_again_on_the_whole_catalogue(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    spec = {"fields": {"title": "text"}, "text_dim": 4, "text_topics": 3}
+    with Loop.open(data, start=False, features=spec) as loop:
+        loop.put_items([("first", {"title": TITLES[0]})])  # 1 text: too few for PCA
+        loop.put_items([(f"n{i}", {"title": f"{TITLES[i % 3]} {i}"}) for i in range(30)])
+        [before] = [r["fitted"] for r in loop.explain_features() if r["field"] == "title"]
+        assert "random projection: PCA needs more than 4 texts, got 1" in before
+        old = loop.get_item("n5")
+    config = tmp_path / "recloop.toml"
+    config.write_text(
+        '[features]\nfields = { title = "text" }\ntext_dim = 4\ntext_topics = 3\n'
+    )
+    out = runner.invoke(app, ["items", "refit", "--data-dir", str(data), "--config", str(config)])
+    assert out.exit_code == 0, out.output
+    assert "31 items recomputed" in out.stdout and "PCA on 31 texts" in out.stdout
+    with Loop.open(data, start=False, features=spec) as loop:
+        new = loop.get_item("n5")
+        assert new is not None and old is not None
+        assert new.features != old.features and new.content_hash == old.content_hash
+        assert loop.rank({}, ["n5", "n6"]).actions[0].features == new.features
+        page = loop.list_items(after="n1", limit=3)
+        assert [r.item_id for r in page] == ["n10", "n11", "n12"]

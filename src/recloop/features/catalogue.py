@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -139,6 +139,54 @@ class ItemCatalogue:
                 record.item_id, record.content_hash, True, record.features
             )
         return records
+
+    def refit(
+        self,
+        fit_sample: int = 20_000,
+        batch: int = 1000,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """Fit the feature generator again on the catalogue (the first ``fit_sample`` items
+        by id fit the text reduction and topics) and recompute every item's features.
+
+        Every item's representation changes: what a model learned from the old features no
+        longer applies (reset the model, or let it relearn). Returns the items recomputed.
+        """
+        records: list[ItemRecord] = []
+        after = ""
+        while page := self.store.items(after, 1000):
+            records.extend(page)
+            after = page[-1].item_id
+        generator = FeatureGenerator(self.settings, self.generator.embedder)
+        fresh: list[ItemRecord] = []
+        chunks = [records[:fit_sample]] + [
+            records[i : i + batch] for i in range(fit_sample, len(records), batch)
+        ]
+        for chunk in chunks:
+            if not chunk:
+                continue
+            generated = generator.featurize([r.fields for r in chunk])
+            fresh.extend(
+                ItemRecord(r.item_id, r.content_hash, r.fields, out.features, out.times)
+                for r, out in zip(chunk, generated, strict=True)
+            )
+            if progress is not None:
+                progress(len(chunk))
+        with self._lock:
+            with self.store.writing() as writer:
+                current = [writer.get(r.item_id) for r in fresh]
+                kept = [
+                    r
+                    for r, now in zip(fresh, current, strict=True)
+                    if now is not None and now.content_hash == r.content_hash
+                ]  # an item changed or deleted meanwhile keeps what its own write made
+                writer.put(kept)
+                version = writer.set_state(orjson.dumps(generator.state()))
+            self.generator, self._state_version = generator, version
+            self._cache.clear()
+            self._aged.clear()
+        self.stats.inc("items_featurized_total", float(len(kept)))
+        return len(kept)
 
     def delete(self, item_id: str) -> bool:
         with self._lock:

@@ -40,6 +40,18 @@ def put_items(body: ItemsIn, loop: LoopDep) -> list[dict[str, Any]]:
     return [_written(r) for r in results]
 
 
+@router.get("/items", summary="Catalogue items in id order (paged with ?after=&limit=)")
+def list_items(loop: LoopDep, after: str = "", limit: int = 100) -> dict[str, Any]:
+    records = loop.list_items(after, limit)
+    return {
+        "items": [
+            {"id": r.item_id, "content_hash": r.content_hash, "features": r.features}
+            for r in records
+        ],
+        "next": records[-1].item_id if records else None,
+    }
+
+
 @router.get("/items/{item_id}", response_model=ItemOut, summary="A catalogue item and its features")
 def get_item(item_id: str, loop: LoopDep) -> dict[str, Any]:
     record = loop.get_item(item_id)
