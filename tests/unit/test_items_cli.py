@@ -86,9 +86,7 @@ def test_refit_fits_again_on_the_whole_catalogue(tmp_path: Path) -> None:
         assert "random projection: PCA needs more than 4 texts, got 1" in before
         old = loop.get_item("n5")
     config = tmp_path / "recloop.toml"
-    config.write_text(
-        '[features]\nfields = { title = "text" }\ntext_dim = 4\ntext_topics = 3\n'
-    )
+    config.write_text('[features]\nfields = { title = "text" }\ntext_dim = 4\ntext_topics = 3\n')
     out = runner.invoke(app, ["items", "refit", "--data-dir", str(data), "--config", str(config)])
     assert out.exit_code == 0, out.output
     assert "31 items recomputed" in out.stdout and "PCA on 31 texts" in out.stdout
