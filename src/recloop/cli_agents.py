@@ -179,6 +179,14 @@ def train(
         ),
     ] = False,
     plot: Annotated[bool, typer.Option("--plot/--no-plot", help="Write curves.png.")] = True,
+    item_features: Annotated[
+        Path | None,
+        typer.Option(
+            "--item-features",
+            help="A loop's directory (DATA_DIR/LOOP): its catalogue's generated features "
+            "shape the pre-trained item vectors (items with no interactions get vectors too).",
+        ),
+    ] = None,
 ) -> None:
     """Train one deep RL agent on a log's training split; save it, its curves and metrics."""
     from recloop.agents.checkpoint import save_agent
@@ -193,6 +201,12 @@ def train(
             params["epochs"] = epochs
         n_epochs = int(make_config(algo, params).epochs)
         log = read_interactions(data)
+        content = None
+        if item_features is not None:
+            from recloop.features.vectors import catalogue_content
+
+            content, found = catalogue_content(item_features, log.item_ids)
+            console.print(f"item features: {found} of {log.n_items} items in the catalogue")
         spec = TrainSpec(
             algo,
             params,
@@ -201,6 +215,7 @@ def train(
             valid_fraction,
             test_fraction,
             pretrain_embeddings=embeddings,
+            item_content=content,
         )
         console.print(f"{algo}: {len(log)} interactions, {log.n_users} users, {log.n_items} items")
         columns = (
@@ -226,6 +241,7 @@ def train(
         "valid_fraction": valid_fraction,
         "test_fraction": test_fraction,
         "embeddings": embeddings,
+        "item_features": None if item_features is None else str(item_features),
     }
     blob = save_agent(
         run.agent, list(log.user_ids), list(log.item_ids), last_n, {"training": training}

@@ -55,6 +55,12 @@ class FeatureSettings(BaseModel):
     max_cached_items: int = Field(
         1_000_000, ge=1, description="Items kept in each process's memory (the rest: disk)."
     )
+    hot_items: int = Field(
+        20_000,
+        ge=1,
+        description="Of those, items kept decoded, ready to rank (the rest are compact JSON "
+        "and decoded on use, a few microseconds).",
+    )
     seed: int = 0
 
     @field_validator("fields")

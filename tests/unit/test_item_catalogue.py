@@ -141,13 +141,27 @@ def test_a_featurization_failure_does_not_lose_the_decision(
     assert logged is not None and logged.actions[0].features == {}
 
 
-def test_vw_text_of_catalogue_items_is_cached_by_identity_and_follows_updates() -> None:
+def test_vw_text_of_catalogue_items_is_cached_by_content_key_and_follows_updates() -> None:
     text = VWText()
-    first = Action("x", GeneratedFeatures({"title": {"e0": 0.5, "topic": "t1"}}))
+    first = Action("x", GeneratedFeatures({"title": {"e0": 0.5, "topic": "t1"}}, key="h1/"))
     assert text.action_line(first) == action_line(first)
     assert text.action_line(first) is text.action_line(first)  # cached
-    updated = Action("x", GeneratedFeatures({"title": {"e0": -0.5, "topic": "t2"}}))
+    updated = Action("x", GeneratedFeatures({"title": {"e0": -0.5, "topic": "t2"}}, key="h2/"))
     assert text.action_line(updated) == action_line(updated) != action_line(first)
+    unkeyed = Action("x", GeneratedFeatures({"title": {"e0": 0.1}}))
+    assert text.action_line(unkeyed) == action_line(unkeyed)  # no key: built each time
+
+
+def test_items_out_of_the_hot_set_are_decoded_again_with_the_same_features(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    with Loop.open(tmp_path, start=False, clock=clock, features={**FEATURES, "hot_items": 2}) as lp:
+        lp.put_items(ITEMS)
+        first = [lp.rank({}, [i]).actions[0].features for i in ("a1", "a2", "a3", "a4")]
+        again = [lp.rank({}, [i]).actions[0].features for i in ("a1", "a2", "a3", "a4")]
+        assert first == again
+        assert first == [lp.get_item(i).features for i in ("a1", "a2", "a3", "a4")]  # type: ignore[union-attr]
+        assert [f.key for f in first] == [f.key for f in again]  # the VW text cache still hits
 
 
 def test_aged_features_stay_the_same_object_while_the_bucket_holds(

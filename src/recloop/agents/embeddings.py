@@ -53,12 +53,39 @@ class Embeddings:
 
 
 class MatrixFactorisation(nn.Module):
-    def __init__(self, n_users: int, n_items: int, dim: int) -> None:
+    """BPR matrix factorisation; with ``content`` (one row of item features per item, as
+    the feature generator makes them), an item's vector is its id vector plus a learned
+    projection of its content, and id vectors start at zero: an item no one has engaged
+    with yet still gets a vector, from what it is (cold start)."""
+
+    def __init__(
+        self, n_users: int, n_items: int, dim: int, content: torch.Tensor | None = None
+    ) -> None:
         super().__init__()
         self.user = nn.Embedding(n_users, dim)
-        self.item = nn.Embedding(n_items, dim)
+        self.id_vectors = nn.Embedding(n_items, dim)
         nn.init.normal_(self.user.weight, std=0.1)
-        nn.init.normal_(self.item.weight, std=0.1)
+        self.content: torch.Tensor | None = None
+        self.project: nn.Linear | None = None
+        if content is None:
+            nn.init.normal_(self.id_vectors.weight, std=0.1)
+        else:
+            if content.shape[0] != n_items:
+                raise InvalidInputError(
+                    f"item content has {content.shape[0]} rows; the log has {n_items} items"
+                )
+            nn.init.zeros_(self.id_vectors.weight)
+            self.content = content
+            self.project = nn.Linear(content.shape[1], dim, bias=False)
+
+    def item(self, item: torch.Tensor) -> torch.Tensor:
+        vectors: torch.Tensor = self.id_vectors(item)
+        if self.project is not None and self.content is not None:
+            vectors = vectors + self.project(self.content[item])
+        return vectors
+
+    def all_items(self) -> torch.Tensor:
+        return self.item(torch.arange(self.id_vectors.num_embeddings))
 
     def score(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
         out: torch.Tensor = (self.user(user) * self.item(item)).sum(-1)
@@ -81,15 +108,22 @@ def bpr_loss(
 
 
 def pretrain_embeddings(
-    data: Trajectories, cfg: EmbeddingConfig | None = None, progress: Progress | None = None
+    data: Trajectories,
+    cfg: EmbeddingConfig | None = None,
+    progress: Progress | None = None,
+    item_content: NDArray[np.float32] | None = None,
 ) -> tuple[Embeddings, list[float]]:
-    """Fit MF on the engaged steps of ``data``; (embeddings, loss per epoch)."""
+    """Fit MF on the engaged steps of ``data``; (embeddings, loss per epoch).
+
+    ``item_content``: (n_items, d) item features (``recloop.features.vectors``): items are
+    then placed by their content too, so items absent from ``data`` get useful vectors."""
     cfg = cfg or EmbeddingConfig()
     rows = np.flatnonzero(data.reward > 0)
     if len(rows) == 0:
         raise InvalidInputError("no engaged steps (reward > 0) to learn embeddings from")
     torch.manual_seed(cfg.seed)
-    mf = MatrixFactorisation(data.n_users, data.n_items, cfg.dim)
+    content = None if item_content is None else torch.as_tensor(item_content, dtype=torch.float32)
+    mf = MatrixFactorisation(data.n_users, data.n_items, cfg.dim, content)
     user = torch.as_tensor(data.user[rows])
     item = torch.as_tensor(data.action[rows])
     weight = torch.as_tensor(data.reward[rows], dtype=torch.float32)
@@ -112,5 +146,6 @@ def pretrain_embeddings(
         progress=progress,
     )
     users = mf.user.weight.detach().numpy().astype(np.float32)
-    items = mf.item.weight.detach().numpy().astype(np.float32)
+    with torch.no_grad():
+        items = mf.all_items().numpy().astype(np.float32)
     return Embeddings(users, items), curve

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from recloop.agents.base import Agent
 from recloop.agents.datasets import InteractionLog, Trajectories, build_trajectories, split_by_time
@@ -37,6 +38,9 @@ class TrainSpec:
     pretrain_embeddings: bool = True
     """Pre-train MF/BPR user and item vectors on the training split first."""
     embedding_epochs: int = 10
+    item_content: NDArray[np.float32] | None = field(default=None, compare=False)
+    """(n_items, d) item features from the catalogue: the pre-trained item vectors then
+    come from content too (items without interactions included)."""
 
 
 @dataclass
@@ -77,7 +81,7 @@ def train_agent(
         emb_cfg = EmbeddingConfig(epochs=spec.embedding_epochs, seed=spec.seed)
         if "embedding_dim" in spec.params:
             emb_cfg.dim = int(spec.params["embedding_dim"])
-        embeddings, _ = pretrain_embeddings(train, emb_cfg)
+        embeddings, _ = pretrain_embeddings(train, emb_cfg, item_content=spec.item_content)
     embedding_seconds = time.perf_counter() - start
     agent = make_agent(
         spec.algo, log.n_users, log.n_items, {**spec.params, "seed": spec.seed}, embeddings

@@ -25,9 +25,16 @@ class Action:
 
 class GeneratedFeatures(dict[str, FeatureValue]):
     """Features the feature generator made from raw item fields: checked when they were
-    made, so a rank call does not check them again (a catalogue lookup stays cheap)."""
+    made, so a rank call does not check them again (a catalogue lookup stays cheap).
 
-    __slots__ = ()
+    ``key`` names the content they were made from (content hash and age buckets), so the
+    VW text of an item can be cached by it; "" when unknown."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, features: Mapping[str, FeatureValue] | None = None, key: str = "") -> None:
+        super().__init__(features or {})
+        self.key = key
 
 
 @dataclass(frozen=True, slots=True)

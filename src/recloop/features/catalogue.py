@@ -23,7 +23,7 @@ from recloop.core.protocols import ItemStore
 from recloop.core.stats import LoopStats
 from recloop.core.types import Action, GeneratedFeatures, ItemRecord
 from recloop.core.validation import check_features
-from recloop.features.generator import FeatureGenerator, features_at
+from recloop.features.generator import FeatureGenerator
 from recloop.features.text import Embedder
 from recloop.features.timestamp import age_bucket
 from recloop.settings import FeatureSettings
@@ -41,8 +41,11 @@ def content_hash(fields: Mapping[str, Any]) -> str:
 
 @dataclass(frozen=True, slots=True)
 class _Cached:
+    """An item in memory, compact: its features as JSON bytes (a third of the dicts'
+    size); the items in use are kept decoded beside (``hot_items``)."""
+
     content_hash: str
-    features: GeneratedFeatures
+    blob: bytes
     times: tuple[tuple[str, float], ...]
 
 
@@ -56,7 +59,7 @@ class PutResult:
 
 
 def _cached(record: ItemRecord) -> _Cached:
-    return _Cached(record.content_hash, GeneratedFeatures(record.features), record.times)
+    return _Cached(record.content_hash, orjson.dumps(dict(record.features)), record.times)
 
 
 class ItemCatalogue:
@@ -73,7 +76,8 @@ class ItemCatalogue:
         self.generator = FeatureGenerator(settings, embedder)
         self._lock = threading.RLock()
         self._cache: dict[str, _Cached] = {}
-        self._aged: dict[str, tuple[tuple[str, ...], _Cached, GeneratedFeatures]] = {}
+        self._hot: dict[str, tuple[_Cached, str, GeneratedFeatures]] = {}
+        """Decoded features of the items in use: (entry, age buckets, features)."""
         self._state_version = 0
         self._seq = store.last_seq()
         self._count = store.count()
@@ -184,7 +188,7 @@ class ItemCatalogue:
                 version = writer.set_state(orjson.dumps(generator.state()))
             self.generator, self._state_version = generator, version
             self._cache.clear()
-            self._aged.clear()
+            self._hot.clear()
         self.stats.inc("items_featurized_total", float(len(kept)))
         return len(kept)
 
@@ -311,18 +315,18 @@ class ItemCatalogue:
         return Action(item_id, self._at(item_id, cached, now))
 
     def _at(self, item_id: str, cached: _Cached, now: float) -> GeneratedFeatures:
-        """The item's features at ``now``; the same object while its age buckets stay the
-        same (the VW text cache keys on it)."""
-        if not cached.times:
-            return cached.features
-        buckets = tuple(age_bucket(ts, now) for _, ts in cached.times)
-        aged = self._aged.get(item_id)
-        if aged is not None and aged[0] == buckets and aged[1] is cached:
-            return aged[2]
-        features = features_at(cached.features, cached.times, now)
-        if len(self._aged) >= self.settings.max_cached_items:
-            self._aged.clear()
-        self._aged[item_id] = (buckets, cached, features)
+        """The item's features at ``now`` (timestamp fields gain their age); the same object
+        while the item and its age buckets stay the same."""
+        buckets = "/".join(age_bucket(ts, now) for _, ts in cached.times) if cached.times else ""
+        hot = self._hot.get(item_id)
+        if hot is not None and hot[0] is cached and hot[1] == buckets:
+            return hot[2]
+        features = GeneratedFeatures(orjson.loads(cached.blob), f"{cached.content_hash}/{buckets}")
+        for name, ts in cached.times:
+            features[name] = {**features[name], "age": age_bucket(ts, now)}
+        if len(self._hot) >= self.settings.hot_items:
+            self._hot.clear()
+        self._hot[item_id] = (cached, buckets, features)
         return features
 
     def _from_fields(self, item_id: str, fields: Any, features: Any, i: int, now: float) -> Action:

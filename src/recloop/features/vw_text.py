@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from recloop.core.types import Action, Context, Features, GeneratedFeatures
+from recloop.core.types import Action, Context, GeneratedFeatures
 
 CONTEXT_NAMESPACE = "C"
 ACTION_NAMESPACE = "A"
@@ -80,20 +80,19 @@ class VWText:
     def __init__(self, max_cached_actions: int = 100_000) -> None:
         self._max = max_cached_actions
         self._actions: dict[tuple[Any, ...], str] = {}
-        self._generated: dict[str, tuple[Features, str]] = {}
-        """Catalogue items: their features object is the same on every call while the item
-        is unchanged, so identity is the key (the entry holds the object: no id reuse)."""
+        self._generated: dict[str, tuple[str, str]] = {}
+        """Catalogue items: action id -> (the content key of its features, its line)."""
 
     def action_line(self, action: Action) -> str:
         features = action.features
-        if type(features) is GeneratedFeatures:
+        if type(features) is GeneratedFeatures and features.key:
             hit = self._generated.get(action.id)
-            if hit is not None and hit[0] is features:
+            if hit is not None and hit[0] == features.key:
                 return hit[1]
             built = action_line(action)
             if len(self._generated) >= self._max:
                 self._generated.clear()
-            self._generated[action.id] = (features, built)
+            self._generated[action.id] = (features.key, built)
             return built
         try:
             key = (action.id, *action.features.items())
