@@ -12,6 +12,9 @@ from typer.testing import CliRunner
 from recloop import Loop
 from recloop.cli import app
 from recloop.core.clock import FakeClock
+from recloop.core.types import Action, Decision, JoinedExample
+from recloop.features.vw_text import labelled_adf_example
+from recloop.log.dsjson import to_dsjson
 from recloop.simulators.synthetic import SyntheticPopulation
 
 runner = CliRunner()
@@ -85,3 +88,46 @@ def test_show_config_masks_the_api_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RECLOOP_API_KEY", "topsecret")
     result = runner.invoke(app, ["show-config"])
     assert result.exit_code == 0 and "topsecret" not in result.output
+
+
+def _hashed(examples: list[vowpalwabbit.Example]) -> list[tuple[str, list[tuple[int, float]]]]:
+    out = []
+    for ex in examples:
+        for n in range(ex.num_namespaces()):
+            ns = ex.get_ns(n)
+            feats = ex.num_features_in(ns)
+            out.append(
+                (ns.ns, sorted((ex.feature(ns, j), ex.feature_weight(ns, j)) for j in range(feats)))
+            )
+    return out
+
+
+def test_vw_reads_an_export_with_exactly_the_features_the_online_learner_saw() -> None:
+    """Same namespaces, same hashes, same weights: categories, bags, nested maps (their own
+    namespaces) and numbers, in the context and in the actions."""
+    acts = (
+        Action("a", {"topic": "politics", "n": 3, "tags": ["x", "y"], "on": True}),
+        Action("b", {"title": {"e0": 0.25, "topic": "t3"}, "price": {"z": -1.5, "bin": "q2"}}),
+    )
+    d = Decision(
+        event_id="e1",
+        loop="default",
+        timestamp=1_700_000_000.0,
+        context={"user": {"age": "adult", "n": 2}, "time": "evening", "w": 0.5},
+        actions=acts,
+        ranking=("b", "a"),
+        probabilities=(0.9, 0.1),
+        chosen="b",
+        chosen_index=1,
+        probability=0.9,
+        model_version="1",
+        policy="vw",
+    )
+    line = orjson.dumps(to_dsjson(JoinedExample(d, 1.0, 1, False, 1_700_000_010.0)))
+    from_json = vowpalwabbit.Workspace("--cb_explore_adf --dsjson -q CA --quiet")
+    from_text = vowpalwabbit.Workspace("--cb_explore_adf -q CA --quiet")
+    text = labelled_adf_example(d.context, acts, 1, -1.0, 0.9)
+    label = vowpalwabbit.LabelType.CONTEXTUAL_BANDIT
+    assert _hashed(from_json.parse(line.decode(), labelType=label)) == _hashed(
+        from_text.parse(text, labelType=label)
+    )

@@ -66,9 +66,9 @@ def test_rank_by_id_uses_catalogue_features_and_logs_them(loop: Loop, clock: Fak
     assert example.decision.actions == d.actions  # the log holds what the policy saw
     line = to_dsjson(example)
     multi = line["c"]["_multi"]
-    assert multi[0]["A"]["id"] == "a1"
-    assert multi[0]["A"]["title.e0"] == d.actions[0].features["title"]["e0"]
-    assert multi[0]["A"]["tags=politics"] == 1
+    assert multi[0]["A"] == {"id=a1": 1, "tags=politics": 1}
+    assert multi[0]["Atitle"]["e0"] == d.actions[0].features["title"]["e0"]  # a namespace
+    assert multi[0]["Aprice"]["bin=" + d.actions[0].features["price"]["bin"]] == 1
 
 
 def test_rank_with_raw_fields_featurizes_and_caches_the_item(loop: Loop) -> None:

@@ -102,4 +102,4 @@ def test_cached_text_equals_fresh_text_and_bools_are_numbers() -> None:
     lines = adf_example({}, acts)
     assert lines[1] == "|A id=a flag:1 n:1"
     assert lines[2] == "|A id=b flag:1 n:1"
-    assert lines[3] == "|A id=c_d_e_f tags=x_y tags=z nested.k=v"
+    assert lines[3] == "|A id=c_d_e_f tags=x_y tags=z |Anested k=v"  # a mapping: a namespace

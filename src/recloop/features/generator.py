@@ -6,9 +6,9 @@ once on the first batch. A batch is checked whole before anything is fitted, so 
 item leaves the generator as it was.
 
 The features of a field sit under the field's name (``{"title": {"e0": .., "topic": "t3"},
-"price": {"z": .., "bin": "q4"}, "tags": [..]}``): in VW text that is ``title.e0:0.12
-title.topic=t3 price.bin=q4 tags=x``, in the action namespace, where the default ``-q CA``
-interaction crosses it with the context.
+"price": {"z": .., "bin": "q4"}, "tags": [..]}``): in VW text a map is its own namespace,
+``|Atitle e0:0.12 topic=t3 |Aprice z:0.3 bin=q4``, and scalars sit in ``|A``; the default
+``-q CA`` interaction crosses them all with the context (VW pairs namespaces by initial).
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
 """Vowpal Wabbit text for action-dependent-feature (ADF) examples.
 
 Context features go in namespace ``C`` on the shared line, action features in ``A`` (plus
-``id=<action id>`` so a model can learn per-action values with no features at all). Nested
-mappings are flattened to ``outer.inner``; strings are categorical (``k=v``), numbers are
+``id=<action id>`` so a model can learn per-action values with no features at all), except
+that each top-level mapping of an action's features gets its own namespace ``A<key>``
+(the feature generator's fields: ``|Atitle e0:0.12 topic=t3``). Deeper mappings are
+flattened to ``outer.inner``; strings are categorical (``k=v``), numbers are
 weighted (``k:1.5``), bools are 0/1 numbers (so ``True`` and ``1`` mean the same, as they
 do in Python), lists are bags (``k=v1 k=v2``).
 
@@ -55,9 +57,36 @@ def shared_line(context: Context) -> str:
     return f"shared |{CONTEXT_NAMESPACE} {features_text(context)}"
 
 
+def _has_mapping(features: Mapping[str, Any]) -> bool:
+    for value in features.values():
+        kind = type(value)
+        if kind is float or kind is int or kind is str or kind is bool or kind is list:
+            continue
+        if isinstance(value, Mapping):
+            return True
+    return False
+
+
 def action_line(action: Action) -> str:
-    text = features_text(action.features)
-    return f"|{ACTION_NAMESPACE} id={action.id.translate(_UNSAFE)} {text}"
+    """``|A id=<id> <flat features>``, then one namespace ``A<key>`` per top-level mapping
+    (a generated field such as ``title``, or any nested map): its own VW namespace, so
+    offline experiments can tell them apart, still crossed by ``-q CA`` (VW interacts
+    namespaces by their first letter)."""
+    features = action.features
+    if not _has_mapping(features):  # the common case: one namespace, one pass
+        return f"|{ACTION_NAMESPACE} id={action.id.translate(_UNSAFE)} {features_text(features)}"
+    flat: list[str] = []
+    spaces: list[str] = []
+    for key, value in features.items():
+        if isinstance(value, Mapping):
+            inner: list[str] = []
+            _tokens(value, "", inner)
+            if inner:
+                spaces.append(f"|{ACTION_NAMESPACE}{key.translate(_UNSAFE)} {' '.join(inner)}")
+        else:
+            _tokens({key: value}, "", flat)
+    head = f"|{ACTION_NAMESPACE} id={action.id.translate(_UNSAFE)} {' '.join(flat)}"
+    return " ".join([head, *spaces]) if spaces else head
 
 
 def adf_example(context: Context, actions: Sequence[Action]) -> list[str]:

@@ -1,8 +1,11 @@
 """Decision Service JSON (DSJSON) lines, the format ``vw --cb_explore_adf --dsjson`` reads.
 
 Context features go in namespace ``C`` of the shared object, action features in namespace
-``A`` of each ``_multi`` entry (with the action ``id``), matching the text format used for
-learning, so offline experiments see the same features as the online learner.
+``A`` of each ``_multi`` entry (with the action's ``id=``), each top-level mapping of an
+action (a generated field: ``title``, ``price``...) in its own namespace ``A<key>``:
+exactly the features, hashes included, of the text format used for learning, so ``vw
+--dsjson`` sees what the online learner saw (categories go as ``"k=v": 1``, since VW would
+hash a JSON string ``"k": "v"`` as ``kv``).
 
 Import (:func:`read_dsjson`) inverts the export, so a log can leave one deployment and be
 replayed in another (``recloop experiment``). Nested mappings and bags are flattened on the
@@ -42,6 +45,43 @@ def flatten_features(features: Mapping[str, Any], prefix: str = "") -> dict[str,
     return out
 
 
+def vw_json_features(features: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Features as VW's JSON parser must see them to hash them as the text format does:
+    a string ``k: "v"`` would become VW feature ``kv``, so categories go as ``"k=v": 1``
+    (the text's ``k=v``); numbers as they are, bools as 0/1, mappings flattened."""
+    out: dict[str, Any] = {}
+    for key, value in features.items():
+        name = prefix + key
+        if isinstance(value, Mapping):
+            out.update(vw_json_features(value, name + "."))
+        elif isinstance(value, str):
+            out[f"{name}={value}"] = 1
+        elif isinstance(value, list | tuple):
+            for item in value:
+                out[f"{name}={item}"] = 1
+        elif isinstance(value, bool):
+            out[name] = int(value)
+        elif value is not None:
+            out[name] = value
+    return out
+
+
+def action_namespaces(action: Action) -> dict[str, Any]:
+    """A ``_multi`` entry: namespace ``A`` with the id and the flat features, and one
+    namespace ``A<key>`` per top-level mapping, as :func:`~recloop.features.vw_text.action_line`
+    writes them."""
+    flat: dict[str, Any] = {f"id={action.id}": 1}
+    out: dict[str, Any] = {ACTION_NAMESPACE: flat}
+    for key, value in action.features.items():
+        if isinstance(value, Mapping):
+            inner = vw_json_features(value)
+            if inner:
+                out[f"{ACTION_NAMESPACE}{key}"] = inner
+        else:
+            flat.update(vw_json_features({key: value}))
+    return out
+
+
 def to_dsjson(example: JoinedExample) -> dict[str, Any]:
     d = example.decision
     acts = available_actions(d.actions, d.excluded)
@@ -78,10 +118,8 @@ def to_dsjson(example: JoinedExample) -> dict[str, Any]:
         "EventId": d.event_id,
         "a": [index[aid] + 1 for aid, _ in kept],
         "c": {
-            CONTEXT_NAMESPACE: flatten_features(d.context),
-            "_multi": [
-                {ACTION_NAMESPACE: {"id": a.id, **flatten_features(a.features)}} for a in acts
-            ],
+            CONTEXT_NAMESPACE: vw_json_features(d.context),
+            "_multi": [action_namespaces(a) for a in acts],
         },
         "p": [p for _, p in kept],
         "VWState": {"m": d.model_version},
@@ -119,6 +157,11 @@ def _unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
     VW text is the same either way.
     """
     out: dict[str, Any] = {}
+    values: dict[str, int] = {}
+    for key, value in flat.items():
+        name, _, _ = key.partition("=")
+        if "=" in key and type(value) is int and value == 1 and name:
+            values[name] = values.get(name, 0) + 1
     for key, value in flat.items():
         name, sep, item = key.partition("=")
         if sep and type(value) is int and value == 1 and name:
@@ -129,7 +172,8 @@ def _unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
             if isinstance(node, list):
                 node.append(item)
                 continue
-            if node is None and _set_path(out, path, [item]):
+            # one value: a category (a one-tag bag reads back as a category: same VW text)
+            if node is None and _set_path(out, path, item if values[name] == 1 else [item]):
                 continue
         elif _set_path(out, key.split("."), value):
             continue
@@ -163,6 +207,8 @@ def _timestamp(raw: Mapping[str, Any], ext: Mapping[str, Any]) -> float:
 
 
 def _multi_action(entry: Any, i: int) -> Action:
+    """Invert :func:`action_namespaces` (and read the ``{"A": {"id": ...}}`` of older
+    exports and other producers)."""
     if not isinstance(entry, Mapping):
         raise InvalidInputError(f"'_multi' entry {i} is not an object")
     features = entry.get(ACTION_NAMESPACE, entry)
@@ -170,7 +216,19 @@ def _multi_action(entry: Any, i: int) -> Action:
         raise InvalidInputError(f"'_multi' entry {i} has no {ACTION_NAMESPACE!r} namespace")
     flat = dict(features)
     action_id = flat.pop("id", None)
-    return Action(str(action_id) if action_id is not None else str(i), _unflatten(flat))
+    if action_id is None:
+        marked = next((k for k, v in flat.items() if k.startswith("id=") and v == 1), None)
+        if marked is not None:
+            action_id = marked.removeprefix("id=")
+            del flat[marked]
+    out = _unflatten(flat)
+    if ACTION_NAMESPACE in entry:
+        for name, value in entry.items():
+            if name.startswith(ACTION_NAMESPACE) and name != ACTION_NAMESPACE:
+                if not isinstance(value, Mapping):
+                    raise InvalidInputError(f"'_multi' entry {i}: {name!r} is not an object")
+                out[name.removeprefix(ACTION_NAMESPACE)] = _unflatten(value)
+    return Action(str(action_id) if action_id is not None else str(i), out)
 
 
 def from_dsjson(raw: Mapping[str, Any], default_seq: int = 0) -> JoinedExample:
