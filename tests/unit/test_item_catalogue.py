@@ -64,6 +64,8 @@ def test_rank_by_id_uses_catalogue_features_and_logs_them(loop: Loop, clock: Fak
     loop.step()
     [example] = list(loop.joined.iter_all())
     assert example.decision.actions == d.actions  # the log holds what the policy saw
+    keys = [getattr(a.features, "key", None) for a in example.decision.actions]
+    assert keys == [a.features.key for a in d.actions] and all(keys)  # type: ignore[attr-defined]
     line = to_dsjson(example)
     multi = line["c"]["_multi"]
     assert multi[0]["A"] == {"id=a1": 1, "tags=politics": 1}

@@ -170,8 +170,8 @@ class TextEncoder:
         topics = self._topics(reduced)
         keywords = self._keywords([cleaned[i] for i in present])
         for row, i in enumerate(present):
-            features: dict[str, Any] = {
-                f"e{j}": round(float(v), 4) for j, v in enumerate(reduced[row])
+            features: dict[str, Any] = {  # + 0.0: no -0.0 in the log
+                f"e{j}": round(float(v), 4) + 0.0 for j, v in enumerate(reduced[row])
             }
             if topics is not None:
                 features["topic"] = f"t{int(topics[row])}"

@@ -6,7 +6,24 @@ from typing import Any
 
 import orjson
 
-from recloop.core.types import Action, Decision, Reward
+from recloop.core.types import Action, Decision, GeneratedFeatures, Reward
+
+
+def _action_to_dict(a: Action) -> dict[str, Any]:
+    features = a.features
+    if type(features) is GeneratedFeatures and features.key:
+        # the catalogue's content key travels with the features: the learner reading the
+        # log back caches the item's VW text by it, as the server does
+        return {"id": a.id, "features": features, "key": features.key}
+    return {"id": a.id, "features": features}
+
+
+def _action_from_dict(raw: dict[str, Any]) -> Action:
+    features = raw.get("features") or {}
+    key = raw.get("key")
+    if type(key) is str and key:
+        return Action(raw["id"], GeneratedFeatures(features, key))
+    return Action(raw["id"], features)
 
 
 def decision_to_dict(d: Decision) -> dict[str, Any]:
@@ -15,7 +32,7 @@ def decision_to_dict(d: Decision) -> dict[str, Any]:
         "loop": d.loop,
         "timestamp": d.timestamp,
         "context": d.context,
-        "actions": [{"id": a.id, "features": a.features} for a in d.actions],
+        "actions": [_action_to_dict(a) for a in d.actions],
         "ranking": d.ranking,
         "probabilities": d.probabilities,
         "chosen": d.chosen,
@@ -34,7 +51,7 @@ def decision_from_dict(raw: dict[str, Any]) -> Decision:
         loop=raw["loop"],
         timestamp=raw["timestamp"],
         context=raw["context"],
-        actions=tuple(Action(a["id"], a.get("features") or {}) for a in raw["actions"]),
+        actions=tuple(_action_from_dict(a) for a in raw["actions"]),
         ranking=tuple(raw["ranking"]),
         probabilities=tuple(raw["probabilities"]),
         chosen=raw["chosen"],
