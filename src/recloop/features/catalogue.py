@@ -59,7 +59,10 @@ class PutResult:
 
 
 def _cached(record: ItemRecord) -> _Cached:
-    return _Cached(record.content_hash, orjson.dumps(dict(record.features)), record.times)
+    # copied to its exact size: orjson's result keeps an ~8 KB buffer (measured), which
+    # would make the compact form the biggest
+    blob = bytes(memoryview(orjson.dumps(dict(record.features))))
+    return _Cached(record.content_hash, blob, record.times)
 
 
 class ItemCatalogue:

@@ -32,7 +32,7 @@ import torch
 from recloop.agents.drn import DRN, DRNConfig, DuelingQ
 from recloop.core.arrays import FloatArray
 from recloop.core.errors import InvalidInputError, ModelRejectedError
-from recloop.core.types import Action, Context, JoinedExample, available_actions
+from recloop.core.types import Action, Context, GeneratedFeatures, JoinedExample, available_actions
 from recloop.features.hashing import FeatureHasher, Floats
 from recloop.policies.agent import DRN_MAGIC
 from recloop.simulators.environment import Request
@@ -126,8 +126,12 @@ class _Encoder:
         self._actions: dict[tuple[Any, ...], Floats] = {}
 
     def _action(self, action: Action) -> Floats:
+        features = action.features
         try:
-            key = (action.id, *action.features.items())
+            if type(features) is GeneratedFeatures and features.key:
+                key: tuple[Any, ...] = (action.id, features.key)  # a catalogue item's content
+            else:
+                key = (action.id, *features.items())
             cached = self._actions.get(key)
         except TypeError:  # list-valued or nested features: not hashable, build each time
             return self.action.vector(action.features, {"id": action.id})
