@@ -67,6 +67,29 @@ def read_items(path: Path, id_field: str) -> Iterator[tuple[int, str | None, dic
             yield number, None if item_id is None else str(item_id), fields
 
 
+def _http_put(url: str, api_key: str | None, loop: str) -> Any:
+    """POST batches to a running server's catalogue; a 4xx becomes InvalidInputError with
+    the server's detail (so the caller can find the bad item), anything else stops."""
+    import httpx
+
+    headers = {"content-type": "application/json"}
+    if api_key:
+        headers["x-api-key"] = api_key
+    client = httpx.Client(base_url=url.rstrip("/"), timeout=120, headers=headers)
+    route = "/v1/items" if loop == DEFAULT_LOOP else f"/v1/loops/{loop}/items"
+
+    def put(items: list[tuple[str, dict[str, Any]]]) -> list[bool]:
+        body = {"items": [{"id": i, "fields": f} for i, f in items]}
+        r = client.post(route, content=json.dumps(body))
+        if r.status_code in (400, 422):
+            raise InvalidInputError(str(r.json().get("detail", r.text)))
+        if r.status_code != 200:
+            raise typer.BadParameter(f"the server answered {r.status_code}: {r.text}")
+        return [bool(out["changed"]) for out in r.json()]
+
+    return put
+
+
 def _count_lines(path: Path) -> int:
     with path.open("rb") as handle:
         return sum(1 for line in handle if line.strip()) - (path.suffix.lower() == ".csv")
@@ -98,35 +121,49 @@ def import_items(
         str | None, typer.Option(help="The id column (default: the spec's id field, or id).")
     ] = None,
     batch: Annotated[int, typer.Option(min=1, help="Items per transaction.")] = 1000,
+    url: Annotated[
+        str | None, typer.Option(help="A running server (POST /v1/items); default: the files.")
+    ] = None,
+    api_key: Annotated[str | None, typer.Option(envvar="RECLOOP_API_KEY")] = None,
 ) -> None:
     """Load items into a loop's catalogue, computing features for new content. The first
     batch fits the text reduction and topics, so make it representative (or large)."""
     if not path.exists():
         console.print(f"[red]no such file: {path}[/red]")
         raise typer.Exit(2)
-    settings, catalogue = _open(config, data_dir, loop)
+    settings = load_settings(config, data_dir=data_dir).loop(loop)
+    catalogue: ItemCatalogue | None = None
+    if url:
+        put = _http_put(url, api_key, loop)
+    else:
+        settings, catalogue = _open(config, data_dir, loop)
+        local = catalogue
+
+        def put(items: list[tuple[str, dict[str, Any]]]) -> list[bool]:
+            return [r.changed for r in local.put(items)]
+
     key = _id_field(settings, id_field)
     stats = {"written": 0, "unchanged": 0, "refused": 0}
     problems: list[str] = []
 
     def flush(pending: list[tuple[int, str, dict[str, Any]]]) -> None:
         try:
-            results = catalogue.put([(i, f) for _, i, f in pending])
+            changed = put([(i, f) for _, i, f in pending])
         except InvalidInputError:  # find the bad ones: the others still go in
             for entry in pending:
                 try:
-                    results = catalogue.put([(entry[1], entry[2])])
+                    changed = put([(entry[1], entry[2])])
                 except InvalidInputError as exc:
                     stats["refused"] += 1
                     problems.append(f"line {entry[0]} ({entry[1]}): {exc}")
                     continue
-                _tally(results)
+                _tally(changed)
             return
-        _tally(results)
+        _tally(changed)
 
-    def _tally(results: list[Any]) -> None:
-        for r in results:
-            stats["written" if r.changed else "unchanged"] += 1
+    def _tally(changed: list[bool]) -> None:
+        for c in changed:
+            stats["written" if c else "unchanged"] += 1
 
     pending: list[tuple[int, str, dict[str, Any]]] = []
     columns = (BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
@@ -144,12 +181,14 @@ def import_items(
                 pending = []
         if pending:
             flush(pending)
-    catalogue.store.close()
+    total = "" if catalogue is None else f"; {len(catalogue)} in the catalogue of {loop}"
+    if catalogue is not None:
+        catalogue.store.close()
     for line in problems[:20]:
         console.print(f"[yellow]{line}[/yellow]")
     console.print(
         f"{stats['written']} items featurized, {stats['unchanged']} unchanged, "
-        f"{stats['refused']} refused; {len(catalogue)} in the catalogue of {loop}"
+        f"{stats['refused']} refused{total}"
     )
     if stats["refused"]:
         raise typer.Exit(1)

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from pathlib import Path
 
+from typer.testing import CliRunner
+
+from recloop.cli import app
 from tests.e2e.conftest import Server
 from tests.e2e.test_api import metric, problem
 
@@ -83,3 +88,22 @@ def test_bad_items_and_unknown_ids_get_problems_and_are_counted(
         assert metric(api, "recloop_rejected_total", reason="invalid-item") == 2
         ok = api.post("/v1/rank", json={"actions": [{"id": "a1"}]})
         assert ok.status_code == 200  # and the service keeps working
+
+
+def test_recloop_items_import_to_a_running_server(
+    serve: Callable[..., Server], tmp_path: Path
+) -> None:
+    path = tmp_path / "items.jsonl"
+    rows = [{"id": k, "fields": v} for k, v in ARTICLES.items()]
+    rows.insert(1, {"id": "bad", "fields": {"title": "Priced in words", "price": "cheap"}})
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    spec = {**FEATURES, "fields": {"title": "text", "price": "numeric"}}
+    with serve(exp_unit_seconds=1.0, features=spec) as api:
+        out = CliRunner().invoke(
+            app, ["items", "import", str(path), "--url", str(api.base_url), "--batch", "10"]
+        )
+        assert out.exit_code == 1, out.output  # one refused
+        assert "3 items featurized, 0 unchanged, 1 refused" in out.stdout
+        assert "line 2 (bad)" in out.stdout and "is numeric" in out.stdout
+        assert api.get("/v1/items/a2").json()["fields"] == ARTICLES["a2"]
+        assert api.get("/v1/items/bad").status_code == 404
