@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 from rich.table import Table
 
-from recloop.cli_stream import ConfigOpt, DataDirOpt
+from recloop.cli_stream import ConfigOpt, DataDirOpt, read_events
 from recloop.core.errors import InvalidInputError
 from recloop.features.catalogue import ItemCatalogue
 from recloop.features.spec import plan_fields
@@ -50,18 +50,12 @@ def read_items(path: Path, id_field: str) -> Iterator[tuple[int, str | None, dic
                 item_id = fields.pop(id_field, None)
                 yield number, None if item_id is None else str(item_id), fields
         return
-    with path.open("rb") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                raw = json.loads(line)
-            except ValueError as exc:
-                yield number, None, {"error": f"not JSON: {exc}"}
-                continue
-            if not isinstance(raw, dict):
-                yield number, None, {"error": "not a JSON object"}
-                continue
+    for number, raw in read_events(path):  # JSON lines, as `recloop replay` reads them
+        if isinstance(raw, str):
+            yield number, None, {"error": raw}
+        elif not isinstance(raw, dict):
+            yield number, None, {"error": "not a JSON object"}
+        else:
             item_id = raw.pop(id_field, None)
             fields = raw["fields"] if isinstance(raw.get("fields"), dict) else raw
             yield number, None if item_id is None else str(item_id), fields

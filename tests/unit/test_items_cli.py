@@ -73,7 +73,7 @@ def test_import_json_lines_and_explain_a_sample_without_writing(tmp_path: Path) 
     assert "0 items" in sample.stdout  # a sample writes nothing
     out = runner.invoke(app, ["items", "import", str(path), "--data-dir", str(data)])
     assert "12 items featurized, 0 unchanged, 1 refused" in out.stdout
-    assert "line 4: not JSON" in out.stdout
+    assert "line 4: malformed JSON" in out.stdout
 
 
 def test_refit_fits_again_on_the_whole_catalogue(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 
-from recloop.core.types import Action, Decision, GeneratedFeatures, Reward
+from recloop.core.types import Action, Decision, GeneratedFeatures, ItemRecord, Reward
 
 
 def _action_to_dict(a: Action) -> dict[str, Any]:
@@ -79,3 +79,12 @@ def encode_reward(r: Reward) -> bytes:
 def decode_reward(event_id: str, ts: float, blob: bytes) -> Reward:
     raw = orjson.loads(blob)
     return Reward(event_id=event_id, value=raw["value"], timestamp=ts, reward_id=raw["reward_id"])
+
+
+def encode_item_columns(record: ItemRecord) -> tuple[bytes, bytes, bytes]:
+    """A catalogue item's (fields, features, times) as every item store keeps them."""
+    return (
+        orjson.dumps(dict(record.fields)),
+        orjson.dumps(dict(record.features)),
+        orjson.dumps(list(record.times)),
+    )

@@ -19,6 +19,7 @@ import orjson
 import psycopg
 
 from recloop.core.types import ItemRecord
+from recloop.log.codec import encode_item_columns
 from recloop.stores.postgres import _lock_key
 
 # item_id is COLLATE "C": ids compare and page in code-point order, as SQLite's BINARY
@@ -106,16 +107,7 @@ class _Writer:
                 "fields = EXCLUDED.fields, features = EXCLUDED.features, times = EXCLUDED.times, "
                 "seq = EXCLUDED.seq, updated_at = EXCLUDED.updated_at, deleted = FALSE",
                 [
-                    (
-                        self._loop,
-                        r.item_id,
-                        r.content_hash,
-                        orjson.dumps(dict(r.fields)),
-                        orjson.dumps(dict(r.features)),
-                        orjson.dumps(list(r.times)),
-                        seq + i,
-                        now,
-                    )
+                    (self._loop, r.item_id, r.content_hash, *encode_item_columns(r), seq + i, now)
                     for i, r in enumerate(records)
                 ],
             )

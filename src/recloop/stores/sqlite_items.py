@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 from recloop.core.types import ItemRecord
+from recloop.log.codec import encode_item_columns
 from recloop.stores.sqlite_common import Durability, connect
 
 SCHEMA = """
@@ -64,15 +65,7 @@ class _Writer:
         self._conn.executemany(
             f"INSERT OR REPLACE INTO items({COLUMNS}) VALUES (?,?,?,?,?,?,?,0)",
             [
-                (
-                    r.item_id,
-                    r.content_hash,
-                    orjson.dumps(dict(r.fields)),
-                    orjson.dumps(dict(r.features)),
-                    orjson.dumps(list(r.times)),
-                    seq + i,
-                    now,
-                )
+                (r.item_id, r.content_hash, *encode_item_columns(r), seq + i, now)
                 for i, r in enumerate(records)
             ],
         )
