@@ -133,7 +133,8 @@ class TextEncoder:
             self.method = (
                 "random projection (seeded)"
                 if self.reduction == "random"
-                else f"random projection: PCA needs more than {self.dim} texts, got {n}"
+                else f"random projection: PCA needs more than {self.dim} texts, got {n} "
+                "(`recloop items refit` fits it on the catalogue)"
             )
         reduced = (vectors - self.mean) @ self.projection if n else np.empty((0, self.dim))
         distinct = len({tuple(np.round(row, 6)) for row in reduced})
