@@ -307,12 +307,10 @@ class ItemCatalogue:
         else:
             raise InvalidInputError(f"actions[{i}] must be an object with an id")
         mode = self.settings.catalogue
-        if mode == "off":
-            return Action(item_id)
+        if mode == "off" or (mode == "auto" and self._count == 0):
+            return Action(item_id)  # no catalogue in use: a plain action, as before
         cached = self._lookup(item_id)
         if cached is None:
-            if mode == "auto" and self._count == 0:
-                return Action(item_id)  # no catalogue in use: a plain action, as before
             unknown.append(item_id)
             return None
         return Action(item_id, self._at(item_id, cached, now))
