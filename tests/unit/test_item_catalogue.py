@@ -197,3 +197,42 @@ def test_the_stream_scores_candidates_with_the_loops_catalogue_features(
         scores = policy.scores({"user": "adult", "now": clock.now()}, [Action(i) for i in ids])
         assert list(scores) == pytest.approx(list(expected))
         assert len(set(np.round(scores, 6))) > 1  # features, not ids the model never saw
+
+
+def test_new_raw_field_actions_of_one_rank_are_embedded_in_one_batch(
+    loop: Loop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loop.put_items(ITEMS)
+    calls: list[int] = []
+    embed = text_module.MiniLMEmbedder.embed
+
+    def counting(self: text_module.MiniLMEmbedder, texts: Any) -> Any:
+        calls.append(len(texts))
+        return embed(self, texts)
+
+    monkeypatch.setattr(text_module.MiniLMEmbedder, "embed", counting)
+    fresh = [
+        {"id": f"n{i}", "fields": {"title": title, "price": 1.0}}
+        for i, title in enumerate(["Governor vetoes the bill", "Chef grills ribs", "Rookie scores"])
+    ]
+    d = loop.rank({}, [*fresh, "a1"])
+    assert calls == [3]  # one embedding call for the three new items
+    assert [a.features == loop.get_item(a.id).features for a in d.actions[:3]] == [True] * 3  # type: ignore[union-attr]
+    loop.rank({}, [*fresh, "a1"])
+    assert calls == [3]  # cached now
+
+
+def test_a_failed_batch_of_new_items_does_not_lose_the_decision(
+    loop: Loop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loop.put_items(ITEMS)
+
+    def broken(self: object, texts: object) -> object:
+        raise RuntimeError("the embedding model is gone")
+
+    monkeypatch.setattr(text_module.MiniLMEmbedder, "embed", broken)
+    raw = [{"id": f"z{i}", "fields": {"title": f"Brand new text {i}"}} for i in range(2)]
+    d = loop.rank({}, [*raw, "a1"])
+    assert loop.stats.get("featurization_errors_total") == 2
+    assert [a.features for a in d.actions[:2]] == [{}, {}]
+    assert loop.log.get_decision(d.event_id) is not None

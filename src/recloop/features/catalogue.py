@@ -260,8 +260,9 @@ class ItemCatalogue:
         featurized (and stored); an id alone looked up in the catalogue."""
         out: list[Action] = []
         unknown: list[str] = []
+        failed = self._featurize_new(raw)
         for i, entry in enumerate(raw):
-            action = self._action(entry, i, now, unknown)
+            action = self._action(entry, i, now, unknown, failed)
             if action is not None:
                 out.append(action)
         if unknown:
@@ -274,6 +275,33 @@ class ItemCatalogue:
             )
         return tuple(out)
 
+    def _featurize_new(self, raw: Sequence[Any]) -> frozenset[str]:
+        """Featurize the new raw-field actions of a rank call in one batch (one embedding
+        call, one transaction) rather than one by one; returns the ids whose featurization
+        failed (the decision goes on without their features). A batch refused as invalid
+        is left to the per-action pass, which names the action at fault."""
+        pending: dict[str, Mapping[str, Any]] = {}
+        for entry in raw:
+            if type(entry) is not dict or entry.get("fields") is None:
+                continue
+            item_id, fields = entry.get("id"), entry["fields"]
+            if type(item_id) is not str or not isinstance(fields, Mapping) or item_id in pending:
+                continue
+            cached = self._cache.get(item_id)
+            if cached is None or cached.content_hash != content_hash(fields):
+                pending[item_id] = fields
+        if len(pending) < 2:
+            return frozenset()
+        try:
+            self.put(list(pending.items()))
+        except InvalidInputError:
+            return frozenset()
+        except Exception:  # the decision goes on without them, and it is counted
+            log.exception("featurizing %d items failed", len(pending))
+            self.stats.inc("featurization_errors_total", float(len(pending)))
+            return frozenset(pending)
+        return frozenset()
+
     def enrich(self, actions: Sequence[Action], now: float) -> list[Action]:
         """Featureless actions of catalogue items get the items' features; the rest stay as
         they are (the stream ranks whatever is popular, catalogued or not)."""
@@ -285,7 +313,14 @@ class ItemCatalogue:
             )
         return out
 
-    def _action(self, entry: Any, i: int, now: float, unknown: list[str]) -> Action | None:
+    def _action(
+        self,
+        entry: Any,
+        i: int,
+        now: float,
+        unknown: list[str],
+        failed: frozenset[str] = frozenset(),
+    ) -> Action | None:
         if type(entry) is dict:
             item_id = entry.get("id")
             if type(item_id) is not str:
@@ -293,6 +328,10 @@ class ItemCatalogue:
             fields = entry.get("fields")
             features = entry.get("features")
             if fields is not None:
+                if item_id in failed:
+                    if features:
+                        check_features(features, f"actions[{i}].features")
+                    return Action(item_id, dict(features) if features else {})
                 return self._from_fields(item_id, fields, features, i, now)
             if features is not None:
                 return Action(item_id, features)
@@ -303,7 +342,7 @@ class ItemCatalogue:
         elif isinstance(entry, str):
             item_id = entry
         elif isinstance(entry, Mapping):
-            return self._action(dict(entry), i, now, unknown)
+            return self._action(dict(entry), i, now, unknown, failed)
         else:
             raise InvalidInputError(f"actions[{i}] must be an object with an id")
         mode = self.settings.catalogue
