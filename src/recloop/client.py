@@ -36,6 +36,7 @@ from recloop.core.validation import (
     check_event_id,
     check_features,
     check_reward_value,
+    to_action,
 )
 from recloop.evaluation.candidates import CandidateRegistry
 from recloop.evaluation.online import OnlineEvaluator
@@ -74,22 +75,6 @@ RUNTIME_SETTINGS = {
 
 ActionLike = Action | Mapping[str, Any] | str
 Role = Literal["all", "serve", "pipeline"]
-
-
-def to_action(raw: ActionLike, index: int) -> Action:
-    """Accept Action objects, {"id": ..., "features": {...}} mappings or bare id strings."""
-    if type(raw) is dict:  # the common case first: isinstance(x, Mapping) is slow
-        action_id = raw.get("id")
-        if type(action_id) is not str:
-            raise InvalidInputError(f"actions[{index}].id must be a string")
-        return Action(action_id, raw.get("features") or {})
-    if isinstance(raw, Action):
-        return raw
-    if isinstance(raw, str):
-        return Action(raw)
-    if isinstance(raw, Mapping):
-        return to_action(dict(raw), index)
-    raise InvalidInputError(f"actions[{index}] must be an object with an id")
 
 
 class Loop:

@@ -127,15 +127,18 @@ def test_another_process_sees_updates_through_the_change_feed(
             server.rank({}, ["a1", "a2"])
 
 
-def test_a_featurization_failure_does_not_lose_the_decision(
-    loop: Loop, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    loop.put_items(ITEMS)
-
+def _break_the_embedding_model(monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(self: object, texts: object) -> object:
         raise RuntimeError("the embedding model is gone")
 
     monkeypatch.setattr(text_module.MiniLMEmbedder, "embed", broken)
+
+
+def test_a_featurization_failure_does_not_lose_the_decision(
+    loop: Loop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loop.put_items(ITEMS)
+    _break_the_embedding_model(monkeypatch)
     d = loop.rank({}, [{"id": "z", "fields": {"title": "Brand new text"}}, "a1"])
     assert d.event_id and loop.stats.get("featurization_errors_total") == 1
     assert d.actions[0].features == {}  # decided without them, and logged as such
@@ -226,11 +229,7 @@ def test_a_failed_batch_of_new_items_does_not_lose_the_decision(
     loop: Loop, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     loop.put_items(ITEMS)
-
-    def broken(self: object, texts: object) -> object:
-        raise RuntimeError("the embedding model is gone")
-
-    monkeypatch.setattr(text_module.MiniLMEmbedder, "embed", broken)
+    _break_the_embedding_model(monkeypatch)
     raw = [{"id": f"z{i}", "fields": {"title": f"Brand new text {i}"}} for i in range(2)]
     d = loop.rank({}, [*raw, "a1"])
     assert loop.stats.get("featurization_errors_total") == 2

@@ -105,3 +105,19 @@ def check_reward_value(value: object) -> float:
     if not math.isfinite(number):
         raise InvalidInputError(f"reward value must be finite, got {value!r}")
     return number
+
+
+def to_action(raw: object, index: int) -> Action:
+    """Accept Action objects, {"id": ..., "features": {...}} mappings or bare id strings."""
+    if type(raw) is dict:  # the common case first: isinstance(x, Mapping) is slow
+        action_id = raw.get("id")
+        if type(action_id) is not str:
+            raise InvalidInputError(f"actions[{index}].id must be a string")
+        return Action(action_id, raw.get("features") or {})
+    if isinstance(raw, Action):
+        return raw
+    if isinstance(raw, str):
+        return Action(raw)
+    if isinstance(raw, Mapping):
+        return to_action(dict(raw), index)
+    raise InvalidInputError(f"actions[{index}] must be an object with an id")

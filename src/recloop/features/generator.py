@@ -48,7 +48,7 @@ def features_at(
 ) -> GeneratedFeatures:
     if not times:
         return features
-    out = GeneratedFeatures(features)
+    out = GeneratedFeatures(features, features.key)
     for name, ts in times:
         out[name] = {**out[name], "age": age_bucket(ts, now)}
     return out

@@ -29,12 +29,21 @@ from recloop.core.types import Action, Decision, JoinedExample, available_action
 from recloop.features.vw_text import ACTION_NAMESPACE, CONTEXT_NAMESPACE
 
 
-def flatten_features(features: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten_features(
+    features: Mapping[str, Any], prefix: str = "", categories_as_keys: bool = False
+) -> dict[str, Any]:
+    """Nested maps flattened to ``outer.inner``, bags to ``k=v: 1``, bools to 0/1.
+
+    ``categories_as_keys``: a string value too becomes ``"k=v": 1``, as VW's JSON parser
+    must see it to hash it as the text format's ``k=v`` (it would hash ``"k": "v"`` as
+    ``kv``)."""
     out: dict[str, Any] = {}
     for key, value in features.items():
         name = prefix + key
         if isinstance(value, Mapping):
-            out.update(flatten_features(value, name + "."))
+            out.update(flatten_features(value, name + ".", categories_as_keys))
+        elif categories_as_keys and isinstance(value, str):
+            out[f"{name}={value}"] = 1
         elif isinstance(value, list | tuple):
             for item in value:
                 out[f"{name}={item}"] = 1
@@ -45,25 +54,9 @@ def flatten_features(features: Mapping[str, Any], prefix: str = "") -> dict[str,
     return out
 
 
-def vw_json_features(features: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Features as VW's JSON parser must see them to hash them as the text format does:
-    a string ``k: "v"`` would become VW feature ``kv``, so categories go as ``"k=v": 1``
-    (the text's ``k=v``); numbers as they are, bools as 0/1, mappings flattened."""
-    out: dict[str, Any] = {}
-    for key, value in features.items():
-        name = prefix + key
-        if isinstance(value, Mapping):
-            out.update(vw_json_features(value, name + "."))
-        elif isinstance(value, str):
-            out[f"{name}={value}"] = 1
-        elif isinstance(value, list | tuple):
-            for item in value:
-                out[f"{name}={item}"] = 1
-        elif isinstance(value, bool):
-            out[name] = int(value)
-        elif value is not None:
-            out[name] = value
-    return out
+def vw_json_features(features: Mapping[str, Any]) -> dict[str, Any]:
+    """Features as VW's JSON parser must see them to hash them as the text format does."""
+    return flatten_features(features, categories_as_keys=True)
 
 
 def action_namespaces(action: Action) -> dict[str, Any]:
