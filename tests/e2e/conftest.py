@@ -24,11 +24,11 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, **settings: Any) -> None:
+    def __init__(self, fast_path: bool = True, **settings: Any) -> None:
         self.port = free_port()
         self.settings = load_settings(**settings)
         config = uvicorn.Config(
-            create_app(self.settings),
+            create_app(self.settings, fast_path=fast_path),
             host="127.0.0.1",
             port=self.port,
             log_level="warning",
@@ -63,9 +63,9 @@ class Server:
 def serve(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     """serve(**settings) -> a Server context; data goes under tmp_path."""
 
-    def make(**settings: Any) -> Server:
-        settings.setdefault("data_dir", tmp_path / "data")
-        return Server(**settings)
+    def make(fast_path: bool = True, **settings: Any) -> Server:
+        settings.setdefault("data_dir", tmp_path / ("data" if fast_path else "data-routed"))
+        return Server(fast_path, **settings)
 
     yield make
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 import uuid
 from typing import Any
 
@@ -40,11 +41,17 @@ def dead_local_worker(key: str) -> bool:
 
 
 class SharedFigures:
-    """One process's end of the exchange; writes only what changed."""
+    """One process's end of the exchange; writes only what changed, and a serving process
+    at most every ``serve_write_seconds``: its counters change with every request, and a
+    commit each tick into the loop's database costs the decisions appended there."""
 
-    def __init__(self, store: JoinedStore, stats: LoopStats) -> None:
+    def __init__(
+        self, store: JoinedStore, stats: LoopStats, serve_write_seconds: float = 1.0
+    ) -> None:
         self.store = store
         self.stats = stats
+        self.serve_write_seconds = serve_write_seconds
+        self._serve_written_at = float("-inf")
         self.key = (
             f"{SERVE_STATS_PREFIX}{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         )
@@ -64,8 +71,11 @@ class SharedFigures:
 
     def exchange_serving(self) -> None:
         """Serving process: publish own counters, take in the pipeline's and the others'."""
-        counters, _ = self.stats.local()
-        self._put(self.key, {"counters": counters})
+        now = time.monotonic()
+        if now - self._serve_written_at >= self.serve_write_seconds:
+            counters, _ = self.stats.local()
+            self._put(self.key, {"counters": counters})
+            self._serve_written_at = now
         raw = self.store.get_state(STATS_KEY)
         published = [orjson.loads(raw)] if raw else []
         for key, value in self.store.states(SERVE_STATS_PREFIX).items():

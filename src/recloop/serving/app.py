@@ -9,7 +9,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
@@ -21,8 +20,10 @@ from recloop.client import Loop, Role
 from recloop.core.clock import Clock
 from recloop.core.errors import PayloadTooLargeError, RecloopError, UnauthorizedError
 from recloop.core.stats import LoopStats
+from recloop.serving.fast_path import DecisionFastPath
 from recloop.serving.metrics import LoopCollector
 from recloop.serving.pipeline_process import start_pipeline_process, stop_pipeline_process
+from recloop.serving.problems import error_problem, problem, validation_problem
 from recloop.serving.routes import (
     dashboard,
     decisions,
@@ -41,27 +42,6 @@ from recloop.settings import Settings, load_settings
 from recloop.streaming.service import Stream
 
 log = logging.getLogger(__name__)
-PROBLEM = "application/problem+json"
-
-
-def problem(
-    status: int,
-    kind: str,
-    title: str,
-    detail: str,
-    instance: str | None,
-    errors: list[dict[str, Any]] | None = None,
-) -> JSONResponse:
-    body: dict[str, Any] = {
-        "type": f"https://recloop.dev/problems/{kind}",
-        "title": title,
-        "status": status,
-        "detail": detail,
-        "instance": instance,
-    }
-    if errors is not None:
-        body["errors"] = errors
-    return JSONResponse(jsonable_encoder(body), status_code=status, media_type=PROBLEM)
 
 
 class Guard:
@@ -165,8 +145,9 @@ def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
     return build
 
 
-def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
-    """Build the web app; loops open on startup and close on shutdown."""
+def create_app(settings: Settings, clock: Clock | None = None, fast_path: bool = True) -> FastAPI:
+    """Build the web app; loops open on startup and close on shutdown. ``fast_path=False``
+    leaves the decision routes to FastAPI's routing (tests compare the two)."""
     http_stats = LoopStats()
     loops: dict[str, Loop] = {}
 
@@ -215,10 +196,10 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
 
     @app.exception_handler(RecloopError)
     async def recloop_error(request: Request, exc: RecloopError) -> JSONResponse:
-        http_stats.inc(f"rejected_total:{exc.kind}")
         if personalizer_routing.is_personalizer_path(request.url.path):
+            http_stats.inc(f"rejected_total:{exc.kind}")
             return personalizer_routing.from_recloop_error(exc)
-        return problem(exc.status, exc.kind, exc.title, str(exc), request.url.path)
+        return error_problem(exc, request.url.path, http_stats)
 
     @app.exception_handler(personalizer_routing.PersonalizerError)
     async def personalizer_error(
@@ -229,22 +210,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [
-            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
-            for e in exc.errors()
-        ]
-        malformed = any(e["type"] == "json_invalid" for e in errors)
-        kind = "malformed-json" if malformed else "invalid-input"
-        http_stats.inc(f"rejected_total:{kind}")
-        detail = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors)
-        return problem(
-            400 if malformed else 422,
-            kind,
-            "Malformed JSON" if malformed else "Invalid input",
-            detail,
-            request.url.path,
-            errors,
-        )
+        return validation_problem(exc.errors(), request.url.path, http_stats)
 
     for router in (decisions.router, models.router, policies.router, items.router):
         app.include_router(router, prefix="/v1")
@@ -281,6 +247,8 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     async def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
+    if fast_path:  # added first: it runs inside Guard (size limit, API key)
+        app.add_middleware(DecisionFastPath, loops=loops, stats=http_stats)
     app.add_middleware(Guard, settings=settings, stats=http_stats)
     return app
 

@@ -17,7 +17,10 @@ from recloop.settings import DEFAULT_LOOP
 
 
 def loop_for(request: Request, name: str) -> Loop:
-    loops: dict[str, Loop] = request.app.state.loops
+    return lookup_loop(request.app.state.loops, name)
+
+
+def lookup_loop(loops: dict[str, Loop], name: str) -> Loop:
     try:
         return loops[name]
     except KeyError:

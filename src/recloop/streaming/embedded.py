@@ -83,6 +83,7 @@ class EmbeddedRunner:
         self._popular_events = -1
         self._newest_event_time = 0.0
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self.offset = self._restore()
@@ -199,12 +200,22 @@ class EmbeddedRunner:
             self._write_popular(self.clock())
             self.snapshot()
 
-    def start(self, idle_sleep: float = 0.002) -> None:
+    def start(self, idle_sleep: float = 0.002, max_idle_sleep: float = 0.05) -> None:
+        """Poll the log in a background thread. An idle runner backs off from
+        ``idle_sleep`` to ``max_idle_sleep`` (doubling), so a quiet stream does not tax the
+        process serving decisions; ``wake()`` (called on in-process ingestion) cuts the
+        wait short, so fresh events are processed at once."""
+
         def loop() -> None:
+            sleep = idle_sleep
             while not self._stop.is_set():
                 try:
                     if self.step() == 0:
-                        self._stop.wait(idle_sleep)
+                        self._wake.wait(sleep)
+                        self._wake.clear()
+                        sleep = min(sleep * 2.0, max_idle_sleep)
+                    else:
+                        sleep = idle_sleep
                 except Exception:  # keep the stream alive; the offset was not advanced
                     log.exception("stream step failed")
                     self._stop.wait(0.5)
@@ -212,8 +223,13 @@ class EmbeddedRunner:
         self._thread = threading.Thread(target=loop, name="recloop-stream", daemon=True)
         self._thread.start()
 
+    def wake(self) -> None:
+        """New events were logged: stop idling now."""
+        self._wake.set()
+
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
         with self._lock:

@@ -173,6 +173,8 @@ class Stream:
                 self.stats.inc("stream_rejected_total:invalid-event")
         if valid:
             offsets = self.log.append(valid)
+            if self.runner is not None:
+                self.runner.wake()
             for offset in offsets:
                 if offset is None:
                     report.duplicates += 1

@@ -4,6 +4,10 @@ The hot routes parse their body with pydantic-core's JSON parser in one pass
 (``model_validate_json``) and write the answer with orjson: FastAPI's default path (stdlib
 json, then validation, then response-model validation) cost about twice the CPU per rank.
 The request and response models still define the contract and the OpenAPI document.
+
+The answers are made by the ``*_answer`` functions, shared with
+:mod:`recloop.serving.fast_path`, which serves these same routes before FastAPI's routing
+(the routes here document them and serve any request the fast path passes on).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 
+from recloop.client import Loop
 from recloop.serving.deps import loop_for
 from recloop.serving.schemas import Accepted, RankRequest, RankResponse, RewardRequest
 from recloop.settings import DEFAULT_LOOP
@@ -23,6 +28,7 @@ from recloop.settings import DEFAULT_LOOP
 router = APIRouter(tags=["decisions"])
 
 Model = TypeVar("Model", bound=BaseModel)
+JSON = "application/json"
 
 
 def body_schema(model: type[BaseModel]) -> dict[str, Any]:
@@ -37,34 +43,24 @@ def body_schema(model: type[BaseModel]) -> dict[str, Any]:
     }
 
 
-async def parse_body(request: Request, model: type[Model]) -> Model:
+def parse(model: type[Model], raw: bytes) -> Model:
     try:
-        return model.model_validate_json(await request.body())
+        return model.model_validate_json(raw)
     except ValidationError as exc:
         raise RequestValidationError(exc.errors(include_url=False)) from None
 
 
-def json_response(payload: dict[str, Any], status_code: int = 200) -> Response:
-    return Response(orjson.dumps(payload), status_code=status_code, media_type="application/json")
-
-
-@router.post(
-    "/rank",
-    response_model=RankResponse,
-    summary="Rank actions and log the decision",
-    openapi_extra=body_schema(RankRequest),
-)
-async def rank(request: Request, loop: str = DEFAULT_LOOP) -> Response:
-    target = loop_for(request, loop)
-    body = await parse_body(request, RankRequest)
-    decision = target.rank(
+def rank_answer(loop: Loop, raw: bytes) -> bytes:
+    """``POST /v1/rank``: the request body in, the answer's JSON out."""
+    body = parse(RankRequest, raw)
+    decision = loop.rank(
         body.context,
         [{"id": a.id, "features": a.features, "fields": a.fields} for a in body.actions],
         event_id=body.event_id,
         excluded_actions=body.excluded_actions,
         defer_activation=body.defer_activation,
     )
-    return json_response(
+    return orjson.dumps(
         {
             "event_id": decision.event_id,
             "ranking": [
@@ -78,6 +74,28 @@ async def rank(request: Request, loop: str = DEFAULT_LOOP) -> Response:
     )
 
 
+def reward_answer(loop: Loop, event_id: str, raw: bytes) -> bytes:
+    body = parse(RewardRequest, raw)
+    loop.reward(event_id, body.value, reward_id=body.reward_id)
+    return orjson.dumps({"event_id": event_id, "status": "accepted"})
+
+
+def activate_answer(loop: Loop, event_id: str) -> bytes:
+    loop.activate(event_id)
+    return orjson.dumps({"event_id": event_id, "status": "activated"})
+
+
+@router.post(
+    "/rank",
+    response_model=RankResponse,
+    summary="Rank actions and log the decision",
+    openapi_extra=body_schema(RankRequest),
+)
+async def rank(request: Request, loop: str = DEFAULT_LOOP) -> Response:
+    target = loop_for(request, loop)
+    return Response(rank_answer(target, await request.body()), media_type=JSON)
+
+
 @router.post(
     "/events/{event_id}/reward",
     response_model=Accepted,
@@ -87,9 +105,7 @@ async def rank(request: Request, loop: str = DEFAULT_LOOP) -> Response:
 )
 async def reward(event_id: str, request: Request, loop: str = DEFAULT_LOOP) -> Response:
     target = loop_for(request, loop)
-    body = await parse_body(request, RewardRequest)
-    target.reward(event_id, body.value, reward_id=body.reward_id)
-    return json_response({"event_id": event_id, "status": "accepted"}, 202)
+    return Response(reward_answer(target, event_id, await request.body()), 202, media_type=JSON)
 
 
 @router.post(
@@ -99,5 +115,4 @@ async def reward(event_id: str, request: Request, loop: str = DEFAULT_LOOP) -> R
     summary="Activate a deferred decision so it is learned from",
 )
 async def activate(event_id: str, request: Request, loop: str = DEFAULT_LOOP) -> Response:
-    loop_for(request, loop).activate(event_id)
-    return json_response({"event_id": event_id, "status": "activated"}, 202)
+    return Response(activate_answer(loop_for(request, loop), event_id), 202, media_type=JSON)
