@@ -204,14 +204,14 @@ def export(
 ) -> None:
     """Export joined examples as DSJSON lines (readable by `vw --cb_explore_adf --dsjson`)."""
     from recloop.log.dsjson import dsjson_lines
-    from recloop.stores.sqlite_log import SqliteJoinedStore
+    from recloop.stores.sqlite_log import joined_path, open_joined
 
     settings = load_settings(config, data_dir=data_dir)
-    db = settings.data_dir / loop_name / "loop.db"
+    db = joined_path(settings.data_dir / loop_name)
     if not db.exists():
         console.print(f"[red]no loop data at {db}[/red]")
         raise typer.Exit(2)
-    store = SqliteJoinedStore(db)
+    store = open_joined(db.parent)
     count = 0
     with output.open("wb") as handle:
         for line in dsjson_lines(store.iter_all()):

@@ -114,13 +114,13 @@ def _examples(
             total = sum(1 for line in handle if line.strip())
         yield total, read_dsjson(log)
         return
-    from recloop.stores.sqlite_log import SqliteJoinedStore
+    from recloop.stores.sqlite_log import joined_path, open_joined
 
     settings = load_settings(settings_file, data_dir=data_dir)
-    db = settings.data_dir / loop_name / "loop.db"
+    db = joined_path(settings.data_dir / loop_name)
     if not db.exists():
         raise InvalidInputError(f"no loop data at {db} (give --log FILE or --data-dir)")
-    store = SqliteJoinedStore(db)
+    store = open_joined(db.parent)
     try:
         yield store.count(), store.iter_all()
     finally:

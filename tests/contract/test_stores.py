@@ -237,7 +237,8 @@ def test_a_loop_learns_on_postgres(tmp_path: Path) -> None:
         assert lp.models.newest() is not None
         report = lp.evaluations()
         assert report["examples"] == 30 and report["candidates"][0]["n"] == 30
-        assert not (tmp_path / name / "loop.db").exists()  # nothing went to SQLite
+        for file in ("loop.db", "joined.db"):
+            assert not (tmp_path / name / file).exists()  # nothing went to SQLite
     with Loop.open(tmp_path, name=name, start=False, clock=clock, **settings) as again:
         assert again.pipeline is not None and again.pipeline.learner_offset == 30
         assert again.log.count("decision") == 30

@@ -83,6 +83,11 @@ def rewards_for(i: int) -> int:
 
 
 # -- reading the stores directly ------------------------------------------------------------
+def joined_of(loop_db: Path) -> Path:
+    """The joined store next to a loop's event log (its own file since the split)."""
+    return loop_db.with_name("joined.db")
+
+
 def query(db: Path, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     with closing(sqlite3.connect(db, timeout=30)) as conn:
         return conn.execute(sql, args).fetchall()
@@ -135,7 +140,8 @@ def audit_log(
 def audit_joined(loop_db: Path, logged: set[str], rewards_per_event: Counter[str]) -> int:
     """Every logged decision joined exactly once, with exactly its logged rewards."""
     rows = query(
-        loop_db, "SELECT seq, event_id, reward, n_rewards, used_default FROM joined ORDER BY seq"
+        joined_of(loop_db),
+        "SELECT seq, event_id, reward, n_rewards, used_default FROM joined ORDER BY seq",
     )
     seqs = [r[0] for r in rows]
     assert seqs == list(range(1, len(rows) + 1)), "joined seqs must be 1, 2, 3, ..."
@@ -187,14 +193,14 @@ def wait_for(
 
 def fully_learned(loop_db: Path, models_db: Path) -> bool:
     decisions = query(loop_db, "SELECT COUNT(*) FROM events WHERE kind = 'decision'")[0][0]
-    joined = query(loop_db, "SELECT COUNT(*) FROM joined")[0][0]
+    joined = query(joined_of(loop_db), "SELECT COUNT(*) FROM joined")[0][0]
     metas = model_metas(models_db)
     return joined == decisions and bool(metas) and metas[-1][1]["learner_offset"] == joined
 
 
 def progress(loop_db: Path, models_db: Path) -> str:
     decisions = query(loop_db, "SELECT COUNT(*) FROM events WHERE kind = 'decision'")[0][0]
-    joined = query(loop_db, "SELECT COUNT(*) FROM joined")[0][0]
+    joined = query(joined_of(loop_db), "SELECT COUNT(*) FROM joined")[0][0]
     metas = model_metas(models_db)
     return f"decisions={decisions} joined={joined} newest model={metas[-1:] or None}"
 
@@ -329,7 +335,7 @@ def test_server_sigkill_under_http_load(tmp_path: Path) -> None:
         # State at the crash: some windows were still open (the joiner must replay them)
         # and the learner had checkpointed (it must resume, not restart).
         at_crash_logged = query(loop_db, "SELECT COUNT(*) FROM events WHERE kind='decision'")
-        at_crash_joined = query(loop_db, "SELECT COUNT(*) FROM joined")[0][0]
+        at_crash_joined = query(joined_of(loop_db), "SELECT COUNT(*) FROM joined")[0][0]
         assert at_crash_logged[0][0] > at_crash_joined, "no window was open at the crash"
         at_crash_models = audit_models(models_db)
         assert at_crash_models, "no checkpoint before the crash"
@@ -500,7 +506,7 @@ def test_record_accepted_at_window_edge_is_joined(tmp_path: Path, kind: str) -> 
         clock.t += 10
         loop.step()
     loop_db = tmp_path / "default" / "loop.db"
-    assert query(loop_db, "SELECT event_id, n_rewards FROM joined") == [
+    assert query(joined_of(loop_db), "SELECT event_id, n_rewards FROM joined") == [
         ("e1", 1 if kind == "reward" else 0)
     ]
     assert query(loop_db, "SELECT reason FROM dead_letters") == []

@@ -21,7 +21,7 @@ from recloop.evaluation.experiments import LearnerConfig, default_configs, repla
 from recloop.log.dsjson import dsjson_lines, parse_dsjson_line, read_dsjson, to_dsjson
 from recloop.policies.vw import VWLearner
 from recloop.simulators.synthetic import SyntheticPopulation
-from recloop.stores.sqlite_log import SqliteJoinedStore
+from recloop.stores.sqlite_log import open_joined
 
 runner = CliRunner()
 WITH_Q = "--cb_adf --cb_type mtr -q CA"
@@ -95,7 +95,7 @@ def test_loop_store_round_trips_through_dsjson(tmp_path: Path) -> None:
             clock.advance(0.01)
         clock.advance(2)
         lp.step()
-    store = SqliteJoinedStore(tmp_path / "default" / "loop.db")
+    store = open_joined(tmp_path / "default")
     stored = list(store.iter_all())
     store.close()
     assert len(stored) == 60 and any(ex.decision.excluded for ex in stored)

@@ -130,6 +130,9 @@ class JoinedExample:
     joined_at: float
     seq: int = 0
     """Position in the joined stream (set by the store)."""
+    body: bytes | None = field(default=None, compare=False, repr=False)
+    """The decision as the event log holds it, when the joiner read it from there: the
+    joined store writes these bytes rather than encoding the decision again."""
 
 
 @dataclass(frozen=True, slots=True)

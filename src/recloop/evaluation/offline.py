@@ -116,13 +116,13 @@ def joined_action_dist(policy: Policy, log: JoinedLog, explorer: Explorer | None
 
 
 def read_loop_log(data_dir: Path, loop: str) -> JoinedLog:
-    """A loop's joined examples from its embedded store (``DATA_DIR/LOOP/loop.db``)."""
-    from recloop.stores.sqlite_log import SqliteJoinedStore
+    """A loop's joined examples from its embedded store (``DATA_DIR/LOOP/joined.db``)."""
+    from recloop.stores.sqlite_log import joined_path, open_joined
 
-    db = Path(data_dir) / loop / "loop.db"
+    db = joined_path(Path(data_dir) / loop)
     if not db.exists():
         raise InvalidInputError(f"no loop data at {db}")
-    store = SqliteJoinedStore(db)
+    store = open_joined(db.parent)
     try:
         return from_joined(list(store.iter_all()))
     finally:

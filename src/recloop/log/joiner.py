@@ -16,7 +16,14 @@ from enum import StrEnum
 from typing import Protocol, cast
 
 from recloop.core.errors import InvalidInputError
-from recloop.core.types import Activation, DeadLetter, Decision, JoinedExample, Reward
+from recloop.core.types import (
+    Activation,
+    DeadLetter,
+    Decision,
+    JoinedExample,
+    LoggedDecision,
+    Reward,
+)
 
 
 class DecisionLike(Protocol):
@@ -165,13 +172,15 @@ class Joiner:
                 value = aggregate(pending.rewards, self.aggregation)
             else:
                 value = self.default_reward
+            logged = pending.decision
             joined.append(
                 JoinedExample(
-                    decision=self._materialize(pending.decision),
+                    decision=self._materialize(logged),
                     reward=value,
                     n_rewards=len(pending.rewards),
                     used_default=not pending.rewards,
                     joined_at=deadline,
+                    body=logged.body if isinstance(logged, LoggedDecision) else None,
                 )
             )
         return joined, letters

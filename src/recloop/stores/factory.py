@@ -10,7 +10,7 @@ from recloop.core.errors import InvalidInputError
 from recloop.core.protocols import EventLog, ItemStore, JoinedStore, ModelStore
 from recloop.settings import LoopSettings
 from recloop.stores.sqlite_items import SqliteItemStore
-from recloop.stores.sqlite_log import SqliteEventLog, SqliteJoinedStore
+from recloop.stores.sqlite_log import LOG_FILE, SqliteEventLog, open_joined
 from recloop.stores.sqlite_models import SqliteModelStore
 
 
@@ -35,8 +35,9 @@ def _postgres_url(settings: LoopSettings) -> str | None:
 
 
 def open_stores(settings: LoopSettings, loop_dir: Path) -> LoopStores:
-    """PostgreSQL when ``storage_url`` names one; else SQLite: ``loop.db`` (log, dead
-    letters, joined, offsets) and ``models.db`` under the loop's directory."""
+    """PostgreSQL when ``storage_url`` names one; else SQLite files under the loop's
+    directory: ``loop.db`` (the event log and dead letters), ``joined.db`` (joined
+    examples, offsets, shared state) and ``models.db``."""
     url = _postgres_url(settings)
     if url:
         from recloop.stores.postgres import (
@@ -53,8 +54,8 @@ def open_stores(settings: LoopSettings, loop_dir: Path) -> LoopStores:
         )
     durability = settings.durability
     return LoopStores(
-        log=SqliteEventLog(loop_dir / "loop.db", durability),
-        joined=SqliteJoinedStore(loop_dir / "loop.db", durability),
+        log=SqliteEventLog(loop_dir / LOG_FILE, durability),
+        joined=open_joined(loop_dir, durability),
         models=SqliteModelStore(
             loop_dir / "models.db", durability, keep=settings.keep_model_versions
         ),

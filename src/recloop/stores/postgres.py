@@ -251,7 +251,7 @@ class PostgresJoinedStore(JoinedIteration, _Base):
                         e.reward,
                         e.n_rewards,
                         e.used_default,
-                        encode_decision(e.decision),
+                        e.body or encode_decision(e.decision),
                     ),
                 )
                 if cur.rowcount == 1:
