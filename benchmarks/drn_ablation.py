@@ -10,8 +10,9 @@ returns), pooled over seeds with a 95% interval, and the clicks and visits behin
 Variants: ``drn`` (beta 2: the activeness term weighted for this simulator's scale, DBGD
 minor updates, major updates from replay), ``drn_paper_beta`` (beta 0.05, the paper's),
 ``no_activeness`` (beta 0), ``no_dbgd`` (greedy, major updates only), and ``random``.
-Also DRN's decision latency for 100 candidates (with and without the DBGD perturbation, and
-``Loop.rank`` serving a DRN version with logging), and the simulator's own speed
+Also DRN's decision latency for 100 candidates (with and without the DBGD perturbation,
+``Loop.rank`` serving a DRN version with logging, with the pipeline stepped in the serving
+thread and, as ``recloop serve`` runs it, in a process of its own), and the simulator's own speed
 (requests/s under a random ranker).
 """
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,6 +31,8 @@ from recloop import Loop
 from recloop.agents.drn import DRN, DRNConfig
 from recloop.core.clock import FakeClock
 from recloop.evaluation.ranking import mean_interval
+from recloop.serving.pipeline_process import start_pipeline_process, stop_pipeline_process
+from recloop.settings import DEFAULT_LOOP, LoopSettings
 from recloop.simulators.environment import Feedback, RandomRanker, Ranker, Request, play
 from recloop.simulators.returning_users import DAY, ReturningUsers, ReturningUsersConfig
 
@@ -145,6 +149,62 @@ def loop_latency(n: int, by_id: bool = False) -> list[dict[str, Any]]:
     ]
 
 
+def served_latency(n: int, by_id: bool = False, rate: float = 400.0) -> list[dict[str, Any]]:
+    """``Loop.rank`` serving DRN versions as ``recloop serve`` runs it: the pipeline (join,
+    DRN minor and major updates, checkpoints) in its own process, this process serving
+    only (its tick thread picking up each new version), on the real clock, requests paced
+    at ``rate``/s (a major update every 200 requests: one every half second).
+    :func:`loop_latency` steps the pipeline in the serving thread itself,
+    the worst case: each step's training leaves the next request with cold CPU caches."""
+    settings = LoopSettings(exp_unit_seconds=1.0, learner="drn")  # DRN's defaults
+    requests = synthetic_requests(n + 300, seed=1, n_actions=100)
+    times: list[float] = []
+    versions: set[str] = set()
+    with tempfile.TemporaryDirectory(prefix="recloop-bench-drn-served-") as tmp:
+        lp = Loop(settings, Path(tmp), DEFAULT_LOOP, role="serve")
+        child = start_pipeline_process(Path(tmp), {DEFAULT_LOOP: settings})
+        try:
+            lp.start()
+            if by_id:
+                items = {a["id"]: a["features"] for _, actions in requests for a in actions}
+                lp.put_items(list(items.items()))
+            deadline = time.monotonic() + 60.0
+            i = 0
+            next_at = time.perf_counter()
+            while len(times) < n:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the pipeline process never deployed a DRN version")
+                context, actions = requests[i % len(requests)]
+                sent = [a["id"] for a in actions] if by_id else actions
+                next_at += 1.0 / rate
+                time.sleep(max(0.0, next_at - time.perf_counter()))
+                start = time.perf_counter_ns()
+                d = lp.rank(context, sent)
+                elapsed = (time.perf_counter_ns() - start) / 1e6
+                if d.model_version != "default":  # measured once DRN versions are served
+                    times.append(elapsed)
+                    versions.add(d.model_version)
+                if i % 3 == 0:
+                    lp.reward(d.event_id, 1.0)
+                i += 1
+        finally:
+            stop_pipeline_process(child)
+            lp.close()
+    name = "served_drn_rank100_by_id" if by_id else "served_drn_rank100"
+    return [
+        figure(BENCH, f"{name}_p50_ms", percentile(times, 50), None, len(times)),
+        figure(
+            BENCH,
+            f"{name}_p99_ms",
+            percentile(times, 99),
+            1.0,
+            len(times),
+            better="lower",
+            versions_served=len(versions),
+        ),
+    ]
+
+
 def main(quick: bool) -> list[dict[str, Any]]:
     torch.set_num_threads(1)
     seeds = [0, 1, 2]
@@ -180,6 +240,8 @@ def main(quick: bool) -> list[dict[str, Any]]:
     rows += decision_latency(300 if quick else 2000)
     rows += loop_latency(300 if quick else 2000)
     rows += loop_latency(300 if quick else 2000, by_id=True)
+    rows += served_latency(600 if quick else 2000)
+    rows += served_latency(600 if quick else 2000, by_id=True)
     env = ReturningUsers(cfg)
     start = time.perf_counter()
     answered, _ = play(env, RandomRanker(0), 0)
