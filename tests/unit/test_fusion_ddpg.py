@@ -103,6 +103,30 @@ def test_v_learns_the_states_return_and_a_the_residual():
     assert all(p.grad is None or not p.grad.any() for p in nets.encoder.parameters())
 
 
+def test_v_stays_the_baselines_value_when_the_traffic_has_left_the_baseline():
+    """Served a around 0.7, never 1: V(s) must still converge to what a = 1 earns (2 s) and
+    A(s, 0.7) to the truth -0.45 (V regressing on the raw return would learn 2 s - 0.45,
+    the served policy's value, leaving A nothing to find at the served a)."""
+    torch.manual_seed(0)
+    nets = FusionNetworks(1, FusionDDPGConfig(hidden=16))
+    opt = torch.optim.Adam(nets.parameters(), lr=1e-2)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(2000):
+        s = torch.rand(256, 1, generator=g) * 2 - 1
+        a = 0.7 + 0.2 * (torch.rand(256, generator=g) * 2 - 1)
+        r = 2 * s[:, 0] + 1.5 * (a - 1.0) + 0.1 * torch.randn(256, generator=g)
+        v_loss, a_loss = critic_losses(nets, s, a, r, agent=0)
+        opt.zero_grad()
+        (v_loss + a_loss).backward()
+        opt.step()
+    with torch.no_grad():
+        s = torch.linspace(-0.9, 0.9, 7)[:, None]
+        h = nets.encoder(s)
+        torch.testing.assert_close(nets.v(h), 2 * s[:, 0], atol=0.1, rtol=0)
+        adv = nets.advantage(h, torch.full((7,), 0.7), 0)
+        torch.testing.assert_close(adv, torch.full((7,), -0.45), atol=0.08, rtol=0)
+
+
 def test_two_agents_share_the_encoder_and_v_and_each_a_head_converges():
     """An A/B test of two agents: arm 0's returns rise with a, arm 1's fall. The shared V
     learns the state's value from both arms' traffic, each A head its own arm's slope."""

@@ -6,10 +6,11 @@ weight ``a`` with which a baseline ranker fuses its predicted scores,
   encoder, squashed into ``[a_min, a_max]``; initialised so that ``mu(s) = 1`` everywhere,
   i.e. the agent starts as the baseline ranking. Online, Ornstein-Uhlenbeck noise explores
   around it (:mod:`recloop.agents.noise`), clipped to the range.
-* **Critic** ``Q(s, a) = V(s) + A(s, a)``: V is trained on the observed returns (what the
-  traffic earns in state s, near the baseline's a), A on the residual ``R - V(s)``. A is
-  quadratic in a and zero at a = 1 (:meth:`FusionNetworks.advantage`), so A > 0 says an
-  action beats the baseline in that state. The actor climbs ``A(s, mu(s))`` (V does not
+* **Critic** ``Q(s, a) = V(s) + A(s, a)``: V is trained first, on the observed returns of
+  the warm-up (the baseline's traffic), then on ``R - A(s, a)``; A on the residual
+  ``R - V(s)``. A is quadratic in a and zero at a = 1 (:meth:`FusionNetworks.advantage`),
+  so V stays the baseline's value and A > 0 says an action beats the baseline in that
+  state, however far the served a has moved. The actor climbs ``A(s, mu(s))`` (V does not
   depend on a).
 * **Target**: with ``gamma > 0`` the return bootstraps ``r + gamma V(s')``, from a target
   copy of V or (``target_network=False``) from the same parameters.
@@ -118,13 +119,17 @@ def critic_losses(
     ret: torch.Tensor,
     agent: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(V loss, A loss): V regresses on the return; A on the residual ``R - V(s)`` with V
-    held fixed, so A measures how much an action beats the state's average."""
+    """(V loss, A loss): V regresses on ``R - A(s, a)``, A on the residual ``R - V(s)``,
+    each with the other held fixed. A is zero at a = 1, so V converges to what the baseline
+    earns in state s and A to how much an action beats it, wherever the traffic's a has
+    moved. (V regressing on R itself learns what the *served* policy earns; once the actor
+    has left a = 1, A is then fitted to the wrong zero and its error stays about the size
+    of the advantage it should find: measured in ``benchmarks/fusion_ddpg.py``.)"""
     h = nets.encoder(state)
     v = nets.v(h)
-    v_loss = F.mse_loss(v, ret)
-    residual = (ret - v).detach()
-    a_loss = F.mse_loss(nets.advantage(h.detach(), action, agent), residual)
+    adv = nets.advantage(h.detach(), action, agent)
+    v_loss = F.mse_loss(v, ret - adv.detach())
+    a_loss = F.mse_loss(adv, (ret - v).detach())
     return v_loss, a_loss
 
 
