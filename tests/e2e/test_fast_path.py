@@ -42,6 +42,7 @@ def _script(api: httpx.Client) -> list[tuple[str, int, str, Any]]:
         ("duplicate event", "/v1/rank", {"json": {**RANK, "event_id": "e1"}}),
         ("unknown loop", "/v1/loops/nope/rank", {"json": RANK}),
         ("unknown loop ?loop", "/v1/rank?loop=nope", {"json": RANK}),
+        ("blank ?loop", "/v1/rank?loop=", {"json": RANK}),
         ("malformed", "/v1/rank", {"content": b'{"context": ', "headers": JSON}),
         ("wrong type", "/v1/rank", {"json": {"context": [], "actions": ACTIONS}}),
         ("empty actions", "/v1/rank", {"json": {"context": {}, "actions": []}}),

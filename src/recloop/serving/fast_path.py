@@ -34,11 +34,11 @@ _HEADERS = [(b"content-type", JSON.encode())]
 
 
 def _query_loop(query: bytes) -> str:
-    """The ``loop`` query parameter (the last one given, as Starlette reads it)."""
+    """The ``loop`` query parameter (the last one given, blank kept: as Starlette reads it)."""
     if b"loop=" not in query:
         return DEFAULT_LOOP
     name = DEFAULT_LOOP
-    for key, value in parse_qsl(query.decode("latin-1")):
+    for key, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
         if key == "loop":
             name = value
     return name
