@@ -70,22 +70,28 @@ def test_the_actor_starts_at_the_baseline_and_serves_inside_the_allowed_range():
         FusionDDPG(2, FusionDDPGConfig(a_min=1.5, a_max=3.0))
 
 
-def test_v_learns_the_states_return_and_a_the_residual():
-    """Returns R = 2 s + 1.5 (a - 1) + noise with a around 1: V(s) -> 2 s (the mean over
-    actions), A(s, a) -> 1.5 (a - 1); A's loss never moves V or the encoder."""
+def _fit_critic(served: float, spread: float, steps: int) -> FusionNetworks:
+    """Critic trained on returns R = 2 s + 1.5 (a - 1) + noise, a uniform in
+    ``served +- spread`` (seeded)."""
     torch.manual_seed(0)
-    cfg = FusionDDPGConfig(hidden=16)
-    nets = FusionNetworks(1, cfg)
+    nets = FusionNetworks(1, FusionDDPGConfig(hidden=16))
     opt = torch.optim.Adam(nets.parameters(), lr=1e-2)
     g = torch.Generator().manual_seed(0)
-    for _ in range(1500):
+    for _ in range(steps):
         s = torch.rand(256, 1, generator=g) * 2 - 1
-        a = 1.0 + 0.5 * (torch.rand(256, generator=g) * 2 - 1)
+        a = served + spread * (torch.rand(256, generator=g) * 2 - 1)
         r = 2 * s[:, 0] + 1.5 * (a - 1.0) + 0.1 * torch.randn(256, generator=g)
         v_loss, a_loss = critic_losses(nets, s, a, r, agent=0)
         opt.zero_grad()
         (v_loss + a_loss).backward()
         opt.step()
+    return nets
+
+
+def test_v_learns_the_states_return_and_a_the_residual():
+    """Returns R = 2 s + 1.5 (a - 1) + noise with a around 1: V(s) -> 2 s (the mean over
+    actions), A(s, a) -> 1.5 (a - 1); A's loss never moves V or the encoder."""
+    nets = _fit_critic(served=1.0, spread=0.5, steps=1500)
     with torch.no_grad():
         s = torch.linspace(-0.9, 0.9, 7)[:, None]
         h = nets.encoder(s)
@@ -107,18 +113,7 @@ def test_v_stays_the_baselines_value_when_the_traffic_has_left_the_baseline():
     """Served a around 0.7, never 1: V(s) must still converge to what a = 1 earns (2 s) and
     A(s, 0.7) to the truth -0.45 (V regressing on the raw return would learn 2 s - 0.45,
     the served policy's value, leaving A nothing to find at the served a)."""
-    torch.manual_seed(0)
-    nets = FusionNetworks(1, FusionDDPGConfig(hidden=16))
-    opt = torch.optim.Adam(nets.parameters(), lr=1e-2)
-    g = torch.Generator().manual_seed(0)
-    for _ in range(2000):
-        s = torch.rand(256, 1, generator=g) * 2 - 1
-        a = 0.7 + 0.2 * (torch.rand(256, generator=g) * 2 - 1)
-        r = 2 * s[:, 0] + 1.5 * (a - 1.0) + 0.1 * torch.randn(256, generator=g)
-        v_loss, a_loss = critic_losses(nets, s, a, r, agent=0)
-        opt.zero_grad()
-        (v_loss + a_loss).backward()
-        opt.step()
+    nets = _fit_critic(served=0.7, spread=0.2, steps=2000)
     with torch.no_grad():
         s = torch.linspace(-0.9, 0.9, 7)[:, None]
         h = nets.encoder(s)

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -103,6 +104,18 @@ def joined_path(loop_dir: Path) -> Path:
 def open_joined(loop_dir: Path, durability: Durability = "process") -> SqliteJoinedStore:
     """A loop directory's joined store, its dead letters going to the log's file."""
     return SqliteJoinedStore(joined_path(loop_dir), durability, letters_path=loop_dir / LOG_FILE)
+
+
+@contextmanager
+def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
+    """A write transaction (BEGIN IMMEDIATE): committed, or rolled back on any error."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 def _open(path: Path, durability: Durability, schema: str) -> sqlite3.Connection:
@@ -273,17 +286,10 @@ class SqliteJoinedStore(JoinedIteration):
         inserted: list[JoinedExample] = []
         with self._lock:
             if letters and self._letters is not None:
-                # a transaction of its own, committed before the joined rows
-                self._letters.execute("BEGIN IMMEDIATE")
-                try:
+                with _immediate(self._letters):  # its own, committed before the joined rows
                     _insert_letters(self._letters, letters)
-                    self._letters.execute("COMMIT")
-                except BaseException:
-                    self._letters.execute("ROLLBACK")
-                    raise
                 letters = ()
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
+            with _immediate(self._conn):
                 for e in examples:
                     # not INSERT OR IGNORE: an ignored insert would still consume a seq
                     # number, and consumers rely on seq being gap-free
@@ -311,10 +317,6 @@ class SqliteJoinedStore(JoinedIteration):
                     "ON CONFLICT(name) DO UPDATE SET value = excluded.value",
                     list(offsets.items()),
                 )
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
         return inserted
 
     def offset(self, name: str) -> int:
