@@ -41,7 +41,8 @@ def _train_and_test(tmp_path: Path, text: bool, **extra: Any) -> tuple[float, fl
         for i in range(TRAIN_EVENTS):
             reader = news.reader()
             slate = news.slate(seen)
-            d = loop.rank({"reader": reader}, [action(a, False) for a in slate])
+            # fixed event ids: exploration samples from them, so training repeats exactly
+            d = loop.rank({"reader": reader}, [action(a, False) for a in slate], f"train-{i}")
             chosen = next(a for a in slate if a.id == d.chosen)
             loop.reward(d.event_id, news.click(reader, chosen))
             if i % 100 == 99:
