@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import Any, Literal
 
 import numpy as np
+from pydantic import ValidationError
 
 from recloop.core.arrays import FloatArray
 from recloop.core.clock import Clock, SystemClock
@@ -51,7 +52,7 @@ from recloop.learning.sharing import SharedFigures
 from recloop.policies.agent import load_model_policy
 from recloop.policies.registry import make_policy
 from recloop.policies.vw import VWPolicy
-from recloop.settings import DEFAULT_LOOP, LoopSettings
+from recloop.settings import DEFAULT_LOOP, LoopSettings, settings_error
 from recloop.stores.factory import open_item_store, open_stores
 
 log = logging.getLogger(__name__)
@@ -182,7 +183,11 @@ class Loop:
         **settings: Any,
     ) -> Loop:
         """Open (or create) a loop; with ``start`` the join/learn pipeline runs in a thread."""
-        loop = cls(LoopSettings(**settings), data_dir, name, clock)
+        try:
+            checked = LoopSettings(**settings)
+        except ValidationError as exc:
+            raise settings_error(exc, LoopSettings) from None
+        loop = cls(checked, data_dir, name, clock)
         if start:
             loop.start()
         return loop
@@ -420,8 +425,8 @@ class Loop:
     def _with_overrides(self, overrides: Mapping[str, Any]) -> LoopSettings:
         try:
             return LoopSettings(**{**self._configured.model_dump(), **overrides})
-        except ValueError as exc:  # pydantic's ValidationError
-            raise InvalidInputError(f"invalid settings: {exc}") from None
+        except ValidationError as exc:
+            raise settings_error(exc, LoopSettings) from None
 
     def _stored_settings(self, raw: str | None) -> LoopSettings | None:
         """The configured settings with the stored overrides, or None if those are

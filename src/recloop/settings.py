@@ -6,11 +6,12 @@ under ``[loops.NAME]`` in the TOML file.
 
 from __future__ import annotations
 
+import difflib
 import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -18,7 +19,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from recloop.core.errors import UnknownLoopError
+from recloop.core.errors import InvalidInputError, UnknownLoopError
 from recloop.features.spec import KINDS as FIELD_KINDS
 
 DEFAULT_LOOP = "default"
@@ -27,6 +28,8 @@ DEFAULT_LOOP = "default"
 class FeatureSettings(BaseModel):
     """The feature generator of a loop (TOML ``[loops.NAME.features]``): how raw item fields
     become features. Fields not named in ``fields`` are inferred from their values."""
+
+    model_config = ConfigDict(extra="forbid")
 
     fields: dict[str, str] = Field(
         default_factory=dict,
@@ -75,7 +78,10 @@ class FeatureSettings(BaseModel):
 
 
 class LoopSettings(BaseModel):
-    """Everything one decision loop needs to know."""
+    """Everything one decision loop needs to know. A name it does not know is an error
+    (a misspelt setting would otherwise be ignored and its default silently used)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     exp_unit_seconds: float = Field(10.0, gt=0, description="Reward window after a decision.")
     default_reward: float = Field(0.0, description="Reward when none arrives in the window.")
@@ -157,6 +163,8 @@ class StreamSettings(BaseModel):
     """The behaviour stream: user state, triggers, recommendations (TOML ``[stream]``,
     environment ``RECLOOP_STREAM__FIELD``)."""
 
+    model_config = ConfigDict(extra="forbid")
+
     enabled: bool = True
     runner: Literal["embedded", "external"] = Field(
         "embedded",
@@ -204,7 +212,7 @@ class Settings(BaseSettings, LoopSettings):
     """Server settings plus the default loop's settings."""
 
     model_config = SettingsConfigDict(
-        env_prefix="RECLOOP_", extra="ignore", env_nested_delimiter="__"
+        env_prefix="RECLOOP_", extra="forbid", env_nested_delimiter="__"
     )
 
     data_dir: Path = Path("data")
@@ -229,7 +237,41 @@ class Settings(BaseSettings, LoopSettings):
         base = {k: getattr(self, k) for k in LoopSettings.model_fields}
         if name != DEFAULT_LOOP and name not in self.loops:
             raise UnknownLoopError(f"no loop named {name!r}; configured: {self.loop_names()}")
-        return LoopSettings(**{**base, **self.loops.get(name, {})})
+        try:
+            return LoopSettings(**{**base, **self.loops.get(name, {})})
+        except ValidationError as exc:
+            raise settings_error(exc, LoopSettings, f"loops.{name}.") from None
+
+
+def settings_error(
+    exc: ValidationError, model: type[BaseModel], where: str = ""
+) -> InvalidInputError:
+    """A ValidationError as one readable InvalidInputError: each problem with its dotted
+    name, and for an unknown name the closest known ones (``did you mean ...``)."""
+    problems = []
+    for error in exc.errors():
+        loc = [str(part) for part in error["loc"]]
+        name = where + ".".join(loc)
+        if error["type"] == "extra_forbidden":
+            known = _field_names(model, loc[:-1])
+            close = difflib.get_close_matches(loc[-1], known, n=3, cutoff=0.6)
+            hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+            problems.append(f"unknown setting {name!r}{hint}")
+        else:
+            problems.append(f"{name}: {error['msg']}")
+    return InvalidInputError("invalid settings: " + "; ".join(problems))
+
+
+def _field_names(model: type[BaseModel], path: list[str]) -> list[str]:
+    """The field names of the (nested) settings model at ``path``; [] where it is no model."""
+    current = model
+    for part in path:
+        field = current.model_fields.get(part)
+        inner = field.annotation if field is not None else None
+        if not (isinstance(inner, type) and issubclass(inner, BaseModel)):
+            return []
+        current = inner
+    return list(current.model_fields)
 
 
 def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:
@@ -252,4 +294,10 @@ def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Se
             return tuple(sources)
 
     clean = {k: v for k, v in overrides.items() if v is not None}
-    return _FromFile(**clean)
+    try:
+        settings = _FromFile(**clean)
+    except ValidationError as exc:
+        raise settings_error(exc, Settings) from None
+    for name in settings.loop_names():
+        settings.loop(name)  # every configured loop checked now, not at its first request
+    return settings

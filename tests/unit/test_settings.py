@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from recloop.core.errors import UnknownLoopError
+from recloop import Loop
+from recloop.core.errors import InvalidInputError, UnknownLoopError
 from recloop.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,3 +71,24 @@ def test_invalid_values_are_rejected() -> None:
         load_settings(epsilon=2.0)
     with pytest.raises(ValueError):
         load_settings(exp_unit_seconds=0)
+
+
+def test_a_misspelt_setting_is_an_error_naming_the_closest_one(tmp_path: Path) -> None:
+    """Ignored, a typo would leave the default silently in force."""
+    toml = tmp_path / "recloop.toml"
+    toml.write_text('epsilom = 0.1\n[stream]\nlast_n = 3\n[loops.news]\nexplorr = "greedy"\n')
+    with pytest.raises(InvalidInputError, match=r"'epsilom'; did you mean 'epsilon'\?"):
+        load_settings(toml)
+    toml.write_text('[stream]\nlats_n = 3\n')
+    with pytest.raises(InvalidInputError, match=r"'stream.lats_n'; did you mean 'last_n'\?"):
+        load_settings(toml)
+    toml.write_text('[loops.news]\nexplorr = "greedy"\n')
+    with pytest.raises(InvalidInputError, match=r"'loops.news.explorr'; did you mean 'explorer'"):
+        load_settings(toml)  # checked at load, not at the loop's first request
+    with pytest.raises(InvalidInputError, match=r"'features.text_dimm'"):
+        load_settings(features={"text_dimm": 4})
+    with pytest.raises(InvalidInputError, match=r"'exp_unit_secs'; did you mean"):
+        Loop.open(tmp_path / "data", start=False, exp_unit_secs=1.0)
+    with Loop.open(tmp_path / "data", start=False) as loop, pytest.raises(InvalidInputError):
+        loop.reconfigure(epsilom=0.1)
+    assert load_settings(epsilon=0.1, stream={"last_n": 3}).stream.last_n == 3
