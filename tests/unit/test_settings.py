@@ -79,7 +79,7 @@ def test_a_misspelt_setting_is_an_error_naming_the_closest_one(tmp_path: Path) -
     toml.write_text('epsilom = 0.1\n[stream]\nlast_n = 3\n[loops.news]\nexplorr = "greedy"\n')
     with pytest.raises(InvalidInputError, match=r"'epsilom'; did you mean 'epsilon'\?"):
         load_settings(toml)
-    toml.write_text('[stream]\nlats_n = 3\n')
+    toml.write_text("[stream]\nlats_n = 3\n")
     with pytest.raises(InvalidInputError, match=r"'stream.lats_n'; did you mean 'last_n'\?"):
         load_settings(toml)
     toml.write_text('[loops.news]\nexplorr = "greedy"\n')
