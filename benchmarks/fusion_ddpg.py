@@ -10,7 +10,8 @@ the agent learning online from scratch; their per-request reward difference is p
   reward relative to the baseline's (the claim: never more than 3% below);
 * the weight a it learned for each kind of user (the shop's best is ~0.25-0.5, not 1);
 * two agents in A/B mode (shared encoder and V): each A head's distance from the shop's
-  true advantage at the weights its agent serves, at each tenth of the episode;
+  true advantage at the weights its agent serves, at each tenth of the episode, three
+  ways (:data:`AB_RUNS`);
 * decision latency for 100 candidates (p50/p99).
 """
 
@@ -39,15 +40,28 @@ def rewards(env: FusionShop, ranker: Ranker, seed: int) -> np.ndarray:
     return np.asarray(out)
 
 
-def ab_convergence(n: int) -> list[dict[str, Any]]:
+AB_RUNS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    # label: (shop settings, agent settings)
+    "control_noise_free": ({"expected_rewards": True}, {"control_share": 0.2}),
+    "no_control_noise_free": ({"expected_rewards": True}, {}),
+    "control_sampled": ({}, {"control_share": 0.2}),
+}
+"""The A/B test three ways: with a control bucket (a fifth of users served a = 1), on
+noise-free rewards (each request's expected reward): does each head converge; the same
+without a control bucket: can V and the heads be told apart once the agents leave a = 1;
+with the control bucket on sampled rewards: how far 60k requests get against the noise."""
+
+
+def ab_convergence(n: int, label: str) -> list[dict[str, Any]]:
     """Two agents in A/B mode (shared encoder and V, an actor and an A head each): how far
     each head's advantage is from the shop's true ``E[r | a] - E[r | a = 1]``, at the
     weights that head's own agent served lately, for both kinds of user (noise-free
     states), at each tenth of the episode. A head that converges ends near the truth."""
-    env = FusionShop(FusionShopConfig(requests=n))
+    shop, settings = AB_RUNS[label]
+    env = FusionShop(FusionShopConfig(requests=n, **shop))
     grid = np.linspace(0.0, 4.0, 81)
     truth = {kind: env.true_advantages(kind > 0, grid, draws=1000) for kind in (-1.0, 1.0)}
-    ab = FusionDDPG(2, FusionDDPGConfig(n_agents=2, seed=0))
+    ab = FusionDDPG(2, FusionDDPGConfig(n_agents=2, seed=0, **settings))
     errors: list[list[float]] = [[], []]
     scale: list[float] = [0.0, 0.0]
 
@@ -73,14 +87,15 @@ def ab_convergence(n: int) -> list[dict[str, Any]]:
         rows.append(
             figure(
                 BENCH,
-                f"ab_agent{k}_advantage_error_last",
+                f"ab_{label}_agent{k}_advantage_error_last",
                 errors[k][-1],
                 None,
                 len(errors[k]),
                 first=round(errors[k][0], 4),
                 by_tenth=[round(e, 4) for e in errors[k]],
                 true_advantage_scale=round(scale[k], 4),
-                learned_a=round(ab.policy_action(_state_request(1.0), k), 3),
+                learned_a_premium=round(ab.policy_action(_state_request(1.0), k), 3),
+                learned_a_bargain=round(ab.policy_action(_state_request(-1.0), k), 3),
             )
         )
     return rows
@@ -152,7 +167,8 @@ def main(quick: bool) -> list[dict[str, Any]]:
                 per_seed=[round(v, 3) for v in values],
             )
         )
-    rows += ab_convergence(20_000 if quick else 60_000)
+    for label in AB_RUNS:
+        rows += ab_convergence(20_000 if quick else 60_000, label)
     big = FusionShop(FusionShopConfig(requests=2000, candidates=100))
     agent = FusionDDPG(2, FusionDDPGConfig())
     request: Request | None = big.reset(0)

@@ -11,6 +11,7 @@ torch = pytest.importorskip("torch", reason="PyTorch is not installed (pip insta
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 from recloop.agents.fusion_ddpg import (  # noqa: E402
+    CONTROL,
     FusionDDPG,
     FusionDDPGConfig,
     FusionNetworks,
@@ -47,6 +48,26 @@ def test_the_shops_best_fusion_weight_is_not_the_baselines():
         play(env, Fixed(a), seed=0)
         totals[a] = env.totals["reward"]
     assert totals[0.4] > 1.02 * totals[1.0] > 1.02 * totals[4.0]
+
+
+def test_the_shop_can_reward_each_slate_with_its_expected_value():
+    sampled, expected = (
+        FusionShop(FusionShopConfig(requests=50, expected_rewards=e)) for e in (False, True)
+    )
+    got = {}
+    for env in (sampled, expected):
+        request = env.reset(3)
+        rewards = []
+        while request is not None:
+            order = list(range(len(request.candidates)))[::-1]
+            want = env.expected_reward(
+                bool(env._premium[request.user]), request.item_features, order
+            )
+            feedback, request = env.step(order)
+            rewards.append((feedback.reward, want))
+        got[env.config.expected_rewards] = np.array(rewards)
+    np.testing.assert_allclose(got[True][:, 0], got[True][:, 1])
+    assert np.abs(got[False][:, 0] - got[False][:, 1]).mean() > 0.5  # sampled: noisy
 
 
 def test_the_actor_starts_at_the_baseline_and_serves_inside_the_allowed_range():
@@ -150,6 +171,57 @@ def test_two_agents_share_the_encoder_and_v_and_each_a_head_converges():
     with torch.no_grad():
         v = agent.nets.v(agent.nets.encoder(torch.tensor([[-0.5], [0.5]])))
     torch.testing.assert_close(v, torch.tensor([-1.0, 1.0]), atol=0.15, rtol=0)
+
+
+def test_a_control_bucket_is_served_the_baseline_and_alone_trains_v():
+    """Both agents serve far from a = 1 (a in [0.3, 0.5]) and their returns carry each
+    agent's own gain: +0.3 at a = 0.4 for agent 0, -0.2 for agent 1. From their traffic
+    alone V and the A heads cannot be told apart (any V' = V + c, A' = A - c fits as
+    well); the control bucket's a = 1 returns pin V to the baseline's value 2 s, so each
+    A head learns its agent's gain over the baseline."""
+    cfg = FusionDDPGConfig(
+        n_agents=2, control_share=0.3, hidden=16, train_steps=1, batch_size=128, seed=4
+    )
+    agent = FusionDDPG(1, cfg)
+    users = [agent.agent_for(_request(u)) for u in range(2000)]
+    assert users.count(CONTROL) / 2000 == pytest.approx(0.3, abs=0.03)
+    assert users.count(0) == pytest.approx(users.count(1), rel=0.1)
+    control_user = users.index(CONTROL)
+    for _ in range(20):  # served exactly a = 1, no exploration noise
+        agent.rank(_request(control_user))
+        assert agent._last is not None and agent._last[2] == 1.0
+    rng = np.random.default_rng(0)
+    gains = {0: 0.3, 1: -0.2}
+    for _ in range(2500):
+        for _ in range(8):
+            s = rng.uniform(-1, 1)
+            agent.control.append((np.array([s]), 1.0, 2 * s + 0.1 * rng.standard_normal(), None))
+            for k, gain in gains.items():
+                a = rng.uniform(0.3, 0.5)
+                r = 2 * s + gain + 0.1 * rng.standard_normal()
+                agent.replay[k].append((np.array([s]), a, r, None))
+        agent.train()
+    with torch.no_grad():
+        h = agent.nets.encoder(torch.linspace(-0.9, 0.9, 7)[:, None])
+        torch.testing.assert_close(
+            agent.nets.v(h), 2 * torch.linspace(-0.9, 0.9, 7), atol=0.1, rtol=0
+        )
+        for k, gain in gains.items():
+            adv = agent.nets.advantage(h, torch.full((7,), 0.4), k)
+            torch.testing.assert_close(adv, torch.full((7,), gain), atol=0.08, rtol=0)
+
+
+def _request(user: int) -> Request:
+    items = np.full((4, 3), 0.2)
+    return Request(
+        user=user,
+        time=0.0,
+        user_features=np.array([0.0]),
+        context=np.zeros(0),
+        candidates=np.arange(4, dtype=np.int64),
+        item_features=items,
+        cross_features=np.zeros((4, 0)),
+    )
 
 
 def test_browsing_without_buying_is_penalised():

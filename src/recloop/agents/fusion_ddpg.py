@@ -18,6 +18,11 @@ weight ``a`` with which a baseline ranker fuses its predicted scores,
   growing margin (``max_step``), so the early reward stays near the baseline's.
 * **Multi-agent** (an A/B test of several policies): agents share the state encoder and V,
   each has its own actor and A head; each request is served (and trained) by one of them.
+  With ``control_share`` a share of users is the test's control bucket, served the baseline
+  a = 1 itself: V then learns from their returns alone, so each A head is measured against
+  the baseline's own traffic. (Without it, once every agent has left a = 1, V and the A
+  heads are told apart only by the heads' curvature: their errors stay about the size of
+  the advantages, measured in ``benchmarks/fusion_ddpg.py``.)
 * **Reward shaping**: a request with at least ``browse_threshold`` clicks and no purchase
   costs ``browse_penalty`` (long browsing without conversion).
 """
@@ -62,6 +67,9 @@ class FusionDDPGConfig:
     """Reward shaping: subtracted when a request has >= threshold clicks and no purchase."""
     n_agents: int = 1
     """More than 1: an A/B test; agents share the encoder and V, each has an actor and A."""
+    control_share: float = 0.0
+    """Share of users in the control bucket, served a = 1 without noise; with any, V is
+    trained on their returns only (0: on the agents' returns less their advantages)."""
     actor_delay: int = 3000
     """Requests before the actor starts to move (the critic first learns from the
     exploration around a = 1; an actor climbing an untrained A runs off to a bound)."""
@@ -72,6 +80,10 @@ class FusionDDPGConfig:
     replay_size: int = 20_000
     learning_rate: float = 3e-3
     seed: int = 0
+
+
+CONTROL = -1
+"""The agent index of the control bucket (served the baseline a = 1)."""
 
 
 class FusionNetworks(nn.Module):
@@ -153,6 +165,8 @@ class FusionDDPG:
         self.cfg = cfg = cfg or FusionDDPGConfig()
         if not cfg.a_min < 1.0 < cfg.a_max:
             raise ValueError("the range [a_min, a_max] must contain the baseline a = 1")
+        if not 0.0 <= cfg.control_share < 1.0:
+            raise ValueError("control_share must be in [0, 1)")
         torch.manual_seed(cfg.seed)
         self.nets = FusionNetworks(state_dim, cfg)
         self.target_value = copy.deepcopy(self.nets.value).requires_grad_(False)
@@ -172,6 +186,10 @@ class FusionDDPG:
         self.replay: list[deque[tuple[Floats, float, float, Floats | None]]] = [
             deque(maxlen=cfg.replay_size) for _ in range(cfg.n_agents)
         ]
+        self.control: deque[tuple[Floats, float, float, Floats | None]] = deque(
+            maxlen=cfg.replay_size
+        )
+        """The control bucket's transitions (a = 1): V's training data when it has any."""
         self.requests = 0
         self._user = -1
         self.losses: list[dict[str, list[float]]] = [
@@ -183,8 +201,16 @@ class FusionDDPG:
         the next state) when the user's next request arrives."""
 
     def agent_for(self, request: Request) -> int:
-        """Which agent serves this request (by user: a stable A/B split)."""
+        """Which agent serves this request (by user: a stable A/B split), or
+        :data:`CONTROL`."""
+        # Knuth's multiplicative hash: a user's bucket does not follow their id's order
+        if (request.user * 2654435761) % 2**32 < self.cfg.control_share * 2**32:
+            return CONTROL
         return request.user % self.cfg.n_agents
+
+    def memory(self, agent: int) -> deque[tuple[Floats, float, float, Floats | None]]:
+        """The replay memory of an agent (or of the control bucket)."""
+        return self.control if agent == CONTROL else self.replay[agent]
 
     def state(self, request: Request) -> Floats:
         out: Floats = np.concatenate([request.user_features, request.context])
@@ -194,6 +220,8 @@ class FusionDDPG:
     def policy_action(self, request: Request, agent: int | None = None) -> float:
         """mu(s) without noise."""
         k = self.agent_for(request) if agent is None else agent
+        if k == CONTROL:
+            return 1.0
         s = torch.as_tensor(self.state(request), dtype=torch.float32)[None]
         return float(self.nets.action(self.nets.encoder(s), k)[0])
 
@@ -208,11 +236,14 @@ class FusionDDPG:
         waiting = self.pending.pop(request.user, None)
         if waiting is not None:
             k0, s0, a0, r0 = waiting
-            self.replay[k0].append((s0, a0, r0, self.state(request)))
+            self.memory(k0).append((s0, a0, r0, self.state(request)))
         k = self.agent_for(request)
-        low, high = self.allowed()
-        a = self.policy_action(request, k) + float(self.noise[k].sample()[0])
-        a = float(np.clip(a, low, high))
+        if k == CONTROL:
+            a = 1.0
+        else:
+            low, high = self.allowed()
+            a = self.policy_action(request, k) + float(self.noise[k].sample()[0])
+            a = float(np.clip(a, low, high))
         self._last = (k, self.state(request), a)
         self._user = request.user
         order: list[int] = np.argsort(
@@ -228,7 +259,7 @@ class FusionDDPG:
         if self.cfg.gamma > 0:
             self.pending[self._user] = (k, state, a, reward)
         else:
-            self.replay[k].append((state, a, reward, None))
+            self.memory(k).append((state, a, reward, None))
         self.requests += 1
         if self.requests % self.cfg.train_every == 0:
             self.train()
@@ -236,7 +267,7 @@ class FusionDDPG:
     def end_episode(self) -> None:
         """Users who did not come back: their last transitions end there."""
         for k, state, a, reward in self.pending.values():
-            self.replay[k].append((state, a, reward, None))
+            self.memory(k).append((state, a, reward, None))
         self.pending.clear()
 
     def train(self) -> None:
@@ -245,14 +276,13 @@ class FusionDDPG:
             if len(memory) < cfg.batch_size:
                 continue
             for _ in range(cfg.train_steps):
-                rows = self.rng.choice(len(memory), cfg.batch_size, replace=False)
-                batch = [memory[int(r)] for r in rows]
-                state = torch.as_tensor(np.stack([b[0] for b in batch]), dtype=torch.float32)
-                action = torch.tensor([b[1] for b in batch], dtype=torch.float32)
-                ret = torch.tensor([b[2] for b in batch], dtype=torch.float32)
-                if cfg.gamma > 0:
-                    ret = ret + cfg.gamma * self._bootstrap(batch)
+                state, action, ret = self._sample(memory)
                 v_loss, a_loss = critic_losses(self.nets, state, action, ret, k)
+                if cfg.control_share > 0:  # V from the control bucket's returns alone
+                    v_loss = torch.zeros(())
+                    if len(self.control) >= cfg.batch_size:
+                        c_state, _, c_ret = self._sample(self.control)
+                        v_loss = F.mse_loss(self.nets.v(self.nets.encoder(c_state)), c_ret)
                 self.critic_opt.zero_grad()
                 (v_loss + a_loss).backward()  # type: ignore[no-untyped-call]
                 self.critic_opt.step()
@@ -267,6 +297,19 @@ class FusionDDPG:
                 log["value"].append(float(v_loss.detach()))
                 log["advantage"].append(float(a_loss.detach()))
                 log["actor"].append(float(p_loss.detach()))
+
+    def _sample(
+        self, memory: deque[tuple[Floats, float, float, Floats | None]]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """A minibatch (states, actions, returns), the returns bootstrapped with gamma."""
+        rows = self.rng.choice(len(memory), self.cfg.batch_size, replace=False)
+        batch = [memory[int(r)] for r in rows]
+        state = torch.as_tensor(np.stack([b[0] for b in batch]), dtype=torch.float32)
+        action = torch.tensor([b[1] for b in batch], dtype=torch.float32)
+        ret = torch.tensor([b[2] for b in batch], dtype=torch.float32)
+        if self.cfg.gamma > 0:
+            ret = ret + self.cfg.gamma * self._bootstrap(batch)
+        return state, action, ret
 
     @torch.no_grad()
     def _bootstrap(self, batch: list[tuple[Floats, float, float, Floats | None]]) -> torch.Tensor:
