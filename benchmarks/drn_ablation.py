@@ -5,7 +5,9 @@ Each run is one episode (60 days, 300 users; quick: 40 days, 200 users) in a sho
 clickbait is a little more clickable and disappointed users come back later
 (``clickbait_weight`` 0.3, ``return_sensitivity`` 3). Judged on the episode's second half,
 when every learner has had the first half to learn: the long-term return per user (clicks +
-returns), pooled over seeds with a 95% interval, and the clicks and visits behind it.
+returns), pooled over seeds with a 95% interval, and the clicks and visits behind it; and
+DRN's paired gain over each ablation (the same seeds, so the same users), with intervals
+over users and over seeds. 20 seeds (quick: 3), the episodes run on every core.
 
 Variants: ``drn`` (beta 2: the activeness term weighted for this simulator's scale, DBGD
 minor updates, major updates from replay), ``drn_paper_beta`` (beta 0.05, the paper's),
@@ -18,13 +20,17 @@ thread and, as ``recloop serve`` runs it, in a process of its own), and the simu
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from scipy import stats
 
 from benchmarks.common import cli, figure, percentile, print_table, synthetic_requests
 from recloop import Loop
@@ -205,38 +211,50 @@ def served_latency(n: int, by_id: bool = False, rate: float = 400.0) -> list[dic
     ]
 
 
+ABLATIONS = ("no_dbgd", "no_activeness")
+"""What DRN is compared with, pair by pair: the same seeds, so the same users."""
+
+
+def _episode_returns(job: tuple[str, int, ReturningUsersConfig]) -> dict[str, np.ndarray]:
+    torch.set_num_threads(1)
+    return episode(*job)
+
+
 def main(quick: bool) -> list[dict[str, Any]]:
     torch.set_num_threads(1)
-    seeds = [0, 1, 2]
+    seeds = list(range(3 if quick else 20))
     cfg = ReturningUsersConfig(
         n_users=200 if quick else 300,
         horizon_days=40 if quick else 60,
         clickbait_weight=0.3,
         return_sensitivity=3.0,
     )
+    jobs = [(variant, seed, cfg) for variant in VARIANTS for seed in seeds]
+    # episodes are independent: one process per core (spawned: no forked torch state)
+    with ProcessPoolExecutor(os.cpu_count() or 1, mp_context=get_context("spawn")) as pool:
+        done = dict(zip(jobs, pool.map(_episode_returns, jobs), strict=True))
     rows = []
+    returns: dict[str, list[np.ndarray]] = {}
     for variant in VARIANTS:
-        parts: dict[str, list[np.ndarray]] = {"return": [], "clicks": [], "visits": []}
-        for seed in seeds:
-            got = episode(variant, seed, cfg)
-            parts["return"].append(got["clicks"] + got["returns"])
-            parts["clicks"].append(got["clicks"])
-            parts["visits"].append(got["visits"])
-        iv = mean_interval(np.concatenate(parts["return"]))
+        got = [done[(variant, seed, cfg)] for seed in seeds]
+        returns[variant] = [g["clicks"] + g["returns"] for g in got]
+        iv = mean_interval(np.concatenate(returns[variant]))
         rows.append(
             figure(
                 BENCH,
                 f"{variant}_long_term_return_per_user",
                 iv.value,
                 None,
-                len(np.concatenate(parts["return"])),
+                len(np.concatenate(returns[variant])),
                 low=iv.low,
                 high=iv.high,
-                clicks_per_user=float(np.concatenate(parts["clicks"]).mean()),
-                visits_per_user=float(np.concatenate(parts["visits"]).mean()),
+                clicks_per_user=float(np.concatenate([g["clicks"] for g in got]).mean()),
+                visits_per_user=float(np.concatenate([g["visits"] for g in got]).mean()),
                 seeds=len(seeds),
             )
         )
+    for ablation in ABLATIONS:
+        rows.append(_paired_gain(returns["drn"], returns[ablation], f"drn_gain_over_{ablation}"))
     rows += decision_latency(300 if quick else 2000)
     rows += loop_latency(300 if quick else 2000)
     rows += loop_latency(300 if quick else 2000, by_id=True)
@@ -248,6 +266,30 @@ def main(quick: bool) -> list[dict[str, Any]]:
     rows.append(figure(BENCH, "simulator_requests_per_s", answered / (time.perf_counter() - start)))
     print_table("DRN ablations, returning-users simulator (second half of each episode)", rows)
     return rows
+
+
+def _paired_gain(drn: list[np.ndarray], other: list[np.ndarray], name: str) -> dict[str, Any]:
+    """DRN's long-term return per user minus the ablation's, seed by seed (the same users):
+    a 95% interval over all users pooled, and a stricter one over the seeds' means (users of
+    one episode share its learner, so they are not fully independent)."""
+    per_user = np.concatenate([a - b for a, b in zip(drn, other, strict=True)])
+    iv = mean_interval(per_user)
+    by_seed = np.array([(a - b).mean() for a, b in zip(drn, other, strict=True)])
+    half = float(stats.t.ppf(0.975, len(by_seed) - 1) * by_seed.std(ddof=1)) / len(by_seed) ** 0.5
+    return figure(
+        BENCH,
+        name,
+        iv.value,
+        None,
+        len(per_user),
+        low=iv.low,
+        high=iv.high,
+        seed_low=float(by_seed.mean()) - half,
+        seed_high=float(by_seed.mean()) + half,
+        separated=bool(iv.low > 0 and float(by_seed.mean()) - half > 0),
+        seeds_won=int((by_seed > 0).sum()),
+        seeds=len(by_seed),
+    )
 
 
 if __name__ == "__main__":

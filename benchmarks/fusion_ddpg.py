@@ -168,7 +168,7 @@ def main(quick: bool) -> list[dict[str, Any]]:
             )
         )
     for label in AB_RUNS:
-        rows += ab_convergence(20_000 if quick else 60_000, label)
+        rows += ab_convergence(10_000 if quick else 60_000, label)
     big = FusionShop(FusionShopConfig(requests=2000, candidates=100))
     agent = FusionDDPG(2, FusionDDPGConfig())
     request: Request | None = big.reset(0)

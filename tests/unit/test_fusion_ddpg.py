@@ -173,7 +173,7 @@ def test_two_agents_share_the_encoder_and_v_and_each_a_head_converges():
     torch.testing.assert_close(v, torch.tensor([-1.0, 1.0]), atol=0.15, rtol=0)
 
 
-def test_a_control_bucket_is_served_the_baseline_and_alone_trains_v():
+def test_a_control_bucket_is_served_the_baseline_and_pins_v():
     """Both agents serve far from a = 1 (a in [0.3, 0.5]) and their returns carry each
     agent's own gain: +0.3 at a = 0.4 for agent 0, -0.2 for agent 1. From their traffic
     alone V and the A heads cannot be told apart (any V' = V + c, A' = A - c fits as

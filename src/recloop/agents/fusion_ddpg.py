@@ -19,10 +19,11 @@ weight ``a`` with which a baseline ranker fuses its predicted scores,
 * **Multi-agent** (an A/B test of several policies): agents share the state encoder and V,
   each has its own actor and A head; each request is served (and trained) by one of them.
   With ``control_share`` a share of users is the test's control bucket, served the baseline
-  a = 1 itself: V then learns from their returns alone, so each A head is measured against
-  the baseline's own traffic. (Without it, once every agent has left a = 1, V and the A
-  heads are told apart only by the heads' curvature: their errors stay about the size of
-  the advantages, measured in ``benchmarks/fusion_ddpg.py``.)
+  a = 1 itself: V also regresses on their returns, which pins it to the baseline's value,
+  so each A head is measured against the baseline's own traffic. (Without it, once every
+  agent has left a = 1, V and the A heads are told apart only by the heads' curvature, and
+  the heads' errors grow to the size of the advantages, measured in
+  ``benchmarks/fusion_ddpg.py``.)
 * **Reward shaping**: a request with at least ``browse_threshold`` clicks and no purchase
   costs ``browse_penalty`` (long browsing without conversion).
 """
@@ -68,8 +69,8 @@ class FusionDDPGConfig:
     n_agents: int = 1
     """More than 1: an A/B test; agents share the encoder and V, each has an actor and A."""
     control_share: float = 0.0
-    """Share of users in the control bucket, served a = 1 without noise; with any, V is
-    trained on their returns only (0: on the agents' returns less their advantages)."""
+    """Share of users in the control bucket, served a = 1 without noise; V is trained on
+    their returns as well as on the agents' returns less their advantages."""
     actor_delay: int = 3000
     """Requests before the actor starts to move (the critic first learns from the
     exploration around a = 1; an actor climbing an untrained A runs off to a bound)."""
@@ -278,11 +279,9 @@ class FusionDDPG:
             for _ in range(cfg.train_steps):
                 state, action, ret = self._sample(memory)
                 v_loss, a_loss = critic_losses(self.nets, state, action, ret, k)
-                if cfg.control_share > 0:  # V from the control bucket's returns alone
-                    v_loss = torch.zeros(())
-                    if len(self.control) >= cfg.batch_size:
-                        c_state, _, c_ret = self._sample(self.control)
-                        v_loss = F.mse_loss(self.nets.v(self.nets.encoder(c_state)), c_ret)
+                if len(self.control) >= cfg.batch_size:  # the control bucket pins V
+                    c_state, _, c_ret = self._sample(self.control)
+                    v_loss = v_loss + F.mse_loss(self.nets.v(self.nets.encoder(c_state)), c_ret)
                 self.critic_opt.zero_grad()
                 (v_loss + a_loss).backward()  # type: ignore[no-untyped-call]
                 self.critic_opt.step()
