@@ -56,7 +56,8 @@ def ab_convergence(n: int, label: str) -> list[dict[str, Any]]:
     """Two agents in A/B mode (shared encoder and V, an actor and an A head each): how far
     each head's advantage is from the shop's true ``E[r | a] - E[r | a = 1]``, at the
     weights that head's own agent served lately, for both kinds of user (noise-free
-    states), at each tenth of the episode. A head that converges ends near the truth."""
+    states), at each tenth of the episode. A head that converges ends near the truth, or
+    rather near the best its quadratic form can do there (``best_quadratic_error``)."""
     shop, settings = AB_RUNS[label]
     env = FusionShop(FusionShopConfig(requests=n, **shop))
     grid = np.linspace(0.0, 4.0, 81)
@@ -64,13 +65,14 @@ def ab_convergence(n: int, label: str) -> list[dict[str, Any]]:
     ab = FusionDDPG(2, FusionDDPGConfig(n_agents=2, seed=0, **settings))
     errors: list[list[float]] = [[], []]
     scale: list[float] = [0.0, 0.0]
+    floor: list[float] = [0.0, 0.0]
 
     def check(request: Request, feedback: Any) -> None:
         if ab.requests % (n // 10):
             return
         for k in (0, 1):
             served = np.array([a for _, a, _, _ in list(ab.replay[k])[-2000:]])
-            err, size = [], []
+            err, size, best = [], [], []
             for kind, true_a in truth.items():
                 with torch.no_grad():
                     h = ab.nets.encoder(torch.tensor([[kind, 1.0]])).expand(len(served), -1)
@@ -78,8 +80,10 @@ def ab_convergence(n: int, label: str) -> list[dict[str, Any]]:
                 want = np.interp(served, grid, true_a)
                 err.append(np.abs(est.numpy() - want).mean())
                 size.append(np.abs(want).mean())
+                best.append(_best_quadratic_error(served, want))
             errors[k].append(float(np.mean(err)))
             scale[k] = float(np.mean(size))
+            floor[k] = float(np.mean(best))
 
     play(env, ab, 0, check)
     rows = []
@@ -94,11 +98,21 @@ def ab_convergence(n: int, label: str) -> list[dict[str, Any]]:
                 first=round(errors[k][0], 4),
                 by_tenth=[round(e, 4) for e in errors[k]],
                 true_advantage_scale=round(scale[k], 4),
+                best_quadratic_error=round(floor[k], 4),
                 learned_a_premium=round(ab.policy_action(_state_request(1.0), k), 3),
                 learned_a_bargain=round(ab.policy_action(_state_request(-1.0), k), 3),
             )
         )
     return rows
+
+
+def _best_quadratic_error(served: np.ndarray, want: np.ndarray) -> float:
+    """The least error any A head can reach at these weights: its form is
+    ``w (a - 1) - c (a - 1)^2``, fitted to the truth itself by least squares."""
+    d = served - 1.0
+    basis = np.column_stack([d, -d * d])
+    coef, *_ = np.linalg.lstsq(basis, want, rcond=None)
+    return float(np.abs(basis @ coef - want).mean())
 
 
 def _state_request(kind: float) -> Request:
@@ -168,7 +182,7 @@ def main(quick: bool) -> list[dict[str, Any]]:
             )
         )
     for label in AB_RUNS:
-        rows += ab_convergence(10_000 if quick else 60_000, label)
+        rows += ab_convergence(6_000 if quick else 60_000, label)
     big = FusionShop(FusionShopConfig(requests=2000, candidates=100))
     agent = FusionDDPG(2, FusionDDPGConfig())
     request: Request | None = big.reset(0)
