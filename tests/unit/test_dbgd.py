@@ -12,12 +12,15 @@ from recloop.agents.dbgd import (  # noqa: E402
     EXPLOIT,
     EXPLORE,
     Interleaving,
+    Twins,
     credit,
     interleave,
     move_towards,
+    perturb_into,
     perturbed_copy,
     rank_probabilities,
 )
+from recloop.agents.networks import mlp  # noqa: E402
 
 
 def test_the_perturbation_is_uniform_within_alpha_of_each_weight():
@@ -65,6 +68,61 @@ def test_interleaving_shows_each_candidate_once_and_draws_lists_fairly():
     assert tops / 4000 == pytest.approx(rank_probabilities(10, 3.0)[0], abs=0.02)
     with pytest.raises(ValueError, match="same candidates"):
         interleave([1, 2], [1, 3], k=2, rng=rng)
+
+
+def test_interleaving_draws_exactly_what_generator_choice_would():
+    """The fast draw (a cached CDF) is ``rng.choice(n, p=rank_probabilities(n, tau))``
+    draw for draw: same seed, same lists."""
+
+    def reference(exploit, explore, k, rng, tau):
+        lists, shown, source = [list(exploit), list(explore)], [], []
+        for _ in range(min(k, len(exploit))):
+            which = int(rng.integers(2))
+            remaining = [i for i in lists[which] if i not in shown]
+            p = rank_probabilities(len(remaining), tau)
+            shown.append(remaining[int(rng.choice(len(remaining), p=p))])
+            source.append(which)
+        return shown, source
+
+    a = list(range(30))
+    b = [int(i) for i in np.random.default_rng(9).permutation(30)]
+    fast, slow = np.random.default_rng(3), np.random.default_rng(3)
+    for tau in (3.0, 0.5, 1.0) * 200:
+        out = interleave(a, b, k=6, rng=fast, tau=tau)
+        assert (out.items, out.source) == reference(a, b, 6, slow, tau)
+
+
+def test_twins_perturb_as_perturb_into_does_and_score_with_both_networks_at_once():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential()
+    net.add_module("head", mlp([6, 8, 8, 1]))
+    twins = Twins(net)
+    state = torch.Generator().manual_seed(5).get_state()
+    explore = twins.perturb(0.1, torch.Generator().set_state(state))
+    alone = perturb_into(
+        perturbed_copy(net, 0.0, torch.Generator()), net, 0.1, torch.Generator().set_state(state)
+    )
+    for w_twin, w_alone, w in zip(
+        explore.parameters(), alone.parameters(), net.parameters(), strict=True
+    ):
+        torch.testing.assert_close(w_twin, w_alone, rtol=0, atol=0)
+        assert not torch.equal(w_twin, w)  # moved
+    x = torch.randn(11, 6)
+    both = twins.forward(net.head, "head", x)
+    with torch.no_grad():
+        torch.testing.assert_close(both[0], net.head(x))
+        torch.testing.assert_close(both[1], explore.head(x))
+    # the exploration module is a view of the buffer: the next perturbation rewrites it
+    before = [w.clone() for w in explore.parameters()]
+    assert twins.perturb(0.1, torch.Generator().manual_seed(6)) is explore
+    assert not any(torch.equal(b, w) for b, w in zip(before, explore.parameters(), strict=True))
+    # and W's own step towards it lands where move_towards puts it
+    target = [
+        w + 0.5 * (e - w) for w, e in zip(net.parameters(), explore.parameters(), strict=True)
+    ]
+    move_towards(net, explore, eta=0.5)
+    for w, t in zip(net.parameters(), target, strict=True):
+        torch.testing.assert_close(w, t)
 
 
 def test_credit_goes_to_the_list_whose_items_were_clicked():

@@ -14,6 +14,7 @@ tensors and NumPy, seeded: the agent (``agents/drn.py``) calls them.
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -26,16 +27,71 @@ EXPLOIT, EXPLORE = 0, 1
 """Which list an interleaved item came from."""
 
 
+def _factors(n: int, alpha: float, generator: torch.Generator) -> torch.Tensor:
+    """``1 + alpha * U(-1, 1)``, one per weight, drawn in one call (so :func:`perturb_into`
+    and :class:`Twins` perturb identically from the same generator state)."""
+    return torch.rand(n, generator=generator).mul_(2.0 * alpha).add_(1.0 - alpha)
+
+
 @torch.no_grad()
 def perturb_into(
     explore: nn.Module, net: nn.Module, alpha: float, generator: torch.Generator
 ) -> nn.Module:
     """``W~ = W + alpha * U(-1, 1) * W`` for every parameter, written into ``explore`` (a
     module of the same shape, reused request after request: no copy to allocate)."""
-    for w_explore, w in zip(explore.parameters(), net.parameters(), strict=True):
-        noise = torch.rand(w.shape, generator=generator) * 2.0 - 1.0
-        w_explore.copy_(w).addcmul_(noise, w, value=alpha)
+    weights = list(net.parameters())
+    factors = _factors(sum(w.numel() for w in weights), alpha, generator)
+    offset = 0
+    for w_explore, w in zip(explore.parameters(), weights, strict=True):
+        size = w.numel()
+        torch.mul(w, factors[offset : offset + size].view_as(w), out=w_explore)
+        offset += size
     return explore
+
+
+class Twins:
+    """W and W~ side by side in one ``(2, n)`` buffer, so that a request's perturbation is a
+    few tensor operations rather than three per parameter, and both networks score the
+    candidates in one batched pass (:meth:`forward`): DBGD's per-request cost, halved.
+
+    Row 0 is a copy of ``net``'s weights taken at :meth:`perturb`, row 1 is W~; ``explore``
+    is a module whose parameters are views of row 1 (what :func:`move_towards` steps to)."""
+
+    def __init__(self, net: nn.Module) -> None:
+        self.net = net
+        self.explore = copy.deepcopy(net).requires_grad_(False)
+        sizes = [(name, w.shape, w.numel()) for name, w in net.named_parameters()]
+        self.buffer = torch.zeros(2, sum(size for _, _, size in sizes))
+        self.stacked: dict[str, torch.Tensor] = {}
+        """Parameter name -> ``(2, *shape)`` view of both networks' values."""
+        offset = 0
+        for name, shape, size in sizes:
+            self.stacked[name] = self.buffer[:, offset : offset + size].view(2, *shape)
+            offset += size
+        for name, w_explore in self.explore.named_parameters():
+            w_explore.data = self.stacked[name][1]
+
+    @torch.no_grad()
+    def perturb(self, alpha: float, generator: torch.Generator) -> nn.Module:
+        """Copy W into row 0 and write ``W~ = W + alpha * U(-1, 1) * W`` into row 1."""
+        torch.cat([w.reshape(-1) for w in self.net.parameters()], out=self.buffer[0])
+        factors = _factors(self.buffer.shape[1], alpha, generator)
+        torch.mul(self.buffer[0], factors, out=self.buffer[1])
+        return self.explore
+
+    @torch.no_grad()
+    def forward(self, layers: nn.Sequential, prefix: str, x: torch.Tensor) -> torch.Tensor:
+        """``layers`` (a submodule of ``net`` named ``prefix``: Linear layers and elementwise
+        activations) applied to ``x`` (m, d) by both networks at once -> (2, m, out)."""
+        h = x.expand(2, *x.shape)
+        for i, layer in enumerate(layers):
+            if isinstance(layer, nn.Linear):
+                weight = self.stacked[f"{prefix}.{i}.weight"]
+                bias = self.stacked[f"{prefix}.{i}.bias"]
+                h = torch.baddbmm(bias.unsqueeze(1), h, weight.transpose(1, 2))
+            else:
+                h = layer(h)
+        return h
 
 
 def perturbed_copy(net: nn.Module, alpha: float, generator: torch.Generator) -> nn.Module:
@@ -56,6 +112,15 @@ def rank_probabilities(n: int, tau: float) -> NDArray[np.float64]:
     weights = 1.0 / np.arange(1, n + 1, dtype=np.float64) ** tau
     out: NDArray[np.float64] = weights / weights.sum()
     return out
+
+
+@functools.lru_cache(maxsize=1024)
+def _rank_cdf(n: int, tau: float) -> NDArray[np.float64]:
+    """The cumulative :func:`rank_probabilities`, normalised as ``Generator.choice`` does."""
+    cdf = rank_probabilities(n, tau).cumsum()
+    cdf /= cdf[-1]
+    cdf.flags.writeable = False
+    return cdf
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +151,10 @@ def interleave(
     for _ in range(min(k, len(lists[0]))):
         which = int(rng.integers(2))
         remaining = [i for i in lists[which] if i not in taken]
-        pick = remaining[int(rng.choice(len(remaining), p=rank_probabilities(len(remaining), tau)))]
+        # rng.choice(len(remaining), p=rank_probabilities(...)) draw for draw, without its
+        # checks of p (most of a request's interleaving time)
+        drawn = _rank_cdf(len(remaining), tau).searchsorted(rng.random(), side="right")
+        pick = remaining[int(drawn)]
         shown.append(pick)
         source.append(which)
         taken.add(pick)

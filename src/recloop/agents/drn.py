@@ -4,7 +4,7 @@ Recommendation", WWW 2018): a dueling double DQN that ranks candidates, rewarded
 
 * **Q network** (dueling): ``Q(s, a) = V(s) + A(s, a)``; V sees the user and context
   features, A all four groups (user, context, user-item cross, item). A request's candidates
-  are scored in one pass and ranked by Q.
+  are scored in one pass and ranked by Q (by A alone: V is the same for all of them).
 * **Reward**: ``clicks + beta * activeness``, activeness the survival model of the user's
   return (``features/activeness.py``): a shown item's transition completes when the same
   user next arrives, with the activeness they return with (a quick return is worth more),
@@ -15,6 +15,9 @@ Recommendation", WWW 2018): a dueling double DQN that ranks candidates, rewarded
   ``W~ = W + alpha * U(-1, 1) * W``, rank with both, show their probabilistic interleaving;
   if the user clicks more on the exploration list's items, ``W <- W + eta (W~ - W)``.
 * **Major update** (every ``major_every`` requests): minibatch steps on the replay memory.
+  The memory holds NumPy arrays, not tensors: tensors are objects Python's garbage
+  collector traverses, and a full collection over tens of thousands of them paused a
+  request by up to 140 ms.
 
 Defaults from the paper: ``gamma`` 0.4, ``beta`` 0.05, ``alpha`` 0.1, ``eta`` 0.05. The
 ablations are switches: ``minor_updates=False`` serves the greedy ranking; ``beta=0`` drops
@@ -37,16 +40,19 @@ from torch.nn import functional as F
 from recloop.agents.dbgd import (
     EXPLORE,
     Interleaving,
+    Twins,
     credit,
     interleave,
     move_towards,
-    perturb_into,
 )
 from recloop.agents.networks import mlp
 from recloop.features.activeness import Activeness
 from recloop.simulators.environment import Feedback, Request
 
 Floats = NDArray[np.float64]
+Float32s = NDArray[np.float32]
+Transition = tuple[Float32s, Float32s, float, Float32s, Float32s, float]
+"""(state, pair, reward, next state, next candidates' pairs, alive): one shown item."""
 
 
 @dataclass
@@ -93,19 +99,31 @@ class DuelingQ(nn.Module):
         return out
 
 
+def arrays(request: Request) -> tuple[Float32s, Float32s]:
+    """(state (ds,), pairs (m, dp)) as float32 arrays: what the replay memory keeps."""
+    state = np.concatenate([request.user_features, request.context]).astype(np.float32)
+    pairs = np.concatenate([request.cross_features, request.item_features], axis=1)
+    return state, pairs.astype(np.float32)
+
+
 def features(request: Request) -> tuple[torch.Tensor, torch.Tensor]:
     """(state (ds,), pairs (m, dp)) as float tensors."""
-    state = np.concatenate([request.user_features, request.context])
-    pairs = np.concatenate([request.cross_features, request.item_features], axis=1)
-    return torch.as_tensor(state, dtype=torch.float32), torch.as_tensor(pairs, dtype=torch.float32)
+    state, pairs = arrays(request)
+    return torch.from_numpy(state), torch.from_numpy(pairs)
+
+
+def _inputs(request: Request) -> torch.Tensor:
+    """The advantage network's input: (m, ds + dp), the state beside each candidate's pair."""
+    state, pairs = features(request)
+    return torch.cat([state.expand(len(pairs), -1), pairs], 1)
 
 
 @dataclass
 class _Pending:
     """A shown slate waiting for its user's next visit to complete its transitions."""
 
-    state: torch.Tensor
-    pairs: torch.Tensor
+    state: Float32s
+    pairs: Float32s
     """(k, dp) the shown items' features."""
     clicks: Floats
     time: float
@@ -123,15 +141,14 @@ class DRN:
         torch.manual_seed(cfg.seed)
         self.q = DuelingQ(state_dim, pair_dim, cfg.hidden)
         self.target = copy.deepcopy(self.q).requires_grad_(False)
-        self.explore = copy.deepcopy(self.q).requires_grad_(False)
+        self.twins = Twins(self.q)
+        self.explore = self.twins.explore
         """DBGD's perturbed network, rewritten at every request."""
         self.opt = torch.optim.Adam(self.q.parameters(), lr=cfg.learning_rate)
         self.slate_size = slate_size
         self.rng = np.random.default_rng(cfg.seed)
         self.gen = torch.Generator().manual_seed(cfg.seed)
-        self.replay: deque[
-            tuple[torch.Tensor, torch.Tensor, float, torch.Tensor, torch.Tensor, float]
-        ] = deque(maxlen=cfg.replay_size)
+        self.replay: deque[Transition] = deque(maxlen=cfg.replay_size)
         self.pending: dict[int, _Pending] = {}
         self.visits: dict[int, tuple[float, float]] = {}
         """user -> (last visit time, activeness then), as the system observes them."""
@@ -148,17 +165,24 @@ class DRN:
     def rank(self, request: Request) -> list[int]:
         """Positions into ``request.candidates``, best first (the shown slate leads)."""
         self._arrive(request)
-        greedy = torch.argsort(self.scores(request), descending=True).tolist()
         if not self.cfg.minor_updates:
+            with torch.no_grad():
+                advantage = self.q.advantage(_inputs(request))[:, 0]
             self._shown = (request, None, None)
-            return greedy
-        explore_net = perturb_into(self.explore, self.q, self.cfg.alpha, self.gen)
-        explore = torch.argsort(self.scores(request, explore_net), descending=True).tolist()
+            out: list[int] = torch.argsort(advantage, descending=True).tolist()
+            return out
+        explore_net = self.twins.perturb(self.cfg.alpha, self.gen)
+        greedy, explore = torch.argsort(self._twin_advantages(request), descending=True).tolist()
         mixed = interleave(greedy, explore, self.slate_size, self.rng, self.cfg.interleave_tau)
         self._shown = (request, mixed, explore_net)
         shown = set(mixed.items)
         rest = [i for i in greedy if i not in shown]
         return [*mixed.items, *rest]
+
+    def _twin_advantages(self, request: Request) -> torch.Tensor:
+        """A(s, a) of W and of W~ (rows 0 and 1, one column per candidate), in one pass.
+        V(s) is the same for every candidate of a request, so A alone orders them."""
+        return self.twins.forward(self.q.advantage, "advantage", _inputs(request))[..., 0]
 
     def observe(self, feedback: Feedback) -> None:
         """The user's clicks on what ``rank`` showed: the minor update, the pending
@@ -185,9 +209,8 @@ class DRN:
         is higher (it would have chosen the clicked item, W would not)."""
         self._arrive(request)
         if self.cfg.minor_updates:
-            explore_net = perturb_into(self.explore, self.q, self.cfg.alpha, self.gen)
-            top = int(torch.argmax(self.scores(request)))
-            top_explore = int(torch.argmax(self.scores(request, explore_net)))
+            explore_net = self.twins.perturb(self.cfg.alpha, self.gen)
+            top, top_explore = torch.argmax(self._twin_advantages(request), dim=1).tolist()
             if top != top_explore and chosen in (top, top_explore):
                 self.stats["comparisons"] += 1
                 value = reward / max(probability, 1e-6)
@@ -209,7 +232,7 @@ class DRN:
     def _record(self, request: Request, positions: list[int], clicks: Floats) -> None:
         """Hold the shown items' transitions until the user's next visit; major update on
         cadence."""
-        state, pairs = features(request)
+        state, pairs = arrays(request)
         self.pending[request.user] = _Pending(
             state, pairs[positions], clicks, request.time, self.visits[request.user][1]
         )
@@ -240,12 +263,12 @@ class DRN:
     def _remember(self, pending: _Pending, activeness: float, nxt: Request | None) -> None:
         if nxt is None:
             next_state, next_pairs, alive = (
-                torch.zeros_like(pending.state),
-                torch.zeros(1, pending.pairs.shape[1]),
+                np.zeros_like(pending.state),
+                np.zeros((1, pending.pairs.shape[1]), np.float32),
                 0.0,
             )
         else:
-            next_state, next_pairs = features(nxt)
+            next_state, next_pairs = arrays(nxt)
             alive = 1.0
         for i in range(len(pending.clicks)):
             reward = float(pending.clicks[i]) + self.cfg.beta * activeness
@@ -272,19 +295,22 @@ class DRN:
 def double_dqn_loss(
     q: DuelingQ,
     target: DuelingQ,
-    batch: Sequence[tuple[torch.Tensor, torch.Tensor, float, torch.Tensor, torch.Tensor, float]],
+    batch: Sequence[Transition],
     gamma: float,
 ) -> torch.Tensor:
     """MSE of Q(s, a) against ``r + gamma * alive * Q_target(s', argmax_a' Q(s', a'))``: the
     online network picks the next action, the target network values it."""
-    state = torch.stack([b[0] for b in batch])
-    pair = torch.stack([b[1] for b in batch])
+    state = torch.from_numpy(np.stack([b[0] for b in batch]))
+    pair = torch.from_numpy(np.stack([b[1] for b in batch]))
     reward = torch.tensor([b[2] for b in batch])
     alive = torch.tensor([b[5] for b in batch])
-    width = max(b[4].shape[0] for b in batch)
-    next_state = torch.stack([b[3] for b in batch])
-    next_pairs = torch.stack([F.pad(b[4], (0, 0, 0, width - b[4].shape[0])) for b in batch])
-    valid = torch.stack([torch.arange(width) < b[4].shape[0] for b in batch])
+    next_state = torch.from_numpy(np.stack([b[3] for b in batch]))
+    widths = np.array([len(b[4]) for b in batch])
+    padded = np.zeros((len(batch), int(widths.max()), batch[0][4].shape[1]), np.float32)
+    for row, b in enumerate(batch):
+        padded[row, : len(b[4])] = b[4]
+    next_pairs = torch.from_numpy(padded)
+    valid = torch.from_numpy(np.arange(padded.shape[1])[None, :] < widths[:, None])
     with torch.no_grad():
         online = q(next_state, next_pairs).masked_fill(~valid, -torch.inf)
         best = online.argmax(1, keepdim=True)
