@@ -33,6 +33,7 @@ BENCHMARKS = [
     "agents_speed",
     "drn_ablation",
     "fusion_ddpg",
+    "gc_pause",
 ]
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT_S = 240

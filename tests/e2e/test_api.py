@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -278,3 +279,16 @@ def test_simulate_against_a_running_server(serve: Callable[..., Server]) -> None
             "most-popular",
         }
         assert api.get("/v1/models").json()["versions"], "the server learned nothing"
+
+
+def test_the_server_keeps_its_startup_objects_out_of_the_collectors_generations(
+    serve: Callable[..., Server],
+) -> None:
+    """Libraries, loops and models live as long as the server: frozen after startup, a full
+    collection does not walk them while a request waits, and they are let go at shutdown."""
+    gc.unfreeze()
+    with serve(exp_unit_seconds=1.0) as client:
+        assert client.get("/healthz").status_code == 200
+        frozen = gc.get_freeze_count()
+        assert frozen > 50_000, frozen  # PyTorch, FastAPI, NumPy and the loop's own objects
+    assert gc.get_freeze_count() == 0

@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
         "agents_speed",
         "drn_ablation",
         "fusion_ddpg",
+        "gc_pause",
     ],
 )
 def test_benchmark_runs_and_prints_figures(name: str) -> None:
