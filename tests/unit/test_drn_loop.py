@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import safetensors.torch
 import torch
 
 from recloop import Loop
@@ -18,8 +19,10 @@ from recloop.agents.dbgd import perturb_into
 from recloop.agents.drn import DRN, DRNConfig
 from recloop.core.clock import FakeClock
 from recloop.core.errors import InvalidInputError, ModelRejectedError
+from recloop.core.types import Action
 from recloop.features.hashing import FeatureHasher
-from recloop.policies.drn import MAGIC, DRNLearner, DRNPolicy
+from recloop.policies.drn import MAGIC, MAGIC_V1, DRNLearner, DRNPolicy, DRNSpec
+from recloop.settings import LoopSettings
 from recloop.simulators.environment import Request
 from recloop.simulators.synthetic import SyntheticPopulation
 
@@ -102,6 +105,57 @@ def test_a_corrupt_drn_version_is_refused(tmp_path: Path) -> None:
         with pytest.raises(ModelRejectedError):
             lp.activate_model(bad.version)
         assert lp.model_version == good.version  # the previous one keeps serving
+
+
+def test_versions_are_safetensors_and_the_torch_save_format_still_loads(tmp_path: Path) -> None:
+    import io
+    import json
+
+    learner = DRNLearner(DRNSpec.from_params({"hidden": 8}, 0))
+    blob = learner.snapshot()
+    assert blob.startswith(MAGIC)
+    tensors = safetensors.torch.load(blob[len(MAGIC) :])
+    assert {k.partition(".")[0] for k in tensors} == {"q", "target"}
+    # what earlier releases wrote: MAGIC_V1 + torch.save({"header", "q", "target"})
+    buffer = io.BytesIO()
+    payload = {
+        "header": json.dumps(learner.spec.header()),
+        "q": learner.agent.q.state_dict(),
+        "target": learner.agent.target.state_dict(),
+    }
+    torch.save(payload, buffer)
+    old = MAGIC_V1 + buffer.getvalue()
+    context = {"user_id": "u"}
+    actions = [Action("a", {"x": 1.0}), Action("b", {"y": 2.0})]
+    want = learner.scores(context, actions)
+    for version in (blob, old):
+        np.testing.assert_allclose(
+            DRNPolicy.from_bytes(version, "1").scores(context, actions), want
+        )
+        resumed = DRNLearner.from_bytes(version, {"hidden": 8})
+        np.testing.assert_allclose(resumed.scores(context, actions), want)
+
+
+def test_a_serving_process_scores_on_one_torch_thread(tmp_path: Path) -> None:
+    """Serving alone, PyTorch's second thread only waits for a core the pipeline holds."""
+    clock = FakeClock()
+    settings = LoopSettings(exp_unit_seconds=1.0, learner="drn", checkpoint_every_examples=5)
+    server = Loop(settings, tmp_path, clock=clock, role="serve")
+    pipeline = Loop(settings, tmp_path, clock=clock, role="pipeline")
+    torch.set_num_threads(2)
+    try:
+        for i in range(10):
+            d = server.rank({"user_id": f"u{i}"}, ["a", "b"])
+            server.reward(d.event_id, 1.0)
+        clock.advance(2)
+        pipeline.step()
+        assert torch.get_num_threads() == 2  # the pipeline's own process is left alone
+        server.step()
+        assert server.model_version != "default"
+        assert torch.get_num_threads() == 1
+    finally:
+        server.close()
+        pipeline.close()
 
 
 def test_hashing_is_stable_across_processes() -> None:

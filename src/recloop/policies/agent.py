@@ -21,8 +21,8 @@ if TYPE_CHECKING:
     from recloop.features.vw_text import VWText
 
 
-DRN_MAGIC = b"recloop-drn/1\n"
-"""How a DRN version of a loop (``recloop.policies.drn``) begins."""
+DRN_MAGIC = b"recloop-drn/"
+"""How a DRN version of a loop (``recloop.policies.drn``) begins, its format number next."""
 
 
 def is_agent_checkpoint(blob: bytes) -> bool:
