@@ -166,6 +166,11 @@ def served_latency(n: int, by_id: bool = False, rate: float = 400.0) -> list[dic
     requests = synthetic_requests(n + 300, seed=1, n_actions=100)
     times: list[float] = []
     versions: set[str] = set()
+    # recloop serve's serving processes run PyTorch on one thread (serving/threads.py: set
+    # through the environment before PyTorch loads; here it is loaded, and this thread is
+    # the one that serves); the pipeline process gets all cores but one, as there
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     with tempfile.TemporaryDirectory(prefix="recloop-bench-drn-served-") as tmp:
         lp = Loop(settings, Path(tmp), DEFAULT_LOOP, role="serve")
         child = start_pipeline_process(Path(tmp), {DEFAULT_LOOP: settings})
@@ -196,6 +201,7 @@ def served_latency(n: int, by_id: bool = False, rate: float = 400.0) -> list[dic
         finally:
             stop_pipeline_process(child)
             lp.close()
+            torch.set_num_threads(threads)
     name = "served_drn_rank100_by_id" if by_id else "served_drn_rank100"
     return [
         figure(BENCH, f"{name}_p50_ms", percentile(times, 50), None, len(times)),

@@ -50,6 +50,9 @@ def serve(
 
     from recloop.serving import create_app
     from recloop.serving.pipeline_process import start_pipeline_process, stop_pipeline_process
+    from recloop.serving.threads import serve_on_one_thread
+
+    serve_on_one_thread()  # this process and its workers serve; before PyTorch loads
 
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"

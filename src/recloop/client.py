@@ -9,7 +9,6 @@ import hashlib
 import json
 import logging
 import math
-import sys
 import threading
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -490,8 +489,6 @@ class Loop:
         # may still be scoring with it; VW frees it when the last reference goes.
         self._policy = policy
         self._policy_label = policy.name
-        if self.role == "serve":
-            _score_on_one_thread()
         self.stats.set("model_version", float(latest.version))
         return latest.version
 
@@ -689,19 +686,6 @@ class Loop:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-
-def _score_on_one_thread() -> None:
-    """A serving process scores small networks (a request's candidates), where PyTorch's
-    intra-op threads (one per core by default) buy nothing; and while another process (the
-    pipeline's training) holds a core, every operation waits for its second thread to be
-    scheduled. Measured serving DRN on 2 cores with one busy elsewhere: p50 2.0 ms, p99
-    7.8-10.3 ms with two threads; 1.0-1.2 ms, 5.3-5.9 ms with one. Only a process that
-    serves alone is switched (a library ``Loop`` trains in the same process): PyTorch is
-    left unimported where no model needs it."""
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.get_num_threads() != 1:
-        torch.set_num_threads(1)
 
 
 __all__ = ["Loop", "UnknownModelError", "to_action"]

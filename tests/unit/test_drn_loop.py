@@ -22,7 +22,6 @@ from recloop.core.errors import InvalidInputError, ModelRejectedError
 from recloop.core.types import Action
 from recloop.features.hashing import FeatureHasher
 from recloop.policies.drn import MAGIC, MAGIC_V1, DRNLearner, DRNPolicy, DRNSpec
-from recloop.settings import LoopSettings
 from recloop.simulators.environment import Request
 from recloop.simulators.synthetic import SyntheticPopulation
 
@@ -134,28 +133,6 @@ def test_versions_are_safetensors_and_the_torch_save_format_still_loads(tmp_path
         )
         resumed = DRNLearner.from_bytes(version, {"hidden": 8})
         np.testing.assert_allclose(resumed.scores(context, actions), want)
-
-
-def test_a_serving_process_scores_on_one_torch_thread(tmp_path: Path) -> None:
-    """Serving alone, PyTorch's second thread only waits for a core the pipeline holds."""
-    clock = FakeClock()
-    settings = LoopSettings(exp_unit_seconds=1.0, learner="drn", checkpoint_every_examples=5)
-    server = Loop(settings, tmp_path, clock=clock, role="serve")
-    pipeline = Loop(settings, tmp_path, clock=clock, role="pipeline")
-    torch.set_num_threads(2)
-    try:
-        for i in range(10):
-            d = server.rank({"user_id": f"u{i}"}, ["a", "b"])
-            server.reward(d.event_id, 1.0)
-        clock.advance(2)
-        pipeline.step()
-        assert torch.get_num_threads() == 2  # the pipeline's own process is left alone
-        server.step()
-        assert server.model_version != "default"
-        assert torch.get_num_threads() == 1
-    finally:
-        server.close()
-        pipeline.close()
 
 
 def test_hashing_is_stable_across_processes() -> None:

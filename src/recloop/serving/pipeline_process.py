@@ -21,6 +21,7 @@ from typing import Any
 
 from recloop.client import Loop
 from recloop.learning.lease import LeaseBusyError
+from recloop.serving.threads import train_on_all_cores_but_one
 from recloop.settings import LoopSettings
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ def run_pipelines(
 ) -> None:
     """Child entry point: step every loop's pipeline until the parent goes away."""
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    _leave_a_core_to_serving()
+    train_on_all_cores_but_one()  # before a deep-RL learner imports PyTorch
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     opened: dict[str, Loop] = {}
@@ -61,15 +62,6 @@ def run_pipelines(
     finally:
         for lp in opened.values():
             lp.close()
-
-
-def _leave_a_core_to_serving() -> None:
-    """Deep-RL learners train with PyTorch, whose intra-op threads default to every core:
-    a major update would then take the serving process's core too (measured with DRN on
-    2 cores: 571 of 2,000 ranks over 1 ms, 339 with one thread). The pipeline keeps to all
-    cores but one. Through the environment, read when PyTorch loads: importing it here
-    would cost every pipeline seconds of start-up, deep-RL learner or not."""
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 2) - 1)))
 
 
 def _take_over(name: str, cfg: dict[str, Any], data_dir: str) -> Loop | None:
