@@ -16,7 +16,6 @@ from recloop.agents.dbgd import (  # noqa: E402
     credit,
     interleave,
     move_towards,
-    perturb_into,
     perturbed_copy,
     rank_probabilities,
 )
@@ -92,21 +91,25 @@ def test_interleaving_draws_exactly_what_generator_choice_would():
         assert (out.items, out.source) == reference(a, b, 6, slow, tau)
 
 
-def test_twins_perturb_as_perturb_into_does_and_score_with_both_networks_at_once():
+def test_twins_perturb_each_weight_by_its_own_draw_and_score_with_both_networks_at_once():
     torch.manual_seed(0)
     net = torch.nn.Sequential()
     net.add_module("head", mlp([6, 8, 8, 1]))
     twins = Twins(net)
     state = torch.Generator().manual_seed(5).get_state()
     explore = twins.perturb(0.1, torch.Generator().set_state(state))
-    alone = perturb_into(
-        perturbed_copy(net, 0.0, torch.Generator()), net, 0.1, torch.Generator().set_state(state)
-    )
-    for w_twin, w_alone, w in zip(
-        explore.parameters(), alone.parameters(), net.parameters(), strict=True
-    ):
-        torch.testing.assert_close(w_twin, w_alone, rtol=0, atol=0)
+    # by hand: one U(0, 1) per weight, in parameter order, W~ = W * (1 + 0.1 * (2u - 1))
+    weights = list(net.parameters())
+    u = torch.rand(sum(w.numel() for w in weights), generator=torch.Generator().set_state(state))
+    offset = 0
+    for w_twin, w in zip(explore.parameters(), weights, strict=True):
+        draw = u[offset : offset + w.numel()].view_as(w)
+        offset += w.numel()
+        torch.testing.assert_close(w_twin, (w * (1 + 0.1 * (2 * draw - 1))).detach())
         assert not torch.equal(w_twin, w)  # moved
+    again = perturbed_copy(net, 0.1, torch.Generator().set_state(state))
+    for w_again, w_twin in zip(again.parameters(), explore.parameters(), strict=True):
+        torch.testing.assert_close(w_again, w_twin, rtol=0, atol=0)
     x = torch.randn(11, 6)
     both = twins.forward(net.head, "head", x)
     with torch.no_grad():

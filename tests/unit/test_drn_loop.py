@@ -4,7 +4,6 @@ like VW's, a restart resumes it, and bad parameters or versions are refused."""
 
 from __future__ import annotations
 
-import copy
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +14,7 @@ import safetensors.torch
 import torch
 
 from recloop import Loop
-from recloop.agents.dbgd import perturb_into
+from recloop.agents.dbgd import perturbed_copy
 from recloop.agents.drn import DRN, DRNConfig
 from recloop.core.clock import FakeClock
 from recloop.core.errors import InvalidInputError, ModelRejectedError
@@ -157,8 +156,8 @@ def _disagreeing_draw(agent: DRN, request: Request) -> int:
     top = int(agent.scores(request).argmax())
     for _ in range(500):
         state = agent.gen.get_state()
-        perturb_into(agent.explore, agent.q, agent.cfg.alpha, agent.gen)
-        top_explore = int(agent.scores(request, agent.explore).argmax())
+        explore = agent.twins.perturb(agent.cfg.alpha, agent.gen)
+        top_explore = int(agent.scores(request, explore).argmax())
         if top_explore != top:
             agent.gen.set_state(state)
             return top_explore
@@ -187,9 +186,8 @@ def test_logged_minor_update_moves_towards_the_network_that_picked_the_click() -
     req = request(1)
     pick = _disagreeing_draw(agent, req)
     before = weights()
-    probe = copy.deepcopy(agent.q)
-    perturb_into(
-        probe, agent.q, agent.cfg.alpha, torch.Generator().set_state(agent.gen.get_state())
+    probe = perturbed_copy(
+        agent.q, agent.cfg.alpha, torch.Generator().set_state(agent.gen.get_state())
     )
     agent.learn_logged(req, pick, reward=1.0, probability=0.25)
     for w0, w1, w_explore in zip(before, weights(), probe.parameters(), strict=True):

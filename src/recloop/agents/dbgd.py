@@ -27,28 +27,6 @@ EXPLOIT, EXPLORE = 0, 1
 """Which list an interleaved item came from."""
 
 
-def _factors(n: int, alpha: float, generator: torch.Generator) -> torch.Tensor:
-    """``1 + alpha * U(-1, 1)``, one per weight, drawn in one call (so :func:`perturb_into`
-    and :class:`Twins` perturb identically from the same generator state)."""
-    return torch.rand(n, generator=generator).mul_(2.0 * alpha).add_(1.0 - alpha)
-
-
-@torch.no_grad()
-def perturb_into(
-    explore: nn.Module, net: nn.Module, alpha: float, generator: torch.Generator
-) -> nn.Module:
-    """``W~ = W + alpha * U(-1, 1) * W`` for every parameter, written into ``explore`` (a
-    module of the same shape, reused request after request: no copy to allocate)."""
-    weights = list(net.parameters())
-    factors = _factors(sum(w.numel() for w in weights), alpha, generator)
-    offset = 0
-    for w_explore, w in zip(explore.parameters(), weights, strict=True):
-        size = w.numel()
-        torch.mul(w, factors[offset : offset + size].view_as(w), out=w_explore)
-        offset += size
-    return explore
-
-
 class Twins:
     """W and W~ side by side in one ``(2, n)`` buffer, so that a request's perturbation is a
     few tensor operations rather than three per parameter, and both networks score the
@@ -75,7 +53,8 @@ class Twins:
     def perturb(self, alpha: float, generator: torch.Generator) -> nn.Module:
         """Copy W into row 0 and write ``W~ = W + alpha * U(-1, 1) * W`` into row 1."""
         torch.cat([w.reshape(-1) for w in self.net.parameters()], out=self.buffer[0])
-        factors = _factors(self.buffer.shape[1], alpha, generator)
+        factors = torch.rand(self.buffer.shape[1], generator=generator)  # U(0, 1) per weight
+        factors.mul_(2.0 * alpha).add_(1.0 - alpha)  # 1 + alpha * U(-1, 1)
         torch.mul(self.buffer[0], factors, out=self.buffer[1])
         return self.explore
 
@@ -95,8 +74,9 @@ class Twins:
 
 
 def perturbed_copy(net: nn.Module, alpha: float, generator: torch.Generator) -> nn.Module:
-    """The same as a new module."""
-    return perturb_into(copy.deepcopy(net), net, alpha, generator)
+    """``W~`` of ``net`` as a module of its own (``net`` is left as it is), drawn as
+    :meth:`Twins.perturb` draws it."""
+    return Twins(net).perturb(alpha, generator)
 
 
 @torch.no_grad()
