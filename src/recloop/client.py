@@ -5,7 +5,6 @@ The web API is a thin layer over this class, so both have the same semantics.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -20,6 +19,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from recloop.core.arrays import FloatArray
+from recloop.core.checksum import verified_model
 from recloop.core.clock import Clock, SystemClock
 from recloop.core.errors import (
     DuplicateEventError,
@@ -57,9 +57,13 @@ from recloop.stores.factory import open_item_store, open_stores
 
 log = logging.getLogger(__name__)
 OVERRIDES_KEY = "settings.overrides"
+FALLBACK_VERSIONS = 20
+"""How many older versions a server tries when the newest is bad and nothing serves yet."""
 RUNTIME_SETTINGS = {
     "exp_unit_seconds",
     "default_reward",
+    "reward_min",
+    "reward_max",
     "reward_aggregation",
     "explorer",
     "epsilon",
@@ -304,7 +308,7 @@ class Loop:
     def reward(self, event_id: str, value: float, reward_id: str | None = None) -> None:
         """Log a reward for an event. Several may arrive; ``reward_id`` makes retries safe."""
         try:
-            number = check_reward_value(value)
+            number = check_reward_value(value, self.settings.reward_min, self.settings.reward_max)
             check_event_id(event_id)
         except InvalidInputError:
             self.stats.inc("rejected_total:invalid-input")
@@ -484,7 +488,12 @@ class Loop:
             self._rejected.add(latest.version)
             self.stats.inc("models_rejected_total")
             log.warning("model version %s rejected: %s", latest.version, exc)
-            return self._policy.version
+            if self._policy is not self.default_policy:
+                return self._policy.version  # the previous good version keeps serving
+            fallback = self._newest_good(latest.version)
+            if fallback is None:
+                return self._policy.version
+            policy, latest = fallback
         # No explicit close of the old model: a rank that picked it up just before the swap
         # may still be scoring with it; VW frees it when the last reference goes.
         self._policy = policy
@@ -492,15 +501,27 @@ class Loop:
         self.stats.set("model_version", float(latest.version))
         return latest.version
 
+    def _newest_good(self, below: str) -> tuple[Policy, ModelVersion] | None:
+        """At start (nothing served yet) with a bad newest version: the newest older one
+        that loads, so a corrupt file never puts the untrained default policy back."""
+        for version in self.models.versions(FALLBACK_VERSIONS):
+            if int(version.version) >= int(below) or version.version in self._rejected:
+                continue
+            try:
+                return self._load(version), version
+            except ModelRejectedError as exc:
+                self._rejected.add(version.version)
+                self.stats.inc("models_rejected_total")
+                log.warning("model version %s rejected: %s", version.version, exc)
+        return None
+
     def _load(self, version: ModelVersion) -> Policy:
-        meta, blob = self.models.get(version.version)
-        if hashlib.sha256(blob).hexdigest() != meta.sha256:
-            raise ModelRejectedError(f"model version {version.version} fails its checksum")
+        _, blob = verified_model(self.models, version.version)
         return load_model_policy(blob, version.version, self._text)
 
     def activate_model(self, version: str) -> str:
         """Roll back (or forward) to a stored version; new versions are stored, not served."""
-        _, blob = self.models.get(version)
+        _, blob = verified_model(self.models, version)
         load_model_policy(blob, version, self._text)  # rejects a bad model before pinning it
         self.models.activate(version)
         self._rejected.discard(version)

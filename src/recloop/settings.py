@@ -11,7 +11,15 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -23,6 +31,8 @@ from recloop.core.errors import InvalidInputError, UnknownLoopError
 from recloop.features.spec import KINDS as FIELD_KINDS
 
 DEFAULT_LOOP = "default"
+MAX_REWARD_MAGNITUDE = 1e9
+"""The widest reward range a loop may be given (its bounds, not its default)."""
 
 
 class FeatureSettings(BaseModel):
@@ -85,6 +95,19 @@ class LoopSettings(BaseModel):
 
     exp_unit_seconds: float = Field(10.0, gt=0, description="Reward window after a decision.")
     default_reward: float = Field(0.0, description="Reward when none arrives in the window.")
+    reward_min: float = Field(
+        -1.0,
+        ge=-MAX_REWARD_MAGNITUDE,
+        le=MAX_REWARD_MAGNITUDE,
+        description="The smallest reward accepted (a smaller one is refused with 422).",
+    )
+    reward_max: float = Field(
+        1.0,
+        ge=-MAX_REWARD_MAGNITUDE,
+        le=MAX_REWARD_MAGNITUDE,
+        description="The largest reward accepted. One huge reward (1e308 is finite) would "
+        "otherwise push the learner's weights to infinity and stop learning for good.",
+    )
     reward_aggregation: Literal["earliest", "sum", "last"] = "earliest"
     explorer: Literal["epsilon-greedy", "softmax", "greedy"] = "epsilon-greedy"
     epsilon: float = Field(0.2, ge=0.0, le=1.0)
@@ -154,6 +177,19 @@ class LoopSettings(BaseModel):
             if len(pair) < 2 or not pair.isalpha():
                 raise ValueError(f"interaction {pair!r} must name namespaces, e.g. 'CA'")
         return value
+
+    @model_validator(mode="after")
+    def _reward_range(self) -> LoopSettings:
+        if not self.reward_min < self.reward_max:
+            raise ValueError(
+                f"reward_min ({self.reward_min}) must be below reward_max ({self.reward_max})"
+            )
+        if not self.reward_min <= self.default_reward <= self.reward_max:
+            raise ValueError(
+                f"default_reward ({self.default_reward}) must lie in "
+                f"[reward_min, reward_max] = [{self.reward_min}, {self.reward_max}]"
+            )
+        return self
 
     def full_vw_args(self) -> str:
         return " ".join([self.vw_args, *(f"-q {pair}" for pair in self.interactions)])

@@ -170,6 +170,22 @@ def test_bad_rewards(api: httpx.Client, payload: dict[str, Any], status: int) ->
     problem(api.post(f"/v1/events/{event_id}/reward", json=payload), status)
 
 
+@pytest.mark.parametrize("raw", [b"1e308", b"1" + b"0" * 400, b"-" + b"9" * 30, b"1e400", b"1.5"])
+def test_rewards_outside_the_loops_range_are_422(api: httpx.Client, raw: bytes) -> None:
+    """1e308 is finite, and one such reward stopped learning for good; a 400-digit integer
+    was a 500 (OverflowError converting it to a float)."""
+    event_id = api.post("/v1/rank", json=RANK).json()["event_id"]
+    before = metric(api, "recloop_rejected_total", reason="invalid-input")
+    r = api.post(
+        f"/v1/events/{event_id}/reward",
+        content=b'{"value": ' + raw + b"}",
+        headers={"content-type": "application/json"},
+    )
+    problem(r, 422)
+    assert metric(api, "recloop_rejected_total", reason="invalid-input") == before + 1
+    assert api.post(f"/v1/events/{event_id}/reward", json={"value": 1}).status_code == 202
+
+
 def test_nan_reward_is_rejected(api: httpx.Client) -> None:
     event_id = api.post("/v1/rank", json=RANK).json()["event_id"]
     r = api.post(

@@ -113,6 +113,21 @@ def test_v1_paths_over_plain_rest(http: httpx.Client) -> None:
     assert http.post(f"/personalizer/v1.0/events/{event}/activate").status_code == 204
 
 
+@pytest.mark.parametrize("raw", [b"1e308", b"1" + b"0" * 400, b"2"])
+def test_personalizer_rewards_outside_the_range_are_400(http: httpx.Client, raw: bytes) -> None:
+    r = http.post("/personalizer/v1.0/rank", json={"contextFeatures": CONTEXT, "actions": ACTIONS})
+    event = r.json()["eventId"]
+    bad = http.post(
+        f"/personalizer/v1.0/events/{event}/reward",
+        content=b'{"value": ' + raw + b"}",
+        headers={"content-type": "application/json"},
+    )
+    assert bad.status_code == 400, bad.text
+    assert "range" in bad.json()["error"]["message"] or "finite" in bad.text
+    ok = http.post(f"/personalizer/v1.0/events/{event}/reward", json={"value": -1})
+    assert ok.status_code == 204
+
+
 @pytest.mark.parametrize(
     ("method", "path", "payload", "status", "says"),
     [

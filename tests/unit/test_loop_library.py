@@ -219,6 +219,7 @@ def test_restart_resumes_learner_and_joiner_from_offsets(tmp_path: Path) -> None
         "exp_unit_seconds": 1.0,
         "checkpoint_every_examples": 4,
         "checkpoint_every_seconds": 1e6,
+        "reward_max": 5.0,
     }
     with Loop.open(tmp_path, start=False, clock=clock, **settings) as lp:
         ids = [lp.rank({}, ACTIONS).event_id for _ in range(6)]

@@ -98,13 +98,22 @@ def check_event_id(event_id: str) -> None:
         raise InvalidInputError("event_id must be 1-256 printable characters")
 
 
-def check_reward_value(value: object) -> float:
+def check_reward_value(value: object, low: float = -math.inf, high: float = math.inf) -> float:
+    """The reward as a float, if it is a number in ``[low, high]`` (the loop's range).
+
+    Compared before converting: an integer beyond a float's range (``10**400``) is refused
+    like any other out-of-range value instead of raising OverflowError."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidInputError(f"reward value must be a number, got {type(value).__name__}")
-    number = float(value)
-    if not math.isfinite(number):
+    if isinstance(value, float) and not math.isfinite(value):
         raise InvalidInputError(f"reward value must be finite, got {value!r}")
-    return number
+    if not low <= value <= high:
+        shown = f"{value:.6g}" if isinstance(value, float) or abs(value) < 10**15 else "huge"
+        raise InvalidInputError(
+            f"reward value {shown} is outside the loop's reward range [{low:g}, {high:g}] "
+            "(settings reward_min, reward_max)"
+        )
+    return float(value)
 
 
 def to_action(raw: object, index: int) -> Action:

@@ -4,7 +4,11 @@ Each consumer keeps its own offset:
 
 * the joiner commits ``joiner.read`` (every log record up to it has had its effect
   committed) and ``joiner.replay_from`` (the oldest still-pending decision) together with
-  the joined examples and dead letters it produced, in one transaction;
+  the joined examples and dead letters it produced, in one transaction. Its in-memory
+  state (open windows, read position) runs ahead of that commit; when a step fails
+  anywhere (a full disk, a busy or lost database) that state is thrown away and rebuilt
+  from the committed offsets before the next step, so nothing read in the failed step is
+  skipped;
 * the learner's offset travels inside each model version's metadata, so a model and the
   examples it has learned can never disagree;
 * evaluators keep theirs in memory and rebuild from the durable joined stream on start,
@@ -16,17 +20,20 @@ A crash anywhere therefore neither loses nor double-counts an example.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
 
+from recloop.core.checksum import verified_model
 from recloop.core.clock import Clock
 from recloop.core.errors import ModelRejectedError
 from recloop.core.protocols import EventLog, JoinedStore, LogRecord, ModelStore
 from recloop.core.stats import LoopStats
 from recloop.core.types import (
+    Action,
     Activation,
     DeadLetter,
     Decision,
@@ -60,6 +67,8 @@ BATCH = 2000
 LEARN_CATCH_UP = 20_000  # examples per step when a consumer is behind (after a restart)
 EVALUATE_CATCH_UP = 5_000
 MAINTENANCE_SECONDS = 1.0
+_PROBE_CONTEXT = {"probe": 1.0}
+_PROBE_ACTIONS = (Action("a", {"x": 1.0}), Action("b", {"y": 1.0}))
 
 
 class Pipeline:
@@ -82,12 +91,9 @@ class Pipeline:
         self.evaluator = evaluator
         self.clock = clock
         self.stats = stats
-        self.joiner = Joiner(
-            settings.exp_unit_seconds,
-            settings.default_reward,
-            settings.reward_aggregation,
-            materialize=_decode,
-        )
+        self.joiner = self._new_joiner()
+        self._joiner_stale = False
+        """Set when a join step failed after moving the in-memory state past the commit."""
         self.read_offset = 0
         self.learner: OnlineLearner | None = None
         self.learner_offset = 0
@@ -118,6 +124,23 @@ class Pipeline:
         self.joiner.aggregation = Aggregation(settings.reward_aggregation)
 
     # -- joiner ---------------------------------------------------------------------------
+    def _new_joiner(self) -> Joiner:
+        return Joiner(
+            self.settings.exp_unit_seconds,
+            self.settings.default_reward,
+            self.settings.reward_aggregation,
+            materialize=_decode,
+        )
+
+    def _rebuild_joiner(self) -> None:
+        """Forget the in-memory joiner and rebuild it from the committed offsets, as after a
+        restart. Until this succeeds (the store may still be away) the joiner stays stale."""
+        self.joiner = self._new_joiner()
+        self._recover_joiner()
+        self._joiner_stale = False
+        self.stats.inc("joiner_rebuilds_total")
+        log.warning("joiner rebuilt from committed offset %s", self.read_offset)
+
     def _recover_joiner(self) -> None:
         committed = self.joined.offset(READ_KEY)
         after = self.joined.offset(REPLAY_KEY)
@@ -154,7 +177,20 @@ class Pipeline:
         return self.joiner.on_activation(event, rec.offset)
 
     def join_step(self, now: float) -> list[JoinedExample]:
-        """Read new log records, close due windows, commit. Returns the examples joined."""
+        """Read new log records, close due windows, commit. Returns the examples joined.
+
+        Reading moves the read position and closing drops windows from memory before the
+        commit; if anything fails before the commit has succeeded, the joiner is marked
+        stale and rebuilt from what was committed (the error still propagates)."""
+        if self._joiner_stale:
+            self._rebuild_joiner()
+        try:
+            return self._join(now)
+        except BaseException:
+            self._joiner_stale = True
+            raise
+
+    def _join(self, now: float) -> list[JoinedExample]:
         letters: list[DeadLetter] = []
         while True:
             records = self.log.read(self.read_offset, BATCH)
@@ -193,8 +229,13 @@ class Pipeline:
 
     # -- learner --------------------------------------------------------------------------
     def _recover_learner(self) -> None:
-        # the newest version *this kind of learner* wrote: others (a deep RL agent put by
-        # `recloop train`, another learner's) are served, never resumed from
+        self.learner, self.learner_offset = self._newest_resumable()
+
+    def _newest_resumable(self) -> tuple[OnlineLearner, int]:
+        """The learner of the newest version *this kind of learner* wrote that loads, with
+        its offset; a new learner at 0 if none does. Versions of other kinds (a deep RL
+        agent put by `recloop train`, another learner's) are served, never resumed from;
+        a corrupt one is skipped for the one before it."""
         kind = learner_kind(self.settings)
         args = self.settings.full_vw_args() if self.settings.learner == "vw" else None
 
@@ -203,20 +244,19 @@ class Pipeline:
                 return False
             return args is None or meta.get("args", args) == args  # VW: the same arguments
 
-        newest = next((v for v in self.models.versions(10_000) if resumable(v.meta)), None)
-        self.learner_offset = 0
-        if newest is None:
-            self.learner = new_learner(self.settings)
-            return
-        _, blob = self.models.get(newest.version)
-        try:
-            self.learner = resume_learner(self.settings, blob)
-        except ModelRejectedError as exc:  # e.g. a DRN whose shape the settings changed
-            log.warning("learner starts afresh, not from version %s: %s", newest.version, exc)
-            self.learner = new_learner(self.settings)
-            return
-        self.learner_offset = int(newest.meta["learner_offset"])
-        self.learner.examples_learned = int(newest.meta.get("examples_learned", 0))
+        for version in self.models.versions(10_000):
+            if not resumable(version.meta):
+                continue
+            try:
+                _, blob = verified_model(self.models, version.version)
+                learner = resume_learner(self.settings, blob)
+            except ModelRejectedError as exc:  # corrupt, or a DRN whose shape changed
+                log.warning("learner cannot resume from version %s: %s", version.version, exc)
+                self.stats.inc("learner_resume_rejected_total")
+                continue
+            learner.examples_learned = int(version.meta.get("examples_learned", 0))
+            return learner, int(version.meta["learner_offset"])
+        return new_learner(self.settings), 0
 
     def _unseen(
         self, offset: int, fresh: list[JoinedExample], limit: int
@@ -244,7 +284,7 @@ class Pipeline:
         self._seen_reset = newest.version
         if newest.meta.get("kind") != learner_kind(self.settings):
             return
-        _, blob = self.models.get(newest.version)
+        _, blob = verified_model(self.models, newest.version)
         learner = resume_learner(self.settings, blob)
         if self.learner is not None:
             self.learner.close()
@@ -259,10 +299,14 @@ class Pipeline:
         assert self.learner is not None
         learned = 0
         for ex in self._unseen(self.learner_offset, fresh or [], LEARN_CATCH_UP):
+            if ex.decision.policy == APPRENTICE and self.settings.learning_mode == "logging":
+                self.learner_offset = ex.seq  # logged, not learned from
+                continue
+            if not self._in_range(ex):
+                self.stats.inc("learner_skipped_total:reward-out-of-range")
+                self.learner_offset = ex.seq
+                continue
             if ex.decision.policy == APPRENTICE:
-                if self.settings.learning_mode == "logging":
-                    self.learner_offset = ex.seq  # logged, not learned from
-                    continue
                 self._imitation(ex)
             self.learner.learn_one(ex)
             self.learner_offset = ex.seq
@@ -293,9 +337,50 @@ class Pipeline:
             self.stats.inc("apprentice_imitated_rewards_total", r)
             self.stats.inc("apprentice_imitated_rewards_sq_total", r * r)
 
-    def checkpoint(self, now: float) -> str:
-        """Store the learner's model as a new version, with the offset it has learned to."""
+    def _in_range(self, example: JoinedExample) -> bool:
+        """Whether a joined reward lies in the loop's range (summed rewards: n times it).
+        The door refuses out-of-range rewards; this keeps one logged before the range was
+        enforced, or under a wider one, from poisoning the learner again on a relearn."""
+        span = max(example.n_rewards, 1) if self.settings.reward_aggregation == "sum" else 1
+        low, high = self.settings.reward_min * span, self.settings.reward_max * span
+        return math.isfinite(example.reward) and low <= example.reward <= high
+
+    def _diverged(self) -> bool:
+        """Whether the learner now predicts non-finite scores (a version that every server
+        would reject). Probed with the model-store's own probe example."""
         assert self.learner is not None
+        try:
+            scores = self.learner.scores(_PROBE_CONTEXT, _PROBE_ACTIONS)
+        except Exception:  # a learner that cannot score the probe is not judged by it
+            return False
+        return not bool(np.all(np.isfinite(scores)))
+
+    def _recover_from_divergence(self) -> None:
+        """Back to the newest good version, skipping the examples since it (counted): they
+        drove the weights to infinity and would do it again. Visible in the metrics
+        (``learner_diverged_total``), never a silent stop of learning."""
+        assert self.learner is not None
+        self.learner.close()
+        skipped_from = self.learner_offset
+        self.learner, resumed_at = self._newest_resumable()
+        self.stats.inc("learner_diverged_total")
+        self.stats.inc("learner_skipped_total:diverged", skipped_from - resumed_at)
+        self._since_checkpoint = 0
+        log.error(
+            "learner diverged (non-finite scores) at offset %s: back to the newest good "
+            "version (offset %s); the examples between are not learned",
+            skipped_from,
+            resumed_at,
+        )
+
+    def checkpoint(self, now: float) -> str | None:
+        """Store the learner's model as a new version, with the offset it has learned to;
+        None when the learner diverged (it is rolled back instead, see above)."""
+        assert self.learner is not None
+        if self._diverged():
+            self._recover_from_divergence()
+            self._last_checkpoint = now
+            return None
         meta: dict[str, Any] = {
             "kind": self.learner.kind,
             "args": self.learner.args,

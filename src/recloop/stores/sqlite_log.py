@@ -108,13 +108,17 @@ def open_joined(loop_dir: Path, durability: Durability = "process") -> SqliteJoi
 
 @contextmanager
 def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
-    """A write transaction (BEGIN IMMEDIATE): committed, or rolled back on any error."""
+    """A write transaction (BEGIN IMMEDIATE): committed, or rolled back on any error.
+
+    SQLite rolls a transaction back by itself on some errors (a full disk: SQLITE_FULL);
+    a ROLLBACK then would raise "no transaction is active" and hide the real error."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         raise
 
 
