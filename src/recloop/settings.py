@@ -263,6 +263,12 @@ class Settings(BaseSettings, LoopSettings):
         "pipeline`, or the parent of several `serve --workers`), this server only serves.",
     )
     workers: int = Field(1, ge=1, description="Serving processes (uvicorn workers).")
+    ready_max_lag: int = Field(
+        100_000,
+        ge=1,
+        description="/readyz answers 503 while the joiner or the learner is more than this "
+        "many records behind the log.",
+    )
     loops: dict[str, dict[str, Any]] = Field(default_factory=dict)
     stream: StreamSettings = Field(default_factory=StreamSettings)
 

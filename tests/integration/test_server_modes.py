@@ -104,7 +104,7 @@ def test_serve_with_two_workers(tmp_path: Path) -> None:
     log = tmp_path / "serve.log"
     with _process(cmd, _env(), log) as proc:
         url = f"http://127.0.0.1:{port}"
-        assert _healthy(url, proc, log)["pipeline"] == "external"
+        assert _healthy(url, proc, log)["pipeline"]["mode"] == "external"
         _learns(url)
         # whichever worker answers, /metrics shows loop totals (all workers + the pipeline)
         deadline = time.monotonic() + 10
@@ -146,7 +146,7 @@ def test_external_pipeline_command(tmp_path: Path) -> None:
         _process(serve, _env(RECLOOP_PIPELINE="external"), tmp_path / "serve.log") as proc,
     ):
         url = f"http://127.0.0.1:{port}"
-        assert _healthy(url, proc, tmp_path / "serve.log")["pipeline"] == "external"
+        assert _healthy(url, proc, tmp_path / "serve.log")["pipeline"]["mode"] == "external"
         _learns(url)
 
 

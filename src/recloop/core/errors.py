@@ -139,3 +139,12 @@ class ItemNotFoundError(RecloopError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else self.title
+
+
+class StorageLostError(RecloopError):
+    """The loop's log file is no longer the one this process opened (its data directory
+    was deleted or replaced): nothing more is acknowledged until the server restarts."""
+
+    status = 503
+    kind = "storage-lost"
+    title = "Storage lost"

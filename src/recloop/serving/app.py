@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
@@ -21,6 +22,7 @@ from recloop.client import Loop, Role
 from recloop.core.clock import Clock
 from recloop.core.errors import PayloadTooLargeError, RecloopError, UnauthorizedError
 from recloop.core.stats import LoopStats
+from recloop.serving import health
 from recloop.serving.fast_path import DecisionFastPath
 from recloop.serving.metrics import LoopCollector
 from recloop.serving.pipeline_process import start_pipeline_process, stop_pipeline_process
@@ -39,6 +41,7 @@ from recloop.serving.routes import (
 )
 from recloop.serving.routes import stream as stream_routes
 from recloop.serving.schemas import RankRequest, RewardRequest
+from recloop.serving.supervisor import PipelineSupervisor
 from recloop.settings import Settings, load_settings
 from recloop.streaming.service import Stream
 
@@ -164,8 +167,15 @@ def create_app(settings: Settings, clock: Clock | None = None, fast_path: bool =
         if settings.stream.enabled:
             run_here = settings.stream.runner == "embedded"
             app.state.stream = Stream(settings.stream, settings.data_dir, run=run_here)
-        child = start_pipeline_process(settings.data_dir, configs) if mode == "process" else None
-        app.state.pipeline = f"process {child.pid}" if child else mode
+        supervisor = None
+        if mode == "process":
+            supervisor = PipelineSupervisor(
+                lambda: start_pipeline_process(settings.data_dir, configs),
+                stop_pipeline_process,
+                http_stats,
+            )
+        app.state.supervisor = supervisor
+        app.state.pipeline = f"process {supervisor.pid}" if supervisor else mode
         log.info(
             "recloop serving loops %s from %s (pipeline: %s)",
             sorted(loops),
@@ -182,8 +192,8 @@ def create_app(settings: Settings, clock: Clock | None = None, fast_path: bool =
             yield
         finally:
             gc.unfreeze()
-            if child is not None:
-                stop_pipeline_process(child)
+            if supervisor is not None:
+                supervisor.close()
             for loop in loops.values():
                 loop.close()
             loops.clear()
@@ -241,15 +251,41 @@ def create_app(settings: Settings, clock: Clock | None = None, fast_path: bool =
         )
     )
 
-    @app.get("/healthz", tags=["ops"], summary="200 once every loop is open")
-    async def healthz() -> dict[str, Any]:
+    @app.get(
+        "/healthz",
+        tags=["ops"],
+        summary="Liveness: 200 while the server can do its job (503: restart it)",
+        responses={503: {"description": "Starting, or the pipeline stayed dead"}},
+    )
+    async def healthz() -> JSONResponse:
         if not loops:
-            return JSONResponse({"status": "starting"}, status_code=503)  # type: ignore[return-value]
-        return {
-            "status": "ok",
+            return JSONResponse({"status": "starting"}, status_code=503)
+        pipeline = health.pipeline_status(app.state.supervisor, settings.pipeline)
+        ok = health.live(pipeline)
+        body = {
+            "status": "ok" if ok else "unhealthy",
             "loops": {n: lp.model_version for n, lp in loops.items()},
-            "pipeline": app.state.pipeline,
+            "pipeline": pipeline,
         }
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    @app.get(
+        "/readyz",
+        tags=["ops"],
+        summary="Readiness: 200 when the pipeline runs, the stores answer, lags are small",
+        responses={503: {"description": "Not ready, with the reasons per loop"}},
+    )
+    async def readyz() -> JSONResponse:
+        if not loops:
+            return JSONResponse({"status": "starting"}, status_code=503)
+        pipeline = health.pipeline_status(app.state.supervisor, settings.pipeline)
+        per_loop = {
+            name: await run_in_threadpool(health.loop_readiness, lp, settings.ready_max_lag)
+            for name, lp in loops.items()
+        }
+        ok = bool(pipeline["alive"]) and all(v["ready"] for v in per_loop.values())
+        body = {"status": "ready" if ok else "not-ready", "pipeline": pipeline, "loops": per_loop}
+        return JSONResponse(body, status_code=200 if ok else 503)
 
     @app.get("/metrics", tags=["ops"], summary="Prometheus metrics")
     async def metrics() -> Response:
