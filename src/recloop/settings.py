@@ -61,9 +61,10 @@ class FeatureSettings(BaseModel):
     catalogue: Literal["auto", "required", "off"] = Field(
         "auto",
         description="Actions given by id alone: auto = their catalogue features, and an "
-        "unknown id is an error once the catalogue holds any item (with an empty one, ids "
-        "are plain actions); required = an unknown id is always an error; off = ids are "
-        "plain actions, the catalogue is not read.",
+        "id the catalogue does not hold is a plain action (counted as catalogue_misses); "
+        "required = an unknown id is an error (422 unknown-item); off = ids are plain "
+        "actions, the catalogue is not read. Only this setting decides: items stored by "
+        "earlier requests never change how a bare id is treated.",
     )
     max_cached_items: int = Field(
         1_000_000, ge=1, description="Items kept in each process's memory (the rest: disk)."

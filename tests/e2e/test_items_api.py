@@ -68,7 +68,7 @@ def test_items_crud_and_rank_by_id(serve: Callable[..., Server]) -> None:
 def test_bad_items_and_unknown_ids_get_problems_and_are_counted(
     serve: Callable[..., Server],
 ) -> None:
-    with serve(exp_unit_seconds=1.0, features=FEATURES) as api:
+    with serve(exp_unit_seconds=1.0, features={**FEATURES, "catalogue": "required"}) as api:
         api.put("/v1/items/a1", json={"fields": ARTICLES["a1"]})
         unknown = problem(
             api.post("/v1/rank", json={"actions": [{"id": "a1"}, {"id": "ghost"}]}), 422

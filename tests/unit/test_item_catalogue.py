@@ -88,12 +88,31 @@ def test_rank_with_raw_fields_featurizes_and_caches_the_item(loop: Loop) -> None
         loop.rank({}, [{**raw, "features": {"price": 1}}, "a2"])
 
 
-def test_unknown_item_ids_are_refused_naming_them(loop: Loop) -> None:
-    assert loop.rank({}, ["x", "y"]).chosen in {"x", "y"}  # an empty catalogue: plain ids
+def test_a_rank_with_fields_does_not_change_how_bare_ids_are_treated(loop: Loop) -> None:
+    """The issue's case: one rank carrying ``fields`` put an item in the catalogue, and
+    every later bare-id rank (of every client) became a 422 unknown-item."""
+    assert loop.rank({}, ["x", "y"]).chosen in {"x", "y"}
+    loop.rank({}, [{"id": "n1", "fields": {"title": "Budget vote today"}}, "x"])
+    later = loop.rank({}, ["x", "y"])
+    assert later.chosen in {"x", "y"} and later.actions[0].features == {}
+    assert loop.stats.get("catalogue_misses_total") == 3  # x beside n1, then x and y
+    assert loop.stats.get("rejected_total:unknown-item") == 0
+    assert loop.rank({}, ["n1", "x"]).actions[0].features  # known ids get their features
+
+
+def test_unknown_item_ids_are_refused_naming_them(tmp_path: Path, clock: FakeClock) -> None:
+    strict = {**FEATURES, "catalogue": "required"}
+    with Loop.open(tmp_path, start=False, clock=clock, features=strict) as loop:
+        _refuses_unknown_ids(loop)
+
+
+def _refuses_unknown_ids(loop: Loop) -> None:
+    with pytest.raises(UnknownItemError, match="'x'"):
+        loop.rank({}, ["x", "y"])  # required: even with an empty catalogue
     loop.put_items(ITEMS)
     with pytest.raises(UnknownItemError, match="'nope'"):
         loop.rank({}, ["a1", "nope"])
-    assert loop.stats.get("rejected_total:unknown-item") == 1
+    assert loop.stats.get("rejected_total:unknown-item") == 2
     with pytest.raises(InvalidInputError, match=r"actions\[1\]: field 'price' is numeric"):
         loop.rank({}, ["a1", {"id": "b", "fields": {"title": "x", "price": "cheap"}}])
     assert loop.get_item("b") is None  # nothing half-written
@@ -112,7 +131,9 @@ def test_another_process_sees_updates_through_the_change_feed(
     tmp_path: Path, clock: FakeClock
 ) -> None:
     with (
-        Loop.open(tmp_path, start=False, clock=clock, features=FEATURES) as writer,
+        Loop.open(
+            tmp_path, start=False, clock=clock, features={**FEATURES, "catalogue": "required"}
+        ) as writer,
         Loop(writer.settings, tmp_path, clock=clock, role="serve") as server,
     ):
         writer.put_items(ITEMS)

@@ -352,6 +352,9 @@ class ItemCatalogue:
             return Action(item_id)  # no catalogue in use: a plain action, as before
         cached = self._lookup(item_id)
         if cached is None:
+            if mode == "auto":  # the setting decides, never what earlier requests stored
+                self.stats.inc("catalogue_misses_total")
+                return Action(item_id)
             unknown.append(item_id)
             return None
         return Action(item_id, self._at(item_id, cached, now))
