@@ -29,8 +29,13 @@ from pydantic_settings import (
 
 from recloop.core.errors import InvalidInputError, UnknownLoopError
 from recloop.features.spec import KINDS as FIELD_KINDS
+from recloop.policies.vw_args import check_learner_args
 
 DEFAULT_LOOP = "default"
+DAY = 86400.0
+YEAR = 365 * DAY
+MAX_WINDOW_SECONDS = 30 * DAY
+"""The longest reward window (and stream window): each open window is held in memory."""
 MAX_REWARD_MAGNITUDE = 1e9
 """The widest reward range a loop may be given (its bounds, not its default)."""
 
@@ -55,7 +60,10 @@ class FeatureSettings(BaseModel):
     text_topics: int = Field(8, ge=0, le=256, description="Topic clusters (0: no topic id).")
     text_keywords: int = Field(0, ge=0, le=32, description="Top TF-IDF terms per text.")
     rare_min_count: int = Field(
-        2, ge=1, description="Category values seen fewer times share one __rare__ bucket."
+        2,
+        le=1_000_000,
+        ge=1,
+        description="Category values seen fewer times share one __rare__ bucket.",
     )
     numeric_bins: int = Field(10, ge=2, le=100, description="Quantile bins per numeric field.")
     catalogue: Literal["auto", "required", "off"] = Field(
@@ -67,10 +75,14 @@ class FeatureSettings(BaseModel):
         "earlier requests never change how a bare id is treated.",
     )
     max_cached_items: int = Field(
-        1_000_000, ge=1, description="Items kept in each process's memory (the rest: disk)."
+        1_000_000,
+        le=100_000_000,
+        ge=1,
+        description="Items kept in each process's memory (the rest: disk).",
     )
     hot_items: int = Field(
         20_000,
+        le=10_000_000,
         ge=1,
         description="Of those, items kept decoded, ready to rank (the rest are compact JSON "
         "and decoded on use, a few microseconds).",
@@ -94,7 +106,12 @@ class LoopSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    exp_unit_seconds: float = Field(10.0, gt=0, description="Reward window after a decision.")
+    exp_unit_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=MAX_WINDOW_SECONDS,
+        description="Reward window after a decision (<= 30 days).",
+    )
     default_reward: float = Field(0.0, description="Reward when none arrives in the window.")
     reward_min: float = Field(
         -1.0,
@@ -112,8 +129,10 @@ class LoopSettings(BaseModel):
     reward_aggregation: Literal["earliest", "sum", "last"] = "earliest"
     explorer: Literal["epsilon-greedy", "softmax", "greedy"] = "epsilon-greedy"
     epsilon: float = Field(0.2, ge=0.0, le=1.0)
-    softmax_lambda: float = Field(1.0, ge=0.0)
-    seed: int = Field(0, description="Seeds per-event sampling: (event_id, seed) -> action.")
+    softmax_lambda: float = Field(1.0, ge=0.0, le=1e6)
+    seed: int = Field(
+        0, ge=0, le=2**63 - 1, description="Seeds per-event sampling: (event_id, seed) -> action."
+    )
     learning_mode: Literal["online", "apprentice", "logging"] = Field(
         "online",
         description="online: the learned policy decides (explored); apprentice: the first "
@@ -123,6 +142,8 @@ class LoopSettings(BaseModel):
     )
     log_retention_days: float = Field(
         -1.0,
+        ge=-1.0,
+        le=36500.0,
         description="Joined examples older than this are deleted as they age (only those "
         "nothing needs any more, as Loop.delete_logs); -1 keeps them forever.",
     )
@@ -145,17 +166,26 @@ class LoopSettings(BaseModel):
     default_action_id: str | None = Field(
         None, description="With default_policy='fixed': the action to prefer."
     )
-    checkpoint_every_examples: int = Field(1000, ge=1)
-    checkpoint_every_seconds: float = Field(1.0, gt=0)
+    checkpoint_every_examples: int = Field(1000, ge=1, le=10_000_000)
+    checkpoint_every_seconds: float = Field(1.0, gt=0, le=YEAR)
     keep_model_versions: int = Field(
-        200, ge=2, description="Older versions are pruned (a pinned one is always kept)."
+        200,
+        le=100_000,
+        ge=2,
+        description="Older versions are pruned (a pinned one is always kept).",
     )
     join_grace_seconds: float = Field(
-        0.25, ge=0, description="How long after a window closes the joiner waits for stragglers."
+        0.25,
+        le=3600.0,
+        ge=0,
+        description="How long after a window closes the joiner waits for stragglers.",
     )
-    tick_seconds: float = Field(0.05, gt=0, description="Background pipeline cadence.")
+    tick_seconds: float = Field(0.05, ge=0.001, le=60.0, description="Background pipeline cadence.")
     lease_wait_seconds: float = Field(
-        10.0, ge=0, description="How long to wait for another process's pipeline to let go."
+        10.0,
+        le=3600.0,
+        ge=0,
+        description="How long to wait for another process's pipeline to let go.",
     )
     features: FeatureSettings = Field(
         default_factory=FeatureSettings, description="The feature generator (raw item fields)."
@@ -171,12 +201,29 @@ class LoopSettings(BaseModel):
         "power: also survives power loss (synchronous=FULL, fsync per commit).",
     )
 
+    @field_validator("vw_args")
+    @classmethod
+    def _vw_args(cls, value: str) -> str:
+        """Learning options only, and ones VW accepts: checked wherever settings come from
+        (TOML, environment, Loop.open, reconfigure), before they are stored or used."""
+        return check_learner_args(value)
+
     @field_validator("interactions")
     @classmethod
     def _pairs(cls, value: list[str]) -> list[str]:
         for pair in value:
-            if len(pair) < 2 or not pair.isalpha():
-                raise ValueError(f"interaction {pair!r} must name namespaces, e.g. 'CA'")
+            if not (len(pair) == 2 and pair.isascii() and pair.isalpha()):
+                raise ValueError(
+                    f"interaction {pair!r} must name two namespaces by their ASCII letters, "
+                    "e.g. 'CA' (a quadratic interaction, -q)"
+                )
+        return value
+
+    @field_validator("log_retention_days")
+    @classmethod
+    def _retention(cls, value: float) -> float:
+        if value < 0 and value != -1:
+            raise ValueError("a number of days (at most 36500), or -1 to keep everything")
         return value
 
     @model_validator(mode="after")
@@ -190,6 +237,14 @@ class LoopSettings(BaseModel):
                 f"default_reward ({self.default_reward}) must lie in "
                 f"[reward_min, reward_max] = [{self.reward_min}, {self.reward_max}]"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _whole_vw_command(self) -> LoopSettings:
+        """The arguments VW is started with are vw_args plus the interactions: checked
+        (and parsed by VW) as a whole, so a pair VW refuses fails here, not at start."""
+        if self.learner == "vw":
+            check_learner_args(self.full_vw_args())
         return self
 
     def full_vw_args(self) -> str:
@@ -209,24 +264,30 @@ class StreamSettings(BaseModel):
         "external: `recloop stream` runs it (embedded or --runner flink), the server only "
         "ingests and serves.",
     )
-    last_n: int = Field(10, ge=1, description="Recent items kept per user.")
-    session_gap_seconds: float = Field(1800.0, gt=0)
-    allowed_lateness_seconds: float = Field(60.0, ge=0)
-    ttl_seconds: float = Field(30 * 86400.0, gt=0, description="Forget users idle this long.")
-    max_future_seconds: float = Field(300.0, ge=0, description="Refuse events further ahead.")
-    min_events: int = Field(1, ge=1, description="Recommend once a user has this many events.")
-    k: int = Field(10, ge=1, description="Items per precomputed list.")
-    candidates: int = Field(100, ge=1, description="Popular items the policy ranks.")
-    popularity_half_life_seconds: float = Field(6 * 3600.0, gt=0)
+    last_n: int = Field(10, ge=1, le=10_000, description="Recent items kept per user.")
+    session_gap_seconds: float = Field(1800.0, gt=0, le=MAX_WINDOW_SECONDS)
+    allowed_lateness_seconds: float = Field(60.0, ge=0, le=MAX_WINDOW_SECONDS)
+    ttl_seconds: float = Field(
+        30 * DAY, gt=0, le=10 * YEAR, description="Forget users idle this long."
+    )
+    max_future_seconds: float = Field(
+        300.0, ge=0, le=DAY, description="Refuse events further ahead."
+    )
+    min_events: int = Field(
+        1, ge=1, le=1_000_000, description="Recommend once a user has this many events."
+    )
+    k: int = Field(10, ge=1, le=1000, description="Items per precomputed list.")
+    candidates: int = Field(100, ge=1, le=100_000, description="Popular items the policy ranks.")
+    popularity_half_life_seconds: float = Field(6 * 3600.0, gt=0, le=YEAR)
     policy: str = Field(
         "popularity",
         description="Ranks the candidates: popularity, a policy KIND[:JSON], or loop:NAME "
         "(the model that decision loop serves).",
     )
     stale_after_seconds: float = Field(
-        86400.0, gt=0, description="Older lists are stale: the popular fallback is served."
+        DAY, gt=0, le=YEAR, description="Older lists are stale: the popular fallback is served."
     )
-    max_batch_events: int = Field(10_000, ge=1)
+    max_batch_events: int = Field(10_000, ge=1, le=1_000_000)
     log_url: str | None = Field(
         None,
         description="nats://host:4222 to carry behaviour events over NATS JetStream between "
@@ -238,11 +299,12 @@ class StreamSettings(BaseModel):
     )
     snapshot_every_events: int = Field(
         200_000,
+        le=1_000_000_000,
         ge=1,
         description="State snapshots bound recovery time only: the durable event log is "
         "replayed from the last snapshot's offset after a crash, so nothing is lost between.",
     )
-    snapshot_every_seconds: float = Field(10.0, gt=0)
+    snapshot_every_seconds: float = Field(10.0, gt=0, le=DAY)
 
 
 class Settings(BaseSettings, LoopSettings):
@@ -254,18 +316,19 @@ class Settings(BaseSettings, LoopSettings):
 
     data_dir: Path = Path("data")
     host: str = "127.0.0.1"
-    port: int = 8000
+    port: int = Field(8000, ge=0, le=65535)
     api_key: SecretStr | None = None
-    max_body_bytes: int = Field(1_000_000, gt=0)
+    max_body_bytes: int = Field(1_000_000, gt=0, le=1 << 30)
     pipeline: Literal["process", "thread", "external"] = Field(
         "process",
         description="process: join/learn/evaluate run in a child process (the server uses "
         "both cores); thread: in the serving process; external: elsewhere (`recloop "
         "pipeline`, or the parent of several `serve --workers`), this server only serves.",
     )
-    workers: int = Field(1, ge=1, description="Serving processes (uvicorn workers).")
+    workers: int = Field(1, ge=1, le=256, description="Serving processes (uvicorn workers).")
     ready_max_lag: int = Field(
         100_000,
+        le=10**12,
         ge=1,
         description="/readyz answers 503 while the joiner or the learner is more than this "
         "many records behind the log.",

@@ -92,3 +92,37 @@ def test_a_misspelt_setting_is_an_error_naming_the_closest_one(tmp_path: Path) -
     with Loop.open(tmp_path / "data", start=False) as loop, pytest.raises(InvalidInputError):
         loop.reconfigure(epsilom=0.1)
     assert load_settings(epsilon=0.1, stream={"last_n": 3}).stream.last_n == 3
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        {"exp_unit_seconds": 99999999999999999999 * 3600.0},  # windows that never close
+        {"exp_unit_seconds": float("inf")},
+        {"checkpoint_every_seconds": 1e12},
+        {"checkpoint_every_examples": 10**12},
+        {"tick_seconds": 0.0},
+        {"join_grace_seconds": 1e9},
+        {"keep_model_versions": 10**9},
+        {"log_retention_days": -5},
+        {"log_retention_days": 1e9},
+        {"seed": 2**64},
+        {"softmax_lambda": float("inf")},
+    ],
+)
+def test_every_duration_and_count_has_a_range(tmp_path: Path, setting: dict[str, float]) -> None:
+    with pytest.raises(InvalidInputError):
+        Loop.open(tmp_path, start=False, **setting)
+
+
+def test_server_and_stream_settings_have_ranges() -> None:
+    for bad in (
+        {"max_body_bytes": 10**12},
+        {"workers": 10**6},
+        {"port": 70000},
+        {"stream": {"k": 10**9}},
+        {"stream": {"ttl_seconds": 1e300}},
+        {"stream": {"session_gap_seconds": float("inf")}},
+    ):
+        with pytest.raises(InvalidInputError):
+            load_settings(**bad)

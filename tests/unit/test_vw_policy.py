@@ -86,8 +86,10 @@ def test_incompatible_and_corrupt_models_are_rejected(tmp_path: object) -> None:
 
 
 def test_bad_vw_arguments_are_a_clear_error() -> None:
-    with pytest.raises(InvalidInputError, match="rejected the arguments"):
+    with pytest.raises(InvalidInputError, match="'--no_such_flag' is not allowed"):
         VWLearner("--cb_adf --no_such_flag")
+    with pytest.raises(InvalidInputError, match="rejected the arguments"):
+        VWLearner("--cb_adf --cb_type mtr --cb_type ips")  # allowed options VW refuses
 
 
 def test_cached_text_equals_fresh_text_and_bools_are_numbers() -> None:

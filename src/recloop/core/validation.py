@@ -11,6 +11,8 @@ from recloop.core.errors import InvalidInputError
 from recloop.core.types import Action, GeneratedFeatures
 
 MAX_NESTING = 3
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1
+"""Integers are logged as JSON by orjson, which stops at 64 bits: a wider one was a 500."""
 
 
 def _all_finite_numbers(features: Mapping[str, Any]) -> bool:
@@ -22,6 +24,8 @@ def _all_finite_numbers(features: Mapping[str, Any]) -> bool:
         return False
     if total - total != 0:  # some value is NaN or infinite
         return False
+    if max(features.values(), default=0) > INT_MAX or min(features.values(), default=0) < INT_MIN:
+        return False  # a huge float is fine, a huge int is not: the slow path tells which
     # names: all non-empty strings (map + isinstance runs in C: a genexpr cost ~1 us/name)
     return "" not in features and all(map(isinstance, features, repeat(str)))
 
@@ -45,6 +49,8 @@ def check_features(features: Mapping[str, Any], where: str, depth: int = 0) -> N
                 raise InvalidInputError(f"{where}: feature names must be non-empty strings")
             if value - value != 0:  # NaN and +-inf; cheaper than math.isfinite for ints too
                 raise InvalidInputError(f"{where}.{key} is not a finite number ({value!r})")
+            if kind is int and not INT_MIN <= value <= INT_MAX:
+                raise InvalidInputError(f"{where}.{key}: integers must fit in 64 bits")
             continue
         _check_other(key, value, where, depth)
 
@@ -56,8 +62,7 @@ def _check_other(key: object, value: object, where: str, depth: int) -> None:
     if isinstance(value, bool | str):
         return
     if isinstance(value, int | float):
-        if not math.isfinite(value):
-            raise InvalidInputError(f"{path} is not a finite number ({value!r})")
+        _check_number(value, path)
         return
     if isinstance(value, Mapping):
         if depth >= MAX_NESTING:
@@ -65,13 +70,47 @@ def _check_other(key: object, value: object, where: str, depth: int) -> None:
         check_features(value, path, depth + 1)
         return
     if isinstance(value, list | tuple):
-        for item in value:
-            if isinstance(item, bool) or not isinstance(item, str | int | float):
-                raise InvalidInputError(f"{path} lists must hold strings or numbers")
-            if isinstance(item, float) and not math.isfinite(item):
-                raise InvalidInputError(f"{path} holds a non-finite number")
+        _check_flat_list(value, path)
         return
     raise InvalidInputError(f"{path} has unsupported type {type(value).__name__}")
+
+
+def _check_number(value: int | float, path: str) -> None:
+    if isinstance(value, int):
+        if not INT_MIN <= value <= INT_MAX:
+            raise InvalidInputError(f"{path}: integers must fit in 64 bits")
+    elif not math.isfinite(value):
+        raise InvalidInputError(f"{path} is not a finite number ({value!r})")
+
+
+def _check_flat_list(value: Sequence[object], path: str) -> None:
+    for item in value:
+        if isinstance(item, bool) or not isinstance(item, str | int | float):
+            raise InvalidInputError(f"{path} lists must hold strings or numbers")
+        if not isinstance(item, str):
+            _check_number(item, path)
+
+
+def check_item_fields(fields: Mapping[str, Any], where: str) -> None:
+    """An item's raw fields: flat values (text, numbers, booleans, null) and flat lists of
+    strings or numbers (tags). Checked before anything encodes them: a list nested 250
+    deep was a RecursionError, a 70-digit integer an OverflowError (both 500s)."""
+    for name, value in fields.items():
+        if type(name) is not str or not name:
+            raise InvalidInputError(f"{where}: field names must be non-empty strings")
+        path = f"{where}.{name}"
+        if value is None or isinstance(value, str | bool):
+            continue
+        if isinstance(value, int | float):
+            _check_number(value, path)
+        elif isinstance(value, list | tuple):
+            _check_flat_list(value, path)
+        elif isinstance(value, Mapping):
+            raise InvalidInputError(
+                f"{path}: raw fields are flat values; ready-made nested features go in 'features'"
+            )
+        else:
+            raise InvalidInputError(f"{path} has unsupported type {type(value).__name__}")
 
 
 def check_actions(actions: Sequence[Action], excluded: Iterable[str]) -> None:

@@ -23,6 +23,7 @@ from recloop.evaluation.offpolicy import IPS, SNIPS
 from recloop.evaluation.terms import Interval, TermSums
 from recloop.exploration.explorers import EpsilonGreedy, Greedy, Softmax, make_explorer
 from recloop.policies.vw import VWLearner
+from recloop.policies.vw_args import check_learner_args
 
 EXPLORERS = ("epsilon-greedy", "greedy", "softmax")
 
@@ -37,7 +38,9 @@ class LearnerConfig:
     ``--cb_explore_adf`` arguments are accepted as the Decision Service writes them: the
     reduction becomes ``--cb_adf`` (the learner ``--cb_explore_adf`` wraps) and
     ``--epsilon E`` / ``--softmax --lambda L`` become the explorer, overriding its fields,
-    because recloop explores outside VW. Without a reduction, ``--cb_adf`` is implied.
+    because recloop explores outside VW. Without a reduction, ``--cb_adf`` is implied. What
+    remains must be learning options VW accepts (:func:`check_learner_args`): configs come
+    from the command line and from requests (Personalizer's policy and evaluations).
     """
 
     name: str
@@ -85,7 +88,11 @@ class LearnerConfig:
             raise InvalidInputError(f"{self.name}: explorer must be one of {', '.join(EXPLORERS)}")
         if not 0.0 <= epsilon <= 1.0:
             raise InvalidInputError(f"{self.name}: epsilon must be in [0, 1], got {epsilon}")
-        object.__setattr__(self, "vw_args", shlex.join(out))
+        try:
+            vw_args = check_learner_args(shlex.join(out))
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"{self.name}: {exc}") from None
+        object.__setattr__(self, "vw_args", vw_args)
         object.__setattr__(self, "explorer", explorer)
         object.__setattr__(self, "epsilon", epsilon)
         object.__setattr__(self, "softmax_lambda", lam)

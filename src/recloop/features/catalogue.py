@@ -22,7 +22,7 @@ from recloop.core.errors import InvalidInputError, UnknownItemError
 from recloop.core.protocols import ItemStore
 from recloop.core.stats import LoopStats
 from recloop.core.types import Action, GeneratedFeatures, ItemRecord
-from recloop.core.validation import check_features, to_action
+from recloop.core.validation import check_features, check_item_fields, to_action
 from recloop.features.generator import FeatureGenerator, features_at
 from recloop.features.text import Embedder
 from recloop.features.timestamp import age_bucket
@@ -32,8 +32,11 @@ log = logging.getLogger(__name__)
 MAX_ITEM_ID = 256
 
 
-def content_hash(fields: Mapping[str, Any]) -> str:
-    """Stable across processes and key order: the identity of an item's content."""
+def content_hash(fields: Mapping[str, Any], where: str = "fields") -> str:
+    """Stable across processes and key order: the identity of an item's content. The
+    fields are checked first (InvalidInputError naming ``where``), since hashing encodes
+    them."""
+    check_item_fields(fields, where)
     return hashlib.blake2b(
         orjson.dumps(fields, option=orjson.OPT_SORT_KEYS), digest_size=10
     ).hexdigest()
@@ -97,7 +100,7 @@ class ItemCatalogue:
                 raise InvalidInputError(f"item {item_id!r} appears twice in one batch")
             if not isinstance(fields, Mapping):
                 raise InvalidInputError(f"items[{i}].fields must be an object")
-            hashes[item_id] = content_hash(fields)
+            hashes[item_id] = content_hash(fields, f"items[{i}].fields")
         results: dict[str, PutResult] = {}
         with self._lock:
             try:
@@ -289,7 +292,10 @@ class ItemCatalogue:
             item_id, fields = entry.get("id"), entry["fields"]
             if type(item_id) is not str or not isinstance(fields, Mapping) or item_id in hashes:
                 continue
-            hashes[item_id] = digest = content_hash(fields)
+            try:
+                hashes[item_id] = digest = content_hash(fields)
+            except InvalidInputError:
+                continue  # the per-action pass names the action at fault
             cached = self._cache.get(item_id)
             if cached is None or cached.content_hash != digest:
                 pending[item_id] = fields
@@ -381,7 +387,9 @@ class ItemCatalogue:
         if not isinstance(fields, Mapping):
             raise InvalidInputError(f"actions[{i}].fields must be an object")
         cached = self._cache.get(item_id)
-        if cached is None or cached.content_hash != (digest or content_hash(fields)):
+        if cached is None or cached.content_hash != (
+            digest or content_hash(fields, f"actions[{i}].fields")
+        ):
             try:
                 self.put([(item_id, fields)])
             except InvalidInputError as exc:

@@ -10,6 +10,7 @@ from recloop.core.protocols import Policy
 from recloop.policies.agent import agent_policy
 from recloop.policies.simple import FirstAction, FixedAction, MostPopular, Uniform
 from recloop.policies.vw import DEFAULT_VW_ARGS, VWLearner
+from recloop.policies.vw_args import check_learner_args
 
 
 def _fixed(params: Mapping[str, Any]) -> Policy:
@@ -20,10 +21,12 @@ def _fixed(params: Mapping[str, Any]) -> Policy:
 
 
 def _vw(params: Mapping[str, Any]) -> Policy:
+    """``params.args`` come from requests: only learning options, checked before VW sees
+    them (VW writes files and opens ports while it parses its arguments)."""
     args = params.get("args", DEFAULT_VW_ARGS)
-    if not isinstance(args, str) or "--cb_adf" not in args:
-        raise InvalidInputError("a 'vw-cb' policy needs params.args with --cb_adf")
-    return VWLearner(args)
+    if not isinstance(args, str):
+        raise InvalidInputError("a 'vw-cb' policy needs params.args, VW arguments with --cb_adf")
+    return VWLearner(check_learner_args(args))
 
 
 POLICIES: dict[str, Callable[[Mapping[str, Any]], Policy]] = {

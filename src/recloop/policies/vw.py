@@ -21,6 +21,7 @@ from recloop.core.arrays import FloatArray
 from recloop.core.errors import InvalidInputError, ModelRejectedError
 from recloop.core.types import Action, Context, JoinedExample, available_actions
 from recloop.features.vw_text import VWText, adf_example
+from recloop.policies.vw_args import allowed_vw_args, check_model_header
 
 DEFAULT_VW_ARGS = "--cb_adf --cb_type mtr -q CA"
 
@@ -67,8 +68,11 @@ def learn_lines(ws: vowpalwabbit.Workspace, lines: list[str]) -> None:
 
 
 def _workspace(args: str) -> vowpalwabbit.Workspace:
+    """A fresh learner. Whoever passes ``args`` (a setting, a request, code), they pass the
+    allow-list here too: VW writes files and opens ports while it parses its arguments."""
+    clean = allowed_vw_args(args)
     try:
-        return vowpalwabbit.Workspace(f"{args} --quiet")
+        return vowpalwabbit.Workspace(f"{clean} --quiet")
     except Exception as exc:  # VW raises plain RuntimeError/ValueError on bad arguments
         raise InvalidInputError(f"Vowpal Wabbit rejected the arguments {args!r}: {exc}") from exc
 
@@ -88,14 +92,19 @@ def _check_adf(ws: vowpalwabbit.Workspace) -> None:
         raise ModelRejectedError("model predicts non-finite scores")
 
 
-def workspace_from_bytes(blob: bytes, extra_args: str = "") -> vowpalwabbit.Workspace:
-    """Load a saved VW model, checking it is usable; raises ModelRejectedError if not."""
+def workspace_from_bytes(blob: bytes) -> vowpalwabbit.Workspace:
+    """Load a saved VW model, checking it is usable; raises ModelRejectedError if not.
+
+    A model file holds options that VW acts on as it loads it, and model files come from
+    requests: its header passes the allow-list first. No other arguments are passed: any text
+    added here would be parsed by VW as options too (see :mod:`recloop.policies.vw_args`)."""
+    check_model_header(blob)
     fd, path = tempfile.mkstemp(suffix=".vw")
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(blob)
         try:
-            ws = vowpalwabbit.Workspace(f"--quiet -i {path} {extra_args}")
+            ws = vowpalwabbit.Workspace(f"--quiet -i {path}")
         except Exception as exc:
             raise ModelRejectedError(f"model could not be loaded by Vowpal Wabbit: {exc}") from exc
     finally:

@@ -7,6 +7,7 @@ import hmac
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -15,12 +16,18 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from recloop import __version__
 from recloop.client import Loop, Role
 from recloop.core.clock import Clock
-from recloop.core.errors import PayloadTooLargeError, RecloopError, UnauthorizedError
+from recloop.core.errors import (
+    MalformedJSONError,
+    PayloadTooLargeError,
+    RecloopError,
+    UnauthorizedError,
+)
 from recloop.core.stats import LoopStats
 from recloop.serving import health
 from recloop.serving.fast_path import DecisionFastPath
@@ -46,6 +53,10 @@ from recloop.settings import Settings, load_settings
 from recloop.streaming.service import Stream
 
 log = logging.getLogger(__name__)
+
+
+_HTTP_KINDS = {404: "not-found", 405: "method-not-allowed", 400: "bad-request"}
+_STATUSES = {int(s) for s in HTTPStatus}
 
 
 class Guard:
@@ -211,6 +222,7 @@ def create_app(settings: Settings, clock: Clock | None = None, fast_path: bool =
     app.state.loops = loops
     app.state.http_stats = http_stats
     app.state.stream = None
+    app.state.evaluation_slots = personalizer_evaluations.new_evaluation_slots()
 
     @app.exception_handler(RecloopError)
     async def recloop_error(request: Request, exc: RecloopError) -> JSONResponse:
@@ -229,6 +241,29 @@ def create_app(settings: Settings, clock: Clock | None = None, fast_path: bool =
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         return validation_problem(exc.errors(), request.url.path, http_stats)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """Starlette's own errors (404 no route, 405, a body FastAPI could not read) as
+        problem details too, never ``{"detail": ...}``. FastAPI turns any error while
+        reading a body into a 400; the typed one under it (a chunked body past the size
+        limit: 413) is answered instead."""
+        cause = exc.__cause__
+        if isinstance(cause, RecloopError):
+            return await recloop_error(request, cause)
+        if exc.status_code == 400 and cause is not None:  # too deep, bad UTF-8...
+            cause = MalformedJSONError(f"the body could not be read as JSON: {cause!r}"[:300])
+            return await recloop_error(request, cause)
+        kind = _HTTP_KINDS.get(exc.status_code, "http-error")
+        title = HTTPStatus(exc.status_code).phrase if exc.status_code in _STATUSES else "Error"
+        if personalizer_routing.is_personalizer_path(request.url.path):
+            http_stats.inc(f"rejected_total:personalizer-{kind}")
+            return personalizer_routing.error_response(exc.status_code, str(exc.detail))
+        http_stats.inc(f"rejected_total:{kind}")
+        response = problem(exc.status_code, kind, title, str(exc.detail), request.url.path)
+        for name, value in (exc.headers or {}).items():
+            response.headers[name] = value
+        return response
 
     for router in (decisions.router, models.router, policies.router, items.router):
         app.include_router(router, prefix="/v1")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Query, status
 
 from recloop.core.errors import ItemNotFoundError
 from recloop.features.catalogue import PutResult
@@ -16,6 +16,8 @@ from recloop.serving.deps import LoopDep
 from recloop.serving.schemas import ItemIn, ItemOut, ItemsIn
 
 router = APIRouter(tags=["items"])
+MAX_PAGE = 1000
+"""The most items one page returns (``limit=-1`` returned the whole catalogue)."""
 
 
 def _written(result: PutResult) -> dict[str, Any]:
@@ -41,7 +43,9 @@ def put_items(body: ItemsIn, loop: LoopDep) -> list[dict[str, Any]]:
 
 
 @router.get("/items", summary="Catalogue items in id order (paged with ?after=&limit=)")
-def list_items(loop: LoopDep, after: str = "", limit: int = 100) -> dict[str, Any]:
+def list_items(
+    loop: LoopDep, after: str = "", limit: int = Query(100, ge=1, le=MAX_PAGE)
+) -> dict[str, Any]:
     records = loop.list_items(after, limit)
     return {
         "items": [

@@ -6,6 +6,7 @@ clear 404."""
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -48,6 +49,8 @@ def parse_duration(value: object, field: str) -> float:
     """Seconds from an ISO 8601 duration ("PT10M"), a clock span ("1.00:00:00", "00:10:00")
     or a number of seconds."""
     if isinstance(value, int | float) and not isinstance(value, bool):
+        if not -1e18 < value < 1e18:  # a float() of a 400-digit int would overflow
+            raise InvalidInputError(f"{field}: {value!r} seconds is out of range")
         return float(value)
     text = value.strip() if isinstance(value, str) else ""
     match = _ISO.fullmatch(text) if text not in ("P", "PT") else None
@@ -55,12 +58,15 @@ def parse_duration(value: object, field: str) -> float:
     if not text or match is None:
         raise InvalidInputError(f"{field}: {value!r} is not a duration (e.g. PT10M)")
     parts = {k: float(v) for k, v in match.groupdict().items() if v}
-    return (
+    seconds = (
         parts.get("d", 0.0) * 86400
         + parts.get("h", 0.0) * 3600
         + parts.get("m", 0.0) * 60
         + parts.get("s", 0.0)
     )
+    if not math.isfinite(seconds):  # "PT" followed by 400 digits is infinite as a float
+        raise InvalidInputError(f"{field}: {value!r} is too long a duration")
+    return seconds
 
 
 def iso_time(ts: float) -> str:

@@ -114,6 +114,15 @@ def evaluate(target: Loop, start: float, end: float, policies: list[PolicySpec])
     return {"value": values, "optimal": optimal, "n": observed.n}
 
 
+MAX_RUNNING = 2
+"""Evaluations one server runs at once (each a thread replaying the log): a flood of PUTs
+started a thread each, without bound. More get 429."""
+
+
+def new_evaluation_slots() -> threading.BoundedSemaphore:
+    return threading.BoundedSemaphore(MAX_RUNNING)
+
+
 def _run(
     target: Loop,
     key: str,
@@ -161,14 +170,32 @@ async def _create(request: Request, loop: str) -> Response:
         "status": "Running",
         "policies": [p.model_dump() for p in body.policies],
     }
-    target.joined.set_state(key, json.dumps(record))
-    threading.Thread(
-        target=_run,
-        args=(target, key, dict(record), start, end, body.policies),
-        name=f"evaluation-{evaluation_id}",
-        daemon=True,
-    ).start()
+    slots: threading.BoundedSemaphore = request.app.state.evaluation_slots
+    if not slots.acquire(blocking=False):
+        raise PersonalizerError(
+            429,
+            "TooManyRequests",
+            f"{MAX_RUNNING} evaluations are running in this server; retry when one is done",
+        )
+    try:
+        target.joined.set_state(key, json.dumps(record))
+        threading.Thread(
+            target=_run_and_release,
+            args=(slots, target, key, dict(record), start, end, body.policies),
+            name=f"evaluation-{evaluation_id}",
+            daemon=True,
+        ).start()
+    except BaseException:
+        slots.release()
+        raise
     return JSONResponse(record)
+
+
+def _run_and_release(slots: threading.BoundedSemaphore, *args: Any) -> None:
+    try:
+        _run(*args)
+    finally:
+        slots.release()
 
 
 def _get(request: Request, loop: str) -> Response:

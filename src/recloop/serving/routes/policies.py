@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Query, status
 
 from recloop.serving.deps import LoopDep
 from recloop.serving.schemas import PolicyIn
@@ -35,7 +35,9 @@ async def evaluations(loop: LoopDep) -> dict[str, Any]:
 
 
 @router.get("/dead-letters", summary="Rewards and activations that could not be joined")
-async def dead_letters(loop: LoopDep, limit: int = 100) -> list[dict[str, Any]]:
+async def dead_letters(
+    loop: LoopDep, limit: int = Query(100, ge=1, le=1000)
+) -> list[dict[str, Any]]:
     return [
         {
             "reason": d.reason,

@@ -1,0 +1,110 @@
+"""Hostile bodies and queries over HTTP: each a 4xx problem (or Personalizer error), never a
+5xx or a bare ``{"detail": ...}``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import Server
+from tests.e2e.test_api import RANK, problem
+
+HUGE = 10**30
+API = "?api-version=2022-09-01-preview"
+
+
+@pytest.fixture(params=[True, False], ids=["fast-path", "routed"])
+def api(serve: Callable[..., Server], request: pytest.FixtureRequest) -> Iterator[httpx.Client]:
+    with serve(fast_path=request.param, pipeline="thread", max_body_bytes=20_000) as client:
+        yield client
+
+
+def _deep(levels: int) -> bytes:
+    return b'{"fields": {"t": ' + b"[" * levels + b"1" + b"]" * levels + b"}}"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {**RANK, "context": {"n": HUGE}},
+        {**RANK, "context": {"n": {"m": -HUGE}}},
+        {**RANK, "context": {"n": [HUGE]}},
+        {"actions": [{"id": "a", "features": {"n": HUGE}}, {"id": "b"}]},
+        {"actions": [{"id": "a", "fields": {"n": HUGE}}, {"id": "b"}]},
+    ],
+)
+def test_integers_beyond_64_bits_in_a_rank_are_422(api: httpx.Client, body: Any) -> None:
+    problem(api.post("/v1/rank", json=body), 422)
+    assert api.post("/v1/rank", json=RANK).status_code == 200
+
+
+def test_personalizer_ranks_with_huge_integers_are_400(api: httpx.Client) -> None:
+    single = {"contextFeatures": [{"n": HUGE}], "actions": [{"id": "a", "features": [{}]}]}
+    r = api.post(f"/personalizer/rank{API}", json=single)
+    assert r.status_code == 400, r.text
+    multi = {
+        "contextFeatures": [{"n": HUGE}],
+        "actions": [{"id": "a", "features": [{}]}, {"id": "b", "features": [{}]}],
+        "slots": [{"id": "s1", "baselineAction": "a"}],
+    }
+    r = api.post(f"/personalizer/multislot/rank{API}", json=multi)
+    assert r.status_code == 400, r.text
+
+
+@pytest.mark.parametrize(
+    ("raw", "status"),
+    [
+        (b'{"fields": {"n": ' + str(HUGE).encode() + b"}}", 422),
+        (_deep(300), 422),  # a RecursionError (500) before
+        (_deep(6000), 400),  # deeper than the JSON parser goes: not JSON we can read
+        (b'{"fields": {"t": "\xff\xfe"}}', 400),  # not UTF-8
+    ],
+)
+def test_hostile_item_bodies(api: httpx.Client, raw: bytes, status: int) -> None:
+    r = api.put("/v1/items/i1", content=raw, headers={"content-type": "application/json"})
+    problem(r, status)
+
+
+def test_a_deeply_nested_policy_body_is_a_problem(api: httpx.Client) -> None:
+    raw = b'{"name": "p", "kind": "uniform", "params": ' + b"[" * 6000 + b"]" * 6000 + b"}"
+    problem(api.post("/v1/policies", content=raw, headers={"content-type": "application/json"}), 400)
+
+
+@pytest.mark.parametrize("path", ["/v1/items/big", "/v1/policies"])
+def test_chunked_bodies_over_the_limit_are_413(api: httpx.Client, path: str) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"fields": {"t": "'
+        for _ in range(50):
+            yield b"x" * 1000
+        yield b'"}}'
+
+    method = "PUT" if path.startswith("/v1/items") else "POST"
+    r = api.request(method, path, content=chunks(), headers={"content-type": "application/json"})
+    problem(r, 413)
+
+
+def test_unknown_routes_and_methods_are_problems(api: httpx.Client) -> None:
+    problem(api.get("/v1/nothing-here"), 404)
+    problem(api.delete("/v1/rank"), 405)
+
+
+@pytest.mark.parametrize("limit", [-1, 0, 10**6])
+def test_page_sizes_are_bounded(api: httpx.Client, limit: int) -> None:
+    problem(api.get("/v1/items", params={"limit": limit}), 422)
+    problem(api.get("/v1/dead-letters", params={"limit": limit}), 422)
+
+
+def test_evaluations_run_at_most_two_at_a_time(serve: Callable[..., Server]) -> None:
+    server = serve(pipeline="thread")
+    body = {"name": "e", "startTime": "2026-01-01", "endTime": "2026-01-02", "policies": []}
+    with server as api:
+        slots = server.server.config.app.state.evaluation_slots
+        assert slots.acquire(blocking=False) and slots.acquire(blocking=False)
+        busy = api.put(f"/personalizer/evaluations/e1{API}", json=body)
+        assert busy.status_code == 429, busy.text
+        slots.release()
+        assert api.put(f"/personalizer/evaluations/e2{API}", json=body).status_code == 200
+        slots.release()
