@@ -326,6 +326,11 @@ class Settings(BaseSettings, LoopSettings):
         "pipeline`, or the parent of several `serve --workers`), this server only serves.",
     )
     workers: int = Field(1, ge=1, le=256, description="Serving processes (uvicorn workers).")
+    agents_dir: Path | None = Field(
+        None,
+        description="POST /v1/policies may register saved agents (kind 'agent') from files "
+        "under this folder only; unset: not over HTTP at all.",
+    )
     ready_max_lag: int = Field(
         100_000,
         le=10**12,

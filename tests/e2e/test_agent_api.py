@@ -29,7 +29,7 @@ def test_an_agent_serves_ranks_and_is_a_candidate_over_http(
          "--no-plot"],
     )  # fmt: skip
     assert trained.exit_code == 0, trained.output
-    with serve(exp_unit_seconds=1.0, checkpoint_every_examples=5) as api:
+    with serve(exp_unit_seconds=1.0, checkpoint_every_examples=5, agents_dir=tmp_path) as api:
         body = {
             "context": {"user_id": "u7", "recent_items": ["i3", "i4"]},
             "actions": [{"id": f"i{i}"} for i in range(8)] + [{"id": "unknown-item"}],
@@ -52,3 +52,7 @@ def test_an_agent_serves_ranks_and_is_a_candidate_over_http(
         bad = {"name": "bad", "kind": "agent", "params": {"path": str(data)}}
         resp = api.post("/v1/policies", json=bad)
         assert resp.status_code == 422 and "not a recloop agent" in resp.json()["detail"]
+        for outside in ("/etc/passwd", "../../etc/passwd", str(tmp_path.parent)):
+            spec = {"name": "x", "kind": "agent", "params": {"path": outside}}
+            resp = api.post("/v1/policies", json=spec)
+            assert resp.status_code == 422 and "under agents_dir" in resp.json()["detail"]

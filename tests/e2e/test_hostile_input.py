@@ -70,7 +70,9 @@ def test_hostile_item_bodies(api: httpx.Client, raw: bytes, status: int) -> None
 
 def test_a_deeply_nested_policy_body_is_a_problem(api: httpx.Client) -> None:
     raw = b'{"name": "p", "kind": "uniform", "params": ' + b"[" * 6000 + b"]" * 6000 + b"}"
-    problem(api.post("/v1/policies", content=raw, headers={"content-type": "application/json"}), 400)
+    problem(
+        api.post("/v1/policies", content=raw, headers={"content-type": "application/json"}), 400
+    )
 
 
 @pytest.mark.parametrize("path", ["/v1/items/big", "/v1/policies"])
