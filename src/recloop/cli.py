@@ -46,10 +46,10 @@ def serve(
     """Start the web API on the embedded default (SQLite under --data-dir)."""
     import os
 
-    import uvicorn
-
     from recloop.serving import create_app
     from recloop.serving.pipeline_process import start_pipeline_process, stop_pipeline_process
+    from recloop.serving.server import run as run_server
+    from recloop.serving.server import server_config
     from recloop.serving.threads import serve_on_one_thread
 
     serve_on_one_thread()  # this process and its workers serve; before PyTorch loads
@@ -63,13 +63,7 @@ def serve(
         f"(data in {settings.data_dir}, docs at /docs)"
     )
     if settings.workers == 1:
-        uvicorn.run(
-            create_app(settings),
-            host=settings.host,
-            port=settings.port,
-            log_level=log_level,
-            access_log=False,
-        )
+        run_server(server_config(create_app(settings), settings, log_level))
         return
     # Several serving processes: this process runs the one pipeline, the workers only serve.
     os.environ.update({"RECLOOP_PIPELINE": "external", "RECLOOP_DATA_DIR": str(settings.data_dir)})
@@ -79,15 +73,7 @@ def serve(
         settings.data_dir, {n: settings.loop(n) for n in settings.loop_names()}
     )
     try:
-        uvicorn.run(
-            "recloop.serving.app:app_from_env",
-            factory=True,
-            host=settings.host,
-            port=settings.port,
-            workers=settings.workers,
-            log_level=log_level,
-            access_log=False,
-        )
+        run_server(server_config("recloop.serving.app:app_from_env", settings, log_level))
     finally:
         stop_pipeline_process(child)
 

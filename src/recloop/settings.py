@@ -326,6 +326,22 @@ class Settings(BaseSettings, LoopSettings):
         "pipeline`, or the parent of several `serve --workers`), this server only serves.",
     )
     workers: int = Field(1, ge=1, le=256, description="Serving processes (uvicorn workers).")
+    request_read_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=600.0,
+        description="A request (headers and body) must arrive whole within this, from its "
+        "first byte (or the connection's opening): else 408 and the connection is closed.",
+    )
+    keep_alive_seconds: float = Field(
+        5.0, ge=1, le=600.0, description="Idle keep-alive connections are closed after this."
+    )
+    max_connections: int = Field(
+        1000,
+        ge=1,
+        le=100_000,
+        description="Concurrent connections and requests per serving process; beyond, 503.",
+    )
     agents_dir: Path | None = Field(
         None,
         description="POST /v1/policies may register saved agents (kind 'agent') from files "
