@@ -108,6 +108,8 @@ class Loop:
         """The settings this process was opened with; overrides set at run time
         (:meth:`reconfigure`, stored with the loop) apply on top of them."""
         self._overrides_raw: str | None = None
+        self.settings_problem: str | None = None
+        """Why the stored run-time settings could not be applied (shown by /readyz)."""
         self._last_retention = -math.inf
         if self.settings.learner == "drn":  # bad parameters fail here, before files open
             from recloop.policies.drn import DRNSpec
@@ -437,8 +439,10 @@ class Loop:
         unusable (logged; the settings in force stay)."""
         try:
             return self._with_overrides(json.loads(raw) if raw else {})
-        except (InvalidInputError, json.JSONDecodeError):
+        except (InvalidInputError, json.JSONDecodeError) as exc:
             log.exception("stored settings overrides of loop %s are unusable", self.name)
+            self.settings_problem = f"stored settings overrides are unusable: {exc}"
+            self.stats.set("settings_overrides_unusable", 1.0)
             return None
 
     def _load_overrides(self) -> None:
@@ -463,6 +467,8 @@ class Loop:
     def _apply(self, settings: LoopSettings, raw: str | None) -> None:
         self.settings = settings
         self._overrides_raw = raw
+        self.settings_problem = None
+        self.stats.set("settings_overrides_unusable", 0.0)
         self.explorer = make_explorer(settings.explorer, settings.epsilon, settings.softmax_lambda)
         self.candidates.epsilon = settings.epsilon
         if self.pipeline is not None:

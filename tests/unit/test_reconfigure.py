@@ -3,6 +3,7 @@ loop within a step, kept across restarts, and checked like any settings."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -170,3 +171,45 @@ def test_log_retention_deletes_what_has_aged_out(tmp_path: Path) -> None:
         assert {e.decision.event_id for e in lp.joined.iter_all()} == {
             f"new-{i}" for i in range(10)
         }
+
+
+def test_resending_the_personalizer_configuration_unchanged_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    """Issue 20: the runs where one model version went wrong had each re-sent the service
+    configuration unchanged first (update_service_configuration(get_service_configuration())).
+    That must not start a new learner, relearn, or move any setting."""
+    from recloop.serving.routes.personalizer_admin import (
+        configuration_changes,
+        service_configuration,
+    )
+
+    clock = FakeClock()
+    with Loop.open(tmp_path, start=False, clock=clock, exp_unit_seconds=1.0) as lp:
+        for i in range(20):
+            lp.reward(lp.rank({"u": i % 2}, ["a", "b"]).event_id, 1.0)
+        clock.advance(5)
+        lp.step()
+        assert lp.pipeline is not None
+        learner, offset, settings = lp.pipeline.learner, lp.pipeline.learner_offset, lp.settings
+        body = json.loads(json.dumps(service_configuration(lp)))  # as it travels over HTTP
+        lp.reconfigure(**configuration_changes(body))
+        lp.step()
+        assert lp.settings == settings
+        assert lp.pipeline.learner is learner and lp.pipeline.learner_offset == offset
+
+
+def test_unusable_stored_settings_are_visible_not_silent(tmp_path: Path) -> None:
+    from recloop.client import OVERRIDES_KEY
+    from recloop.serving.health import loop_readiness
+
+    with Loop.open(tmp_path, start=False, epsilon=0.1) as lp:
+        lp.joined.set_state(OVERRIDES_KEY, json.dumps({"epsilon": 7}))  # as an old version
+    with Loop.open(tmp_path, start=False, epsilon=0.1) as lp:
+        assert lp.settings.epsilon == 0.1  # the configured settings stay in force...
+        assert lp.settings_problem is not None and "epsilon" in lp.settings_problem
+        assert lp.stats.get("settings_overrides_unusable") == 1  # ...and it shows
+        ready = loop_readiness(lp, 100)
+        assert ready["ready"] is False and "unusable" in ready["reason"]
+        lp.reconfigure(epsilon=0.3)  # a good override replaces the bad one
+        assert lp.settings_problem is None and loop_readiness(lp, 100)["ready"] is True

@@ -50,7 +50,10 @@ def loop_readiness(loop: Loop, max_lag: int) -> dict[str, Any]:
         "join_lag_records": join_lag,
         "learner_lag_examples": learn_lag,
     }
-    if join_lag > max_lag or learn_lag > max_lag:
+    if loop.settings_problem is not None:  # running on other settings than it was told
+        out["ready"] = False
+        out["reason"] = loop.settings_problem
+    elif join_lag > max_lag or learn_lag > max_lag:
         out["ready"] = False
         out["reason"] = f"pipeline behind the log by more than ready_max_lag ({max_lag})"
     return out
