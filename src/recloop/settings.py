@@ -36,6 +36,7 @@ DAY = 86400.0
 YEAR = 365 * DAY
 MAX_WINDOW_SECONDS = 30 * DAY
 """The longest reward window (and stream window): each open window is held in memory."""
+DEFAULT_LEARNER_ARGS = "--cb_adf --cb_type mtr -l 0.05 --clip_p 0.1"
 MAX_REWARD_MAGNITUDE = 1e9
 """The widest reward range a loop may be given (its bounds, not its default)."""
 
@@ -157,7 +158,12 @@ class LoopSettings(BaseModel):
         description="With learner='drn': DRN hyperparameters (gamma, beta, alpha, eta, "
         "major_every, ...) and context_dim, action_dim (hashing widths), user_key.",
     )
-    vw_args: str = Field("--cb_adf --cb_type mtr", description="VW learner arguments.")
+    vw_args: str = Field(
+        DEFAULT_LEARNER_ARGS,
+        description="VW learner arguments. The default's learning rate (0.05, VW's is 0.5) "
+        "and probability clip (importance weights at most 10) keep a few rewards of rarely "
+        "explored actions from swinging a model version (benchmarks/vw_robustness.py).",
+    )
     interactions: list[str] = Field(
         default_factory=lambda: ["CA"],
         description="Quadratic interactions between namespaces (C=context, A=action).",

@@ -22,7 +22,7 @@ def test_defaults() -> None:
         "epsilon-greedy",
     )
     assert s.loop_names() == ["default"]
-    assert s.loop().full_vw_args() == "--cb_adf --cb_type mtr -q CA"
+    assert s.loop().full_vw_args() == "--cb_adf --cb_type mtr -l 0.05 --clip_p 0.1 -q CA"
 
 
 def test_env_overrides_toml_and_loops_inherit(

@@ -9,6 +9,8 @@ class RecloopError(Exception):
     status: int = 500
     kind: str = "internal-error"
     title: str = "Internal error"
+    retry_after: int | None = None
+    """Seconds after which the same request may succeed (HTTP ``Retry-After``), if ever."""
 
 
 class InvalidInputError(RecloopError, ValueError):
@@ -148,3 +150,19 @@ class StorageLostError(RecloopError):
     status = 503
     kind = "storage-lost"
     title = "Storage lost"
+
+
+class StoreUnavailableError(RecloopError):
+    """A store could not do its work just now: the database is restarting or unreachable,
+    locked past its busy timeout, or out of disk. Nothing was acknowledged; the same
+    request may be sent again after ``retry_after`` seconds (the stores reconnect by
+    themselves). ``reason`` names the cause for the metrics (``store_errors_total``)."""
+
+    status = 503
+    kind = "store-unavailable"
+    title = "Store unavailable"
+    retry_after: int | None = 1
+
+    def __init__(self, message: str, reason: str = "unavailable") -> None:
+        super().__init__(message)
+        self.reason = reason

@@ -23,7 +23,9 @@ from recloop.core.types import Action, Context, JoinedExample, available_actions
 from recloop.features.vw_text import VWText, adf_example
 from recloop.policies.vw_args import allowed_vw_args, check_model_header
 
-DEFAULT_VW_ARGS = "--cb_adf --cb_type mtr -q CA"
+DEFAULT_VW_ARGS = "--cb_adf --cb_type mtr -l 0.05 --clip_p 0.1 -q CA"
+"""A vw-cb candidate's arguments when none are given: the loop learner's default (see the
+vw_args setting) with its default interaction."""
 
 _PROBE = adf_example({"probe": 1.0}, [Action("a", {"x": 1.0}), Action("b", {"y": 1.0})])
 

@@ -84,6 +84,7 @@ _NAMESPACES = _namespaces(1, 26, wildcard=False)
 LEARNING_OPTIONS: dict[str, _Value | None] = {
     "--cb_adf": _FLAG,
     "--cb_type": _choice("ips", "dr", "mtr", "dm", "sm"),
+    "--clip_p": _number(0, 1),  # probabilities below it count as it: weights at most 1/it
     "-q": _PAIR,
     "--quadratic": _PAIR,
     "--cubic": _TRIPLE,

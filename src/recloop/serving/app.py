@@ -33,7 +33,7 @@ from recloop.serving import health
 from recloop.serving.fast_path import DecisionFastPath
 from recloop.serving.metrics import LoopCollector
 from recloop.serving.pipeline_process import start_pipeline_process, stop_pipeline_process
-from recloop.serving.problems import error_problem, problem, validation_problem
+from recloop.serving.problems import count_rejection, error_problem, problem, validation_problem
 from recloop.serving.routes import (
     dashboard,
     decisions,
@@ -227,7 +227,7 @@ def create_app(settings: Settings, clock: Clock | None = None, fast_path: bool =
     @app.exception_handler(RecloopError)
     async def recloop_error(request: Request, exc: RecloopError) -> JSONResponse:
         if personalizer_routing.is_personalizer_path(request.url.path):
-            http_stats.inc(f"rejected_total:{exc.kind}")
+            count_rejection(exc, http_stats)
             return personalizer_routing.from_recloop_error(exc)
         return error_problem(exc, request.url.path, http_stats)
 

@@ -20,6 +20,7 @@ HELP = {
     "pipeline_errors_total": "Failed pipeline steps (retried)",
     "dead_letters_total": "Rewards/activations that could not be joined, by reason",
     "rejected_total": "Requests rejected, by reason",
+    "store_errors_total": "Requests answered 503 because a store failed, by cause",
     "learner_lag_examples": "Joined examples not yet learned",
     "learner_offset": "Last joined example learned",
     "joiner_pending": "Decisions waiting for their window to close",

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from recloop.client import Loop
+from recloop.core.errors import StoreUnavailableError
 from recloop.learning.lease import LeaseBusyError
 from recloop.serving.threads import train_on_all_cores_but_one
 from recloop.settings import LoopSettings
@@ -72,6 +73,9 @@ def _take_over(name: str, cfg: dict[str, Any], data_dir: str) -> Loop | None:
     try:
         loop = Loop(settings, Path(data_dir), name, role="pipeline")
     except LeaseBusyError:
+        return None
+    except StoreUnavailableError as exc:  # the database is away: try again in a second
+        log.warning("pipeline of loop %s waits for its store: %s", name, exc)
         return None
     log.info("pipeline process %s runs loop %s", os.getpid(), name)
     return loop

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
-from recloop.core.errors import RecloopError
+from recloop.core.errors import RecloopError, StoreUnavailableError
 from recloop.core.stats import LoopStats
 
 PROBLEM = "application/problem+json"
@@ -22,6 +22,7 @@ def problem(
     detail: str,
     instance: str | None,
     errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     body: dict[str, Any] = {
         "type": f"https://recloop.dev/problems/{kind}",
@@ -32,13 +33,25 @@ def problem(
     }
     if errors is not None:
         body["errors"] = errors
-    return JSONResponse(jsonable_encoder(body), status_code=status, media_type=PROBLEM)
+    return JSONResponse(
+        jsonable_encoder(body), status_code=status, media_type=PROBLEM, headers=headers
+    )
+
+
+def count_rejection(exc: RecloopError, stats: LoopStats) -> None:
+    """``rejected_total{reason=kind}``; a store failure also ``store_errors_total{reason=
+    cause}``, so a full disk and a lost database are told apart."""
+    stats.inc(f"rejected_total:{exc.kind}")
+    if isinstance(exc, StoreUnavailableError):
+        stats.inc(f"store_errors_total:{exc.reason}")
 
 
 def error_problem(exc: RecloopError, path: str, stats: LoopStats) -> JSONResponse:
-    """A typed error as a problem, counted as ``rejected_total{reason=kind}``."""
-    stats.inc(f"rejected_total:{exc.kind}")
-    return problem(exc.status, exc.kind, exc.title, str(exc), path)
+    """A typed error as a problem, counted (``count_rejection``). An error that passes
+    (``retry_after``: a store away) says when to try again."""
+    count_rejection(exc, stats)
+    headers = None if exc.retry_after is None else {"Retry-After": str(exc.retry_after)}
+    return problem(exc.status, exc.kind, exc.title, str(exc), path, headers=headers)
 
 
 def validation_problem(raw_errors: Sequence[Any], path: str, stats: LoopStats) -> JSONResponse:

@@ -3,6 +3,7 @@ other backends plug in here without the rest of recloop changing."""
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,11 +48,14 @@ def open_stores(settings: LoopSettings, loop_dir: Path) -> LoopStores:
         )
 
         loop = loop_dir.name
-        return LoopStores(
-            log=PostgresEventLog(url, loop),
-            joined=PostgresJoinedStore(url, loop),
-            models=PostgresModelStore(url, loop, keep=settings.keep_model_versions),
-        )
+        with ExitStack() as opened:  # each holds a pool (threads, a connection): on a
+            log = PostgresEventLog(url, loop)  # failure, close the ones already open
+            opened.callback(log.close)
+            joined = PostgresJoinedStore(url, loop)
+            opened.callback(joined.close)
+            models = PostgresModelStore(url, loop, keep=settings.keep_model_versions)
+            opened.pop_all()
+        return LoopStores(log=log, joined=joined, models=models)
     durability = settings.durability
     return LoopStores(
         log=SqliteEventLog(loop_dir / LOG_FILE, durability),

@@ -9,18 +9,16 @@ features round-trip exactly (JSONB would reorder keys and rewrite numbers).
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import orjson
-import psycopg
 
 from recloop.core.types import ItemRecord
 from recloop.log.codec import encode_item_columns
-from recloop.stores.postgres import _lock_key
+from recloop.stores.postgres_db import Conn, PostgresStore, lock_key
 
 # item_id is COLLATE "C": ids compare and page in code-point order, as SQLite's BINARY
 # does, whatever collation the database was created with.
@@ -37,8 +35,6 @@ CREATE TABLE IF NOT EXISTS recloop_item_meta (
     PRIMARY KEY (loop, key));
 """
 COLUMNS = "item_id, content_hash, fields, features, times, seq, updated_at, deleted"
-
-Conn = psycopg.Connection[Any]
 
 
 def _record(row: Sequence[Any]) -> ItemRecord:
@@ -136,61 +132,49 @@ class _Writer:
         return version
 
 
-class PostgresItemStore:
+class PostgresItemStore(PostgresStore):
     def __init__(self, url: str, loop: str) -> None:
-        self.loop = loop
-        self._conn: Conn = psycopg.connect(url, autocommit=True)
-        self._lock = threading.RLock()
-        with self._lock, self._conn.transaction():
-            self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_key("", "schema"),))
-            self._conn.execute(SCHEMA)
+        super().__init__(url, loop, SCHEMA)
 
     @contextmanager
     def writing(self) -> Iterator[_Writer]:
         """One transaction; an exception inside rolls all of it back. The loop's advisory
         lock makes it the only writer across processes (READ COMMITTED: each statement
-        after the lock sees every earlier writer's commit)."""
-        with self._lock, self._conn.transaction():
-            self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_key(self.loop, "items"),))
-            yield _Writer(self._conn, self.loop)
+        after the lock sees every earlier writer's commit). A lost database raises
+        ``StoreUnavailableError``; the writes are upserts, so the caller may send them
+        again."""
+        key = lock_key(self.loop, "items")
+        with self._db.transaction(
+            lambda c: c.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
+        ) as conn:
+            yield _Writer(conn, self.loop)
 
     def get(self, item_id: str) -> ItemRecord | None:
-        with self._lock:
-            return _get(self._conn, self.loop, item_id)
+        return self._db.read(lambda c: _get(c, self.loop, item_id))
 
     def since(self, seq: int, limit: int = 10_000) -> list[ItemRecord]:
-        with self._lock:
-            rows = self._conn.execute(
-                f"SELECT {COLUMNS} FROM recloop_items WHERE loop = %s AND seq > %s "
-                "ORDER BY seq LIMIT %s",
-                (self.loop, seq, limit),
-            ).fetchall()
+        rows = self._all(
+            f"SELECT {COLUMNS} FROM recloop_items WHERE loop = %s AND seq > %s "
+            "ORDER BY seq LIMIT %s",
+            (self.loop, seq, limit),
+        )
         return [_record(r) for r in rows]
 
     def last_seq(self) -> int:
-        with self._lock:
-            return _last_seq(self._conn, self.loop)
+        return self._db.read(lambda c: _last_seq(c, self.loop))
 
     def state(self) -> tuple[int, bytes | None]:
-        with self._lock:
-            return _state(self._conn, self.loop)
+        return self._db.read(lambda c: _state(c, self.loop))
 
     def count(self) -> int:
-        with self._lock:
-            row = self._conn.execute(
-                "SELECT COUNT(*) FROM recloop_items WHERE loop = %s AND NOT deleted", (self.loop,)
-            ).fetchone()
-        return int(row[0]) if row else 0
+        return self._count(
+            "SELECT COUNT(*) FROM recloop_items WHERE loop = %s AND NOT deleted", (self.loop,)
+        )
 
     def items(self, after: str = "", limit: int = 1000) -> list[ItemRecord]:
-        with self._lock:
-            rows = self._conn.execute(
-                f"SELECT {COLUMNS} FROM recloop_items WHERE loop = %s AND NOT deleted "
-                "AND item_id > %s ORDER BY item_id LIMIT %s",
-                (self.loop, after, limit),
-            ).fetchall()
+        rows = self._all(
+            f"SELECT {COLUMNS} FROM recloop_items WHERE loop = %s AND NOT deleted "
+            "AND item_id > %s ORDER BY item_id LIMIT %s",
+            (self.loop, after, limit),
+        )
         return [_record(r) for r in rows]
-
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()

@@ -3,13 +3,16 @@ and the joined-stream iteration built on ``read``."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from recloop.core.errors import RecloopError
+from recloop.core.errors import RecloopError, StoreUnavailableError
 from recloop.core.types import Activation, Decision, JoinedExample, Reward
 from recloop.log.codec import encode_decision, encode_reward
+
+log = logging.getLogger(__name__)
 
 
 def decision_key(event_id: str) -> str:
@@ -80,8 +83,11 @@ class ExclusiveLog:
     """``exclusive()`` for every backend: reentrant, holds the in-process lock and, when
     ``across_processes``, a database-level lock taken *before* the caller stamps its record
     (``_begin``), so stamp-to-commit stays microseconds however many processes append.
-    Typed errors raised inside still commit what was written (dead letters); other errors
-    roll back. Backends provide ``_lock``, ``_depth``, ``_begin`` and ``_end``."""
+    Typed errors raised inside still commit what was written (dead letters); other errors,
+    and a store that failed (``StoreUnavailableError``), roll back. A commit that fails is
+    rolled back too: a transaction left open (SQLite keeps one whose COMMIT found the
+    database busy) would fail every later ``_begin`` long after the cause had gone.
+    Backends provide ``_lock``, ``_depth``, ``_begin`` and ``_end``."""
 
     _lock: threading.RLock
     _depth: int
@@ -91,6 +97,21 @@ class ExclusiveLog:
 
     def _end(self, commit: bool) -> None:
         raise NotImplementedError
+
+    def _commit(self) -> None:
+        try:
+            self._end(commit=True)
+        except BaseException:
+            self._abandon()
+            raise
+
+    def _abandon(self) -> None:
+        """Roll back after a failure, keeping that failure the one raised: the store may
+        have ended the transaction itself (a lost connection, SQLite on a full disk)."""
+        try:
+            self._end(commit=False)
+        except Exception as exc:  # expected when there was no transaction left to end
+            log.debug("rollback after a failure: %s", exc)
 
     @contextmanager
     def exclusive(self, across_processes: bool = True) -> Iterator[None]:
@@ -102,16 +123,20 @@ class ExclusiveLog:
                     self._begin()
                 try:
                     yield
+                except StoreUnavailableError:
+                    if outermost:
+                        self._abandon()
+                    raise
                 except RecloopError:
                     if outermost:
-                        self._end(commit=True)
+                        self._commit()
                     raise
                 except BaseException:
                     if outermost:
-                        self._end(commit=False)
+                        self._abandon()
                     raise
                 else:
                     if outermost:
-                        self._end(commit=True)
+                        self._commit()
             finally:
                 self._depth -= 1

@@ -33,7 +33,13 @@ class PersonalizerError(Exception):
         self.status, self.code, self.message = status, code, message
 
 
-CODES = {400: "BadRequest", 401: "Unauthorized", 404: "ResourceNotFound", 409: "Conflict"}
+CODES = {
+    400: "BadRequest",
+    401: "Unauthorized",
+    404: "ResourceNotFound",
+    409: "Conflict",
+    503: "ServiceUnavailable",
+}
 
 
 def error_response(status: int, message: str, inner: str | None = None) -> JSONResponse:
@@ -47,7 +53,10 @@ def error_response(status: int, message: str, inner: str | None = None) -> JSONR
 
 
 def from_recloop_error(exc: RecloopError) -> JSONResponse:
-    return error_response(exc.status, str(exc), exc.kind)
+    response = error_response(exc.status, str(exc), exc.kind)
+    if exc.retry_after is not None:  # a store away: the client may try again
+        response.headers["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 def is_personalizer_path(path: str) -> bool:
