@@ -9,6 +9,7 @@ import json
 import logging
 import math
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -26,6 +27,7 @@ from recloop.core.errors import (
     ExpiredEventError,
     InvalidInputError,
     ModelRejectedError,
+    StoreUnavailableError,
     UnknownEventError,
     UnknownModelError,
 )
@@ -46,7 +48,8 @@ from recloop.exploration.explorers import make_explorer
 from recloop.exploration.sampling import sample_index, uniform_from_event
 from recloop.features.catalogue import ItemCatalogue, PutResult
 from recloop.features.vw_text import VWText
-from recloop.learning.lease import Lease, acquire_lease
+from recloop.learning.failures import FailureLog
+from recloop.learning.lease import Lease, LeaseBusyError, LeaseLostError, acquire_lease
 from recloop.learning.pipeline import APPRENTICE, REPLAY_KEY, Pipeline
 from recloop.learning.sharing import SharedFigures
 from recloop.policies.agent import load_model_policy
@@ -155,24 +158,13 @@ class Loop:
         self.shared = SharedFigures(self.joined, self.stats)
         self.pipeline: Pipeline | None = None
         self._lease: Lease | None = None
+        self._lease_checked = -math.inf
         if role != "serve":
             try:
-                self._lease = acquire_lease(
-                    self.settings.storage_url, self.dir, self.settings.lease_wait_seconds
-                )
+                self._open_pipeline(self.settings.lease_wait_seconds)
             except BaseException:
                 self.stores.close()  # a standby retries every second: leak nothing
                 raise
-            self.candidates.sync()
-            self.pipeline = Pipeline(
-                self.settings,
-                self.log,
-                self.joined,
-                self.models,
-                self.evaluator,
-                self.clock,
-                self.stats,
-            )
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         if role != "pipeline":
@@ -340,9 +332,61 @@ class Loop:
         self.stats.inc("activations_total")
 
     # -- learn / deploy -------------------------------------------------------------------
+    def _open_pipeline(self, wait_seconds: float) -> None:
+        """Take the loop's pipeline lease and build the pipeline from the committed offsets
+        (LeaseBusyError while another process holds it)."""
+        self._lease = acquire_lease(self.settings.storage_url, self.dir, wait_seconds)
+        self._lease_checked = time.monotonic()
+        self.candidates.sync()
+        self.pipeline = Pipeline(
+            self.settings,
+            self.log,
+            self.joined,
+            self.models,
+            self.evaluator,
+            self.clock,
+            self.stats,
+        )
+
+    def _check_lease(self) -> None:
+        """The lease can be lost under a running pipeline: a PostgreSQL restart ends the
+        session that held the advisory lock, and a standby may take it. Checked once a
+        second; a lost lease stops this pipeline at once (LeaseLostError), so two never
+        join and learn side by side. A library loop ("all") takes it again when free and
+        resumes from the committed offsets; a pipeline process reopens the loop."""
+        now = time.monotonic()
+        if self.role == "all" and self._lease is None and now - self._lease_checked >= 1.0:
+            self._lease_checked = now
+            try:
+                self._open_pipeline(0.0)
+            except (LeaseBusyError, StoreUnavailableError):
+                return
+            log.warning("loop %s took its pipeline lease again", self.name)
+            return
+        if self._lease is None or now - self._lease_checked < 1.0:
+            return
+        self._lease_checked = now
+        if self._lease.held():
+            return
+        self._lease.release()
+        self._lease = None
+        if self.pipeline is not None:
+            self.pipeline.close()  # its memory may be behind what another pipeline committed
+            self.pipeline = None
+        self.stats.inc("pipeline_lease_lost_total")
+        try:
+            self._open_pipeline(0.0)  # nobody took it: carry on from the committed offsets
+        except (LeaseBusyError, StoreUnavailableError):
+            raise LeaseLostError(
+                f"loop {self.name!r} lost its pipeline lease; its pipeline stopped"
+            ) from None
+        log.warning("loop %s lost its pipeline lease and took it again", self.name)
+
     def step(self) -> int:
         """Run the pipeline once (join, learn, evaluate) and pick up a new model."""
         self._sync_settings()
+        if self.role != "serve":
+            self._check_lease()
         joined = 0
         if self.pipeline is not None:
             with self._pipeline_lock:
@@ -676,12 +720,14 @@ class Loop:
         self._thread.start()
 
     def _run(self) -> None:
+        quiet = FailureLog(log)
         while not self._stop.wait(self.settings.tick_seconds):
             try:
                 self.step()
+                quiet.recovered(self.name)
             except Exception:  # keep serving; the next tick retries from committed offsets
                 self.stats.inc("pipeline_errors_total")
-                log.exception("pipeline step failed in loop %s", self.name)
+                quiet.failed(self.name)
 
     def stop(self) -> None:
         self._stop.set()

@@ -20,6 +20,14 @@ class LeaseBusyError(RecloopError):
     title = "Pipeline busy"
 
 
+class LeaseLostError(RecloopError):
+    """This process's pipeline lease went away under it (its database session ended)."""
+
+    status = 503
+    kind = "pipeline-lease-lost"
+    title = "Pipeline lease lost"
+
+
 class PipelineLease:
     def __init__(self, fd: int, path: Path) -> None:
         self._fd: int | None = fd
@@ -46,6 +54,10 @@ class PipelineLease:
         os.write(fd, str(os.getpid()).encode())
         return cls(fd, path)
 
+    def held(self) -> bool:
+        """A file lock lasts as long as the process holding it."""
+        return self._fd is not None
+
     def release(self) -> None:
         if self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
@@ -54,6 +66,10 @@ class PipelineLease:
 
 
 class Lease(Protocol):
+    def held(self) -> bool:
+        """Still ours? (Checked by the pipeline before it goes on.)"""
+        ...
+
     def release(self) -> None: ...
 
 

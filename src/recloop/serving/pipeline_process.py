@@ -21,7 +21,8 @@ from typing import Any
 
 from recloop.client import Loop
 from recloop.core.errors import StoreUnavailableError
-from recloop.learning.lease import LeaseBusyError
+from recloop.learning.failures import FailureLog
+from recloop.learning.lease import LeaseBusyError, LeaseLostError
 from recloop.serving.threads import train_on_all_cores_but_one
 from recloop.settings import LoopSettings
 
@@ -41,6 +42,7 @@ def run_pipelines(
     waiting = dict(loops)
     next_try = 0.0
     tick = min(LoopSettings(**cfg).tick_seconds for cfg in loops.values())
+    quiet = FailureLog(log)
     log.info("pipeline process %s for loops %s", os.getpid(), sorted(loops))
     try:
         while not stop.wait(tick):
@@ -54,12 +56,18 @@ def run_pipelines(
                     if loop is not None:
                         opened[name] = loop
                         del waiting[name]
-            for lp in opened.values():
+            for name, lp in list(opened.items()):
                 try:
                     lp.step()
+                    quiet.recovered(name)
+                except LeaseLostError:  # another process may run it now: stand by again
+                    log.warning("loop %s: pipeline lease lost; standing by", name)
+                    lp.close()
+                    del opened[name]
+                    waiting[name] = loops[name]
                 except Exception:  # the next tick retries from committed offsets
                     lp.stats.inc("pipeline_errors_total")
-                    log.exception("pipeline step failed in loop %s", lp.name)
+                    quiet.failed(name)
     finally:
         for lp in opened.values():
             lp.close()

@@ -10,6 +10,7 @@ made while it is away (503, Retry-After), and the stores carry on by themselves 
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -368,9 +369,22 @@ class PostgresLease:
                 )
             time.sleep(0.05)
 
+    def held(self) -> bool:
+        """A session advisory lock lasts as long as the session: if the connection still
+        answers, the lock is ours; a restarted server ended it (and may have given it to
+        another pipeline)."""
+        if self._conn is None or self._conn.closed:
+            return False
+        try:
+            self._conn.execute("SELECT 1")
+        except psycopg.Error:
+            return False
+        return True
+
     def release(self) -> None:
         if self._conn is not None:
-            self._conn.close()  # ends the session: the lock goes with it
+            with contextlib.suppress(psycopg.Error):
+                self._conn.close()  # ends the session: the lock goes with it
             self._conn = None
 
 
