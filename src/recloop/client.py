@@ -122,12 +122,23 @@ class Loop:
         self.dir = Path(data_dir) / name
         self.stats = LoopStats()
         self.stores = open_stores(self.settings, self.dir)
+        self.items: ItemCatalogue | None = None
+        """The item catalogue (raw fields -> cached features); None in a pipeline process."""
+        try:
+            self._build(role)
+        except BaseException:  # a standby retries every second, a bad setting is fixed and
+            if self.items is not None:  # the loop opened again: leak no connection, no file
+                self.items.store.close()
+            self.stores.close()
+            raise
+
+    def _build(self, role: Role) -> None:
+        """Everything the loop is made of beyond its stores (``__init__``, which closes
+        the stores if this fails)."""
         self.log = self.stores.log
         self.joined = self.stores.joined
         self._load_overrides()  # before anything is built from the settings
         self.models = self.stores.models
-        self.items: ItemCatalogue | None = None
-        """The item catalogue (raw fields -> cached features); None in a pipeline process."""
         if role != "pipeline":
             self.items = ItemCatalogue(
                 open_item_store(self.settings, self.dir), self.settings.features, self.stats
@@ -160,11 +171,7 @@ class Loop:
         self._lease: Lease | None = None
         self._lease_checked = -math.inf
         if role != "serve":
-            try:
-                self._open_pipeline(self.settings.lease_wait_seconds)
-            except BaseException:
-                self.stores.close()  # a standby retries every second: leak nothing
-                raise
+            self._open_pipeline(self.settings.lease_wait_seconds)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         if role != "pipeline":

@@ -101,3 +101,23 @@ def test_a_joiner_whose_store_stays_away_keeps_retrying(tmp_path: Path) -> None:
         assert sorted(e for e, _ in _joined(loop)) == sorted(ids)
     finally:
         loop.close()
+
+
+def test_a_loop_that_fails_to_open_leaks_no_file(tmp_path: Path) -> None:
+    """A standby retries every second: each try that found the lease busy left the item
+    catalogue's connection (and its files) open."""
+    import os
+
+    from recloop.learning.lease import LeaseBusyError
+
+    holder = Loop.open(tmp_path, start=False, lease_wait_seconds=0.0)
+    try:
+        with pytest.raises(LeaseBusyError):  # the first try may open what lasts (caches)
+            Loop.open(tmp_path, start=False, lease_wait_seconds=0.0)
+        before = len(os.listdir("/proc/self/fd"))
+        for _ in range(20):
+            with pytest.raises(LeaseBusyError):
+                Loop.open(tmp_path, start=False, lease_wait_seconds=0.0)
+        assert len(os.listdir("/proc/self/fd")) == before
+    finally:
+        holder.close()

@@ -30,7 +30,13 @@ from recloop.core.types import (
     Reward,
 )
 from recloop.log.codec import decode_decision, decode_reward, encode_decision
-from recloop.stores.postgres_db import Conn, PostgresStore, lock_key
+from recloop.stores.postgres_db import (
+    CONNECT_TIMEOUT,
+    SESSION_LIMITS,
+    Conn,
+    PostgresStore,
+    lock_key,
+)
 from recloop.stores.postgres_models import PostgresModelStore
 from recloop.stores.shared import (
     ExclusiveLog,
@@ -350,7 +356,9 @@ class PostgresLease:
         from recloop.learning.lease import LeaseBusyError
 
         try:
-            self._conn: Conn | None = psycopg.connect(url, autocommit=True)
+            self._conn: Conn | None = psycopg.connect(
+                url, autocommit=True, connect_timeout=CONNECT_TIMEOUT, **SESSION_LIMITS
+            )
         except psycopg.OperationalError as exc:  # a standby tries again in a second
             raise StoreUnavailableError(
                 f"PostgreSQL unavailable for the pipeline lease: {exc}", "no-connection"

@@ -44,6 +44,16 @@ ATTEMPTS = 2
 """Tries of retryable work: a broken connection, then a fresh one."""
 CONNECT_TIMEOUT = 5
 """Seconds for a new connection: a host that vanished must not hold a pool worker."""
+SESSION_LIMITS: dict[str, Any] = {
+    # a statement stuck behind a lock or a partition fails instead of holding a request
+    "options": "-c statement_timeout=30000 -c idle_in_transaction_session_timeout=60000",
+    # a peer gone without a reset (a network partition) is noticed in ~40 s, not hours
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 6,
+}
+"""Per session: what a client on a network needs so nothing it waits on can hang forever."""
 WAIT_UP = 0.5
 """Seconds a request waits for a connection while the database answers (a replacement
 for a connection found broken is made in milliseconds once the database is back)."""
@@ -108,7 +118,7 @@ class Database:
             ) from exc
         self._pool: ConnectionPool[Conn] = ConnectionPool(
             url,
-            kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT},
+            kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT, **SESSION_LIMITS},
             min_size=1,
             max_size=1,  # the store's lock lets one call at a time use it
             open=False,
