@@ -46,10 +46,12 @@ def serve(
     """Start the web API on the embedded default (SQLite under --data-dir)."""
     import os
 
+    from recloop.core.stats import LoopStats
     from recloop.serving import create_app
     from recloop.serving.pipeline_process import start_pipeline_process, stop_pipeline_process
     from recloop.serving.server import run as run_server
     from recloop.serving.server import server_config
+    from recloop.serving.supervisor import PipelineSupervisor
     from recloop.serving.threads import serve_on_one_thread
 
     serve_on_one_thread()  # this process and its workers serve; before PyTorch loads
@@ -69,13 +71,16 @@ def serve(
     os.environ.update({"RECLOOP_PIPELINE": "external", "RECLOOP_DATA_DIR": str(settings.data_dir)})
     if config is not None:
         os.environ["RECLOOP_CONFIG"] = str(config)
-    child = start_pipeline_process(
-        settings.data_dir, {n: settings.loop(n) for n in settings.loop_names()}
+    configs = {n: settings.loop(n) for n in settings.loop_names()}
+    supervisor = PipelineSupervisor(  # restarted if it dies, as under one serving process
+        lambda: start_pipeline_process(settings.data_dir, configs),
+        stop_pipeline_process,
+        LoopStats(),
     )
     try:
         run_server(server_config("recloop.serving.app:app_from_env", settings, log_level))
     finally:
-        stop_pipeline_process(child)
+        supervisor.close()
 
 
 @app.command()

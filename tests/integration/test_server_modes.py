@@ -221,3 +221,32 @@ def test_two_servers_share_postgres_and_a_standby_pipeline_takes_over(tmp_path: 
             assert "runs loop " + loop in (tmp_path / "b.log").read_text(errors="replace")
         finally:
             second_cm.__exit__(None, None, None)
+
+
+def test_serve_with_two_workers_restarts_a_killed_pipeline(tmp_path: Path) -> None:
+    """With several workers the parent runs the pipeline process: killed, it was gone for
+    good (nothing joined or learned again) while the workers kept answering 2xx."""
+    import signal
+
+    port = _free_port()
+    data = tmp_path / "data"
+    cmd = [sys.executable, "-m", "recloop.cli", "serve", "--port", str(port)]
+    cmd += ["--data-dir", str(data), "--workers", "2"]
+    log = tmp_path / "serve.log"
+    lock = data / "default" / "pipeline.lock"
+    with _process(cmd, _env(), log) as proc:
+        url = f"http://127.0.0.1:{port}"
+        _healthy(url, proc, log)
+        deadline = time.monotonic() + 20
+        while not (lock.exists() and lock.read_text().strip()):
+            assert time.monotonic() < deadline, log.read_text(errors="replace")[-3000:]
+            time.sleep(0.1)
+        first = int(lock.read_text())
+        os.kill(first, signal.SIGKILL)
+        while True:  # a new pipeline process takes the lease
+            text = lock.read_text().strip() if lock.exists() else ""
+            if text and int(text) != first:
+                break
+            assert time.monotonic() < deadline + 10, log.read_text(errors="replace")[-3000:]
+            time.sleep(0.1)
+        _learns(url)  # and joins and learns what the workers log
