@@ -163,6 +163,7 @@ class SqliteRecommendationStore:
                 written_at REAL NOT NULL,
                 body BLOB NOT NULL
             );
+            CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
             """
         )
         self._lock = threading.Lock()
@@ -217,6 +218,39 @@ class SqliteRecommendationStore:
 
     def get_popular(self) -> tuple[Recommendation, float] | None:
         return self.get(POPULAR_KEY)
+
+    def get_meta(self, key: str) -> bytes | None:
+        """What the runner publishes beside the lists (``recloop.streaming.board``)."""
+        row = self._reader().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def put_meta(self, key: str, value: bytes) -> None:
+        with self._lock:
+            self._conn.execute(
+                "INSERT INTO meta(key, value) VALUES (?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
+
+    def swap_meta(self, key: str, expect: bytes | None, value: bytes) -> bool:
+        """Set ``key`` to ``value`` only if it holds ``expect`` now (None: absent)."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+                if (None if row is None else bytes(row[0])) != expect:
+                    self._conn.execute("ROLLBACK")
+                    return False
+                self._conn.execute(
+                    "INSERT INTO meta(key, value) VALUES (?, ?) "
+                    "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    (key, value),
+                )
+                self._conn.execute("COMMIT")
+                return True
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
 
     def close(self) -> None:
         with self._lock:

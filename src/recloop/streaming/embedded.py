@@ -6,20 +6,34 @@ state version), and every ``snapshot_every_events`` events or ``snapshot_every_s
 commits the changed users' state, popularity, late events and the new offset in one
 transaction. After a kill -9 it loads the last snapshot and replays the log from its
 offset: the replayed events meet exactly the state they met the first time.
+
+No list is dropped when the recommendation store fails. The lists a batch triggered are
+held until a write succeeds: the runner reads nothing further and commits no snapshot
+while it holds any, so the committed offset never passes a list that was not written
+(after a kill -9 the replay makes them again). When the store comes back empty (Redis
+restarted or flushed: the ``lists`` marker is gone), every user's list is recomputed from
+the state (``recloop.streaming.board``). An unreachable log or store pauses the runner:
+one warning, a ``paused`` reason in its published status, retries with backoff.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
+import math
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from recloop.core.protocols import BehaviourLog, RecommendationStore, StreamStateStore
+from recloop.core.errors import StoreUnavailableError
+from recloop.core.protocols import BehaviourLog, StreamStateStore
 from recloop.core.types import BehaviourEvent, Recommendation
+from recloop.streaming import board
+from recloop.streaming.board import StreamStore
 from recloop.streaming.popularity import DecayedPopularity
 from recloop.streaming.processor import StreamProcessor
 from recloop.streaming.state import UserStream
@@ -38,6 +52,11 @@ class StreamCounters:
     snapshots: int = 0
     expired_users: int = 0
     failed: int = 0
+    rebuilds: int = 0
+    """Times the recommendation store was found empty and every list was recomputed."""
+    rebuilt_lists: int = 0
+    pauses: int = 0
+    """Times the log or the store became unreachable and the runner paused."""
     lag_seconds: collections.deque[float] = field(
         default_factory=lambda: collections.deque(maxlen=10_000)
     )
@@ -53,13 +72,14 @@ class EmbeddedRunner:
         processor: StreamProcessor,
         log_: BehaviourLog,
         snapshots: StreamStateStore,
-        recommendations: RecommendationStore,
+        recommendations: StreamStore,
         *,
         batch: int = 1000,
         snapshot_every_events: int = 200_000,
         snapshot_every_seconds: float = 10.0,
         popular_every_seconds: float = 1.0,
         expire_every_seconds: float = 60.0,
+        check_every_seconds: float = 1.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.processor = processor
@@ -71,22 +91,36 @@ class EmbeddedRunner:
         self.snapshot_every_seconds = snapshot_every_seconds
         self.popular_every_seconds = popular_every_seconds
         self.expire_every_seconds = expire_every_seconds
+        self.check_every_seconds = check_every_seconds
+        """How often the store's ``lists`` marker is checked and the status published."""
         self._last_expire = clock()
         self.clock = clock
         self.counters = StreamCounters()
         self._dirty: set[str] = set()
         self._forgotten: set[str] = set()
         self._dead: list[tuple[str, BehaviourEvent]] = []
+        self._recent_dead: collections.deque[dict[str, Any]] = collections.deque(
+            maxlen=board.KEEP_DEAD_LETTERS
+        )
+        self._unwritten: dict[str, Recommendation] = {}
         self._since_snapshot = 0
         self._last_snapshot = clock()
         self._last_popular = 0.0
         self._popular_events = -1
+        self._last_check = -math.inf
         self._newest_event_time = 0.0
+        self.paused: str | None = None
+        """Why the runner cannot go on (log or store unreachable); None while it runs."""
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self.offset = self._restore()
+        """The last event applied to the in-memory state."""
+        self.committed_offset = self.offset
+        """The offset of the last snapshot: where a restart resumes."""
+        self.written_offset = self.offset
+        """The last event whose lists are in the store (what ``processed`` reports)."""
 
     def _restore(self) -> int:
         offset, users, meta = self.snapshots.load()
@@ -95,18 +129,25 @@ class EmbeddedRunner:
         if "popularity" in meta:
             self.processor.popularity.load(DecayedPopularity.from_dict(meta["popularity"]))
         self._newest_event_time = float(meta.get("newest_event_time", 0.0))
+        self._recent_dead.extend(meta.get("recent_dead_letters", ()))
         return offset
 
     def step(self) -> int:
-        """Process one batch after the offset; returns how many events were read."""
+        """Process one batch after the offset; returns how many events were read. Raises
+        ``StoreUnavailableError`` (nothing further read) while the log or store is out."""
         with self._lock:
+            now = self.clock()
+            self._flush(now)  # lists an earlier write failed to store: first, or nothing moves
+            if now - self._last_check >= self.check_every_seconds:
+                self._check_lists(now)
+                self._publish_status(now)
+                self._last_check = now
             rows = self.log.read(self.offset, self.batch)
             if not rows:
                 if self.processor.popularity.events != self._popular_events:
                     self._write_popular(self.clock())  # caught up: publish the fresh list
                 self._maybe_snapshot(force=False)
                 return 0
-            recs: dict[str, Recommendation] = {}
             c = self.counters
             for offset, event in rows:
                 c.events += 1
@@ -124,18 +165,15 @@ class EmbeddedRunner:
                     self._newest_event_time = max(self._newest_event_time, event.timestamp)
                     if step.recommendation is not None:
                         c.triggers += 1
-                        recs[event.user_id] = step.recommendation
+                        self._unwritten[event.user_id] = step.recommendation
                 elif step.outcome == "late":
                     c.late += 1
                     self._dead.append(("too-late", event))
                 else:
                     c.duplicates += 1
             now = self.clock()
-            if recs:
-                written = self.recs.put_many(list(recs.values()), now)
-                c.recommendation_writes += written
-                c.lag_seconds.extend(now - r.event_time for r in recs.values())
             self._since_snapshot += len(rows)
+            self._flush(now)
             if now - self._last_popular >= self.popular_every_seconds:
                 self._write_popular(now)
             if now - self._last_expire >= self.expire_every_seconds:
@@ -144,14 +182,90 @@ class EmbeddedRunner:
             self._maybe_snapshot(force=False)
             return len(rows)
 
+    def _flush(self, now: float) -> None:
+        """Write the held lists; they stay held (and the offset unwritten) if it fails."""
+        if self._unwritten:
+            recs = list(self._unwritten.values())
+            self.counters.recommendation_writes += self.recs.put_many(recs, now)
+            self.counters.lag_seconds.extend(now - r.event_time for r in recs)
+            self._unwritten.clear()
+        self.written_offset = self.offset
+
+    def _check_lists(self, now: float) -> None:
+        if not board.lists_ready(self.recs):
+            self.rebuild(now)
+
+    def rebuild(self, now: float | None = None) -> int:
+        """Recompute every user's list from the state (the store lost them); returns how
+        many were written. Called with the lock held (``step``) or before ``start``."""
+        now = self.clock() if now is None else now
+        began = time.monotonic()
+        mark = board.begin_rebuild(self.recs, uuid.uuid4().hex)
+        written, failed, chunk = 0, 0, []
+        processor = self.processor
+        for stream in list(processor.users.values()):
+            state = stream.state
+            if state.events < processor.trigger.min_events:
+                continue
+            try:
+                chunk.append(processor.recommend(state, state.last_seen or now))
+            except Exception:  # the event that made it failed too: it is dead-lettered
+                failed += 1
+                continue
+            if len(chunk) >= 1000:
+                written += self.recs.put_many(chunk, now)
+                chunk = []
+        written += self.recs.put_many(chunk, now) if chunk else 0
+        self._unwritten.clear()  # the state they came from was just written whole
+        self.written_offset = self.offset
+        self._write_popular(now)
+        board.publish_dead_letters(self.recs, list(self._recent_dead))
+        board.end_rebuild(self.recs, mark)
+        self.counters.rebuilds += 1
+        self.counters.rebuilt_lists += written
+        if processor.users:
+            log.warning(
+                "stream: the recommendation store had lost its lists (restarted or flushed): "
+                "recomputed %d users' lists from the state in %.2f s (%d failed)",
+                written, time.monotonic() - began, failed,
+            )  # fmt: skip
+        return written
+
     def _write_popular(self, now: float) -> None:
         at = self._newest_event_time or now
         self.recs.put_popular(self.processor.popular(at), now)
         self._last_popular = now
         self._popular_events = self.processor.popularity.events
 
+    def lags(self) -> list[float]:
+        """The recent lag samples, sorted (safe while the runner thread appends)."""
+        for _ in range(5):
+            try:
+                return sorted(self.counters.lag_seconds)
+            except RuntimeError:  # deque mutated during iteration: read again
+                continue
+        return []
+
+    def status(self) -> dict[str, Any]:
+        """What servers report as the stream's progress (published to the store)."""
+        lags = self.lags()
+        return {
+            "processed_offset": self.written_offset,
+            "applied_offset": self.offset,
+            "committed_offset": self.committed_offset,
+            "users": len(self.processor.users),
+            "paused": self.paused,
+            "updated_at": self.clock(),
+            "counters": self.counters.as_dict(),
+            "lag_seconds_p50": lags[len(lags) // 2] if lags else None,
+            "lag_seconds_p99": lags[min(len(lags) - 1, int(len(lags) * 0.99))] if lags else None,
+        }
+
+    def _publish_status(self, now: float) -> None:
+        board.publish_status(self.recs, self.status())
+
     def _maybe_snapshot(self, force: bool) -> None:
-        if not (force or self._dirty or self._dead or self._forgotten):
+        if self._unwritten or not (force or self._dirty or self._dead or self._forgotten):
             return
         due = (
             self._since_snapshot >= self.snapshot_every_events
@@ -161,23 +275,38 @@ class EmbeddedRunner:
             self.snapshot()
 
     def snapshot(self) -> None:
-        """Commit changed users, popularity, late events and the offset together."""
+        """Commit changed users, popularity, late events and the offset together. Not
+        while lists are held unwritten: the replay from the last snapshot makes them."""
+        if self._unwritten:
+            log.warning("stream: snapshot skipped: %d lists not written", len(self._unwritten))
+            return
         users_now = self.processor.users
         changed: list[tuple[str, dict[str, Any] | None]] = [
             (u, users_now[u].to_dict()) for u in self._dirty if u in users_now
         ]
         changed += [(u, None) for u in self._forgotten if u not in users_now]
-        meta = {
+        meta: dict[str, Any] = {
             "popularity": self.processor.popularity.to_dict(),
             "newest_event_time": self._newest_event_time,
         }
+        letters = [{"reason": reason, "event": e.to_dict()} for reason, e in self._dead]
+        if letters:  # the newest few, for servers elsewhere (the table keeps them all)
+            recent = [*self._recent_dead, *letters][-board.KEEP_DEAD_LETTERS :]
+            meta["recent_dead_letters"] = recent
         self.snapshots.save(self.offset, changed, meta, self._dead)
+        self.committed_offset = self.offset
+        self._recent_dead.extend(letters)
         self._dirty.clear()
         self._forgotten.clear()
         self._dead = []
         self._since_snapshot = 0
         self._last_snapshot = self.clock()
         self.counters.snapshots += 1
+        if letters:
+            try:
+                board.publish_dead_letters(self.recs, list(self._recent_dead))
+            except StoreUnavailableError:  # committed; a rebuild publishes them again
+                self._last_check = -math.inf
 
     def expire(self) -> int:
         """Forget users idle longer than the TTL (by the newest event time seen); the
@@ -199,24 +328,49 @@ class EmbeddedRunner:
         with self._lock:
             self._write_popular(self.clock())
             self.snapshot()
+            self._publish_status(self.clock())
+
+    def _pause(self, exc: StoreUnavailableError) -> None:
+        """The log or the store is out: say so once (no traceback), publish it if the
+        store still answers, and let the caller retry."""
+        if self.paused is None:
+            self.counters.pauses += 1
+            log.warning("stream paused, retrying: %s", exc)
+        self.paused = str(exc)[:300]
+        self._last_check = -math.inf  # on the way back: check the marker at once
+        with contextlib.suppress(Exception), self._lock:  # the store may be the one out
+            self._publish_status(self.clock())
+
+    def _resumed(self) -> None:
+        log.warning("stream resumed (it was paused: %s)", self.paused)
+        self.paused = None
 
     def start(self, idle_sleep: float = 0.002, max_idle_sleep: float = 0.05) -> None:
         """Poll the log in a background thread. An idle runner backs off from
         ``idle_sleep`` to ``max_idle_sleep`` (doubling), so a quiet stream does not tax the
         process serving decisions; ``wake()`` (called on in-process ingestion) cuts the
-        wait short, so fresh events are processed at once."""
+        wait short, so fresh events are processed at once. An unreachable log or store
+        pauses it, retrying from 0.1 s to 1 s apart."""
 
         def loop() -> None:
-            sleep = idle_sleep
+            sleep, retry = idle_sleep, 0.1
             while not self._stop.is_set():
                 try:
-                    if self.step() == 0:
+                    read = self.step()
+                    if self.paused is not None:
+                        self._resumed()
+                    retry = 0.1
+                    if read == 0:
                         self._wake.wait(sleep)
                         self._wake.clear()
                         sleep = min(sleep * 2.0, max_idle_sleep)
                     else:
                         sleep = idle_sleep
-                except Exception:  # keep the stream alive; the offset was not advanced
+                except StoreUnavailableError as exc:
+                    self._pause(exc)
+                    self._stop.wait(retry)
+                    retry = min(retry * 2.0, 1.0)
+                except Exception:  # keep the stream alive; nothing unwritten is committed
                     log.exception("stream step failed")
                     self._stop.wait(0.5)
 
@@ -233,4 +387,11 @@ class EmbeddedRunner:
         if self._thread is not None:
             self._thread.join(timeout=10)
         with self._lock:
+            try:
+                self._flush(self.clock())
+            except StoreUnavailableError as exc:
+                log.warning("stream stopping with lists unwritten (replayed at restart): %s", exc)
             self.snapshot()
+            self.paused = "stopped"
+            with contextlib.suppress(StoreUnavailableError):
+                self._publish_status(self.clock())

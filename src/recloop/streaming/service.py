@@ -3,7 +3,15 @@ and (in one process) run the embedded runner. The web API, the CLI and in-proces
 share it: ``Stream.open(data_dir)``.
 
 Files live under ``DATA_DIR/_stream/``. Ingestion appends to the durable log from any
-process; the runner, which holds ``runner.lock``, is the only writer of state.
+process; the runner, which holds ``runner.lock``, is the only writer of state. A server
+whose runner is elsewhere (``stream.runner = "external"``) learns its progress and dead
+letters from what the runner publishes in the recommendation store (``board``): that is
+the one store they share, and it never opens (or creates) a ``state.db`` of its own.
+
+When the recommendation store is out, a lookup answers the last popular list this process
+read, marked ``degraded`` (a page with popular items beats an error page), or a 503
+problem when it has none; for a second after a failure it does not try the store again,
+so an unreachable Redis costs one timeout a second, not one per request.
 """
 
 from __future__ import annotations
@@ -15,10 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from recloop.core.errors import InvalidInputError, PayloadTooLargeError
-from recloop.core.protocols import BehaviourLog, RecommendationStore
+from recloop.core.errors import InvalidInputError, PayloadTooLargeError, StoreUnavailableError
+from recloop.core.protocols import BehaviourLog
 from recloop.core.stats import LoopStats
-from recloop.core.types import BehaviourEvent
+from recloop.core.types import BehaviourEvent, Recommendation
 from recloop.learning.lease import LeaseBusyError, PipelineLease
 from recloop.settings import StreamSettings
 from recloop.stores.sqlite_stream import (
@@ -27,6 +35,8 @@ from recloop.stores.sqlite_stream import (
     SqliteRecommendationStore,
     SqliteStreamState,
 )
+from recloop.streaming import board
+from recloop.streaming.board import StreamStore
 from recloop.streaming.embedded import EmbeddedRunner
 from recloop.streaming.events import parse_event
 from recloop.streaming.policies import stream_policy
@@ -83,7 +93,7 @@ def open_behaviour_log(s: StreamSettings, stream_dir: Path) -> BehaviourLog:
     return SqliteBehaviourLog(stream_dir / "events.db")
 
 
-def open_recommendations(s: StreamSettings, stream_dir: Path) -> RecommendationStore:
+def open_recommendations(s: StreamSettings, stream_dir: Path) -> StreamStore:
     if s.recommendations_url:
         if not s.recommendations_url.startswith(("redis://", "rediss://", "unix://")):
             raise InvalidInputError(
@@ -112,6 +122,14 @@ class Stream:
         self.stats = LoopStats()
         self.log = open_behaviour_log(settings, self.dir)
         self.recs = open_recommendations(settings, self.dir)
+        self.remote_log = bool(settings.log_url)
+        """The log is across the network: callers keep its waits off an event loop."""
+        self.remote_recs = bool(settings.recommendations_url)
+        self._popular: tuple[Recommendation, float] | None = None
+        """The last popular list read: the answer while the store is out."""
+        self._recs_down_until = 0.0
+        self._recs_error: StoreUnavailableError | None = None
+        """The store's last failure, while lookups are degraded."""
         self.runner: EmbeddedRunner | None = None
         self._lease: PipelineLease | None = None
         if run:
@@ -172,7 +190,11 @@ class Stream:
                 report.errors.append({"line": line, "error": str(exc)})
                 self.stats.inc("stream_rejected_total:invalid-event")
         if valid:
-            offsets = self.log.append(valid)
+            try:
+                offsets = self.log.append(valid)
+            except StoreUnavailableError:
+                self.stats.inc("stream_rejected_total:log-unavailable", len(valid))
+                raise
             if self.runner is not None:
                 self.runner.wake()
             for offset in offsets:
@@ -192,7 +214,12 @@ class Stream:
         none or it is stale; ``source`` says which."""
         k = k or self.settings.k
         now = self.clock()
-        found = self.recs.get(user_id)
+        try:
+            self._recs_breaker()
+            found = self.recs.get(user_id)
+            self._recs_error = None
+        except StoreUnavailableError as exc:
+            return self._degraded(user_id, k, now, exc)
         stale = False
         if found is not None:
             rec, written_at = found
@@ -203,20 +230,66 @@ class Stream:
                 if len(items) < k:  # a short list (few candidates when it was made): top up
                     items, scores = self._top_up(items, scores, set(rec.excluded), k)
                 return self._answer(user_id, items, scores, "state", rec, written_at, k)
-        popular = self.recs.get_popular()
+        try:
+            popular = self._read_popular()
+        except StoreUnavailableError as exc:
+            return self._degraded(user_id, k, now, exc)
         self.stats.inc("stream_served_total:popular")
+        return self._popular_answer(user_id, popular, k, stale)
+
+    def _read_popular(self) -> tuple[Recommendation, float] | None:
+        popular = self.recs.get_popular()
+        if popular is not None:
+            self._popular = popular
+        return popular or self._popular  # a store that restarted empty: the last one seen
+
+    def _popular_answer(
+        self, user_id: str, popular: tuple[Recommendation, float] | None, k: int, stale: bool
+    ) -> dict[str, Any]:
         if popular is None:
             return {"user_id": user_id, "items": [], "source": "popular", "stale": stale,
-                    "state_version": None, "event_time": None, "written_at": None}  # fmt: skip
+                    "degraded": False, "state_version": None, "event_time": None,
+                    "written_at": None}  # fmt: skip
         rec, written_at = popular
         answer = self._answer(user_id, rec.items, rec.scores, "popular", rec, written_at, k)
         answer["stale"] = stale
         return answer
 
+    def _degraded(
+        self, user_id: str, k: int, now: float, exc: StoreUnavailableError
+    ) -> dict[str, Any]:
+        """The store is out: the last popular list read, marked ``degraded``; a 503 if
+        this process has none. The store is left alone for a second."""
+        self.stats.inc(f"stream_store_errors_total:{exc.reason}")
+        self._recs_failed(exc)
+        if self._popular is None:
+            self.stats.inc("stream_served_total:unavailable")
+            raise exc
+        self.stats.inc("stream_served_total:degraded")
+        answer = self._popular_answer(user_id, self._popular, k, stale=False)
+        answer["stale"] = now - self._popular[1] > self.settings.stale_after_seconds
+        answer["degraded"] = True
+        return answer
+
+    def _recs_breaker(self) -> None:
+        """Raise the store's last failure if it is under a second old: not again yet."""
+        if self._recs_error is not None and time.monotonic() < self._recs_down_until:
+            raise self._recs_error
+
+    def _recs_failed(self, exc: StoreUnavailableError) -> None:
+        if self._recs_error is None:
+            log.warning("stream: recommendation lookups degraded: %s", exc)
+        if exc is not self._recs_error:
+            self._recs_error = exc
+            self._recs_down_until = time.monotonic() + 1.0
+
     def _top_up(
         self, items: list[str], scores: list[float], excluded: set[str], k: int
     ) -> tuple[list[str], list[float]]:
-        popular = self.recs.get_popular()
+        try:
+            popular = self._read_popular()
+        except StoreUnavailableError:  # the list itself was read: serve it short
+            popular = self._popular
         if popular is not None:
             have = set(items) | excluded
             for item, score in zip(popular[0].items, popular[0].scores, strict=True):
@@ -235,62 +308,69 @@ class Stream:
             "items": [{"id": i, "score": s} for i, s in list(zip(items, scores, strict=True))[:k]],
             "source": source,
             "stale": False,
+            "degraded": False,
             "state_version": rec.state_version if source == "state" else None,
             "event_time": rec.event_time,
             "written_at": written_at,
         }
 
     def status(self) -> dict[str, Any]:
-        """Where the stream stands: what is logged, what the runner has processed (from
-        its last snapshot when it runs in another process) and where it runs."""
-        logged = self.log.last_offset()
+        """Where the stream stands: what is logged, what the runner has processed (its
+        lists are in the store), where it runs and whether it is paused. A runner in
+        another process is read from what it publishes (``runner_status_age_seconds``:
+        how old that is; a runner that stopped shows as an age that grows). A log or
+        store that is out shows as ``null`` figures and its reason, not as an error."""
+        out: dict[str, Any] = {"logged_offset": None, "log": "ok", "recommendations": "ok"}
+        try:
+            out["logged_offset"] = self.log.last_offset()
+        except StoreUnavailableError as exc:
+            out["log"] = f"unavailable: {exc}"
         if self.runner is not None:
-            processed, users, where = self.runner.offset, len(self.runner.processor.users), "here"
+            runner: dict[str, Any] | None = self.runner.status()
+            out["runner"] = "here"
         else:
-            store = SqliteStreamState(self.dir / "state.db")
             try:
-                processed, snapshot, _ = store.load()
-            finally:
-                store.close()
-            users, where = len(snapshot), "another process (figures as of its last snapshot)"
-        return {
-            "logged_offset": logged,
-            "processed_offset": processed,
-            "lag_events": max(logged - processed, 0),
-            "users": users,
-            "runner": where,
-        }
+                runner = board.read_status(self.recs)
+            except StoreUnavailableError as exc:
+                runner = None
+                out["recommendations"] = f"unavailable: {exc}"
+            out["runner"] = "another process" if runner else "another process (no status yet)"
+        runner = runner or {}
+        processed = runner.get("processed_offset")
+        logged = out["logged_offset"]
+        updated = runner.get("updated_at")
+        out.update(
+            processed_offset=processed,
+            committed_offset=runner.get("committed_offset"),
+            lag_events=None if logged is None or processed is None else max(logged - processed, 0),
+            users=runner.get("users"),
+            runner_paused=runner.get("paused"),
+            runner_status_age_seconds=None if updated is None else self.clock() - updated,
+        )
+        return out
 
     def dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
-        """Events the runner refused (too late) or could not process."""
-        store = SqliteStreamState(self.dir / "state.db")
-        try:
-            return store.dead_letters(limit)
-        finally:
-            store.close()
+        """The newest events the runner refused (too late) or could not process, as it
+        committed them (all of them stay in the runner's ``state.db``)."""
+        return board.read_dead_letters(self.recs, limit)
 
     def metrics(self) -> LoopStats:
-        """Counters for /metrics: ingestion (this process) plus the runner's figures when
-        it runs here, published as the stream's remote figures."""
+        """Counters for /metrics: ingestion and lookups (this process) plus the runner's
+        figures, from the runner itself when it runs here, else from what it publishes."""
         if self.runner is not None:
-            c = self.runner.counters
-            counters = {
-                "stream_state_updates_total": float(c.state_updates),
-                "stream_triggers_total": float(c.triggers),
-                "stream_recommendation_writes_total": float(c.recommendation_writes),
-                "stream_dead_letters_total:too-late": float(c.late),
-                "stream_dead_letters_total:processing-error": float(c.failed),
-                "stream_expired_users_total": float(c.expired_users),
-            }
-            gauges = {
-                "stream_runner_offset": float(self.runner.offset),
-                "stream_users": float(len(self.runner.processor.users)),
-            }
-            if c.lag_seconds:
-                lags = sorted(c.lag_seconds)
-                gauges["stream_lag_seconds_p50"] = lags[len(lags) // 2]
-                gauges["stream_lag_seconds_p99"] = lags[min(len(lags) - 1, int(len(lags) * 0.99))]
-            self.stats.set_remote(counters, gauges)
+            runner: dict[str, Any] | None = self.runner.status()
+        else:  # a scrape runs on the event loop: an unreachable store is tried once a second
+            try:
+                self._recs_breaker()
+                runner = board.read_status(self.recs)
+                self._recs_error = None
+            except StoreUnavailableError as exc:
+                self._recs_failed(exc)
+                runner = None
+        self.stats.set("stream_log_available", float(getattr(self.log, "connected", True)))
+        self.stats.set("stream_recommendations_available", float(self._recs_error is None))
+        if runner is not None:
+            self.stats.set_remote(*board.runner_figures(runner, self.clock()))
         return self.stats
 
     def close(self) -> None:

@@ -1,4 +1,9 @@
-"""Behaviour events in, precomputed recommendations out."""
+"""Behaviour events in, precomputed recommendations out.
+
+Whatever may wait on the network (NATS, Redis) runs in the thread pool, never on the event
+loop: an outage of either must not stall unrelated requests. The embedded SQLite stores
+answer in microseconds and stay on the loop.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
 
 from recloop.core.errors import InvalidInputError, MalformedJSONError, StreamDisabledError
 from recloop.streaming.service import Stream
@@ -62,7 +68,8 @@ def _parse(body: bytes, content_type: str) -> tuple[list[Any], list[int], list[d
     summary="Log behaviour events (one object, a JSON array, or JSON lines)",
     description="Valid events are durably logged before the answer; invalid ones (and, for "
     "JSON lines, lines that do not parse) are reported by line and not logged. 422 when no "
-    "event was valid; 413 for a batch over `stream.max_batch_events`.",
+    "event was valid; 413 for a batch over `stream.max_batch_events`; 503 (with "
+    "Retry-After) when the log is unreachable: send the same batch again (same event ids).",
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -81,7 +88,10 @@ async def post_events(request: Request) -> Response:
     events, lines, errors = _parse(body, request.headers.get("content-type", ""))
     if not events and not errors:
         raise InvalidInputError("no events in the body")
-    report = stream.ingest(events, lines)
+    if stream.remote_log:
+        report = await run_in_threadpool(stream.ingest, events, lines)
+    else:
+        report = stream.ingest(events, lines)
     report.errors = sorted(errors + report.errors, key=lambda e: int(e["line"]))
     if errors:
         stream.stats.inc("stream_rejected_total:malformed-line", len(errors))
@@ -103,20 +113,26 @@ async def post_events(request: Request) -> Response:
 @router.get(
     "/users/{user_id}/recommendations",
     summary="A user's precomputed recommendations (popular items when none or stale)",
+    description="`source` says what served: `state` (the user's list) or `popular`. While "
+    "the recommendation store is unreachable the last popular list this server read is "
+    "served with `degraded: true`, or 503 (with Retry-After) when it has read none.",
 )
 async def recommendations(
     request: Request, user_id: str, k: int = Query(10, ge=1, le=1000)
 ) -> dict[str, Any]:
-    return _stream(request).recommendations(user_id, k)
+    stream = _stream(request)
+    if stream.remote_recs:
+        return await run_in_threadpool(stream.recommendations, user_id, k)
+    return stream.recommendations(user_id, k)
 
 
 @router.get("/stream", summary="The stream's progress: logged and processed offsets, users")
 async def stream_status(request: Request) -> dict[str, Any]:
-    return _stream(request).status()
+    return await run_in_threadpool(_stream(request).status)
 
 
 @router.get("/stream/dead-letters", summary="Behaviour events refused as too late or failed")
 async def stream_dead_letters(
     request: Request, limit: int = Query(100, ge=1, le=1000)
 ) -> list[dict[str, Any]]:
-    return _stream(request).dead_letters(limit)
+    return await run_in_threadpool(_stream(request).dead_letters, limit)
