@@ -34,6 +34,7 @@ BENCHMARKS = [
     "drn_ablation",
     "fusion_ddpg",
     "gc_pause",
+    "vw_robustness",
 ]
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT_S = 240

@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
         "drn_ablation",
         "fusion_ddpg",
         "gc_pause",
+        "vw_robustness",
     ],
 )
 def test_benchmark_runs_and_prints_figures(name: str) -> None:
