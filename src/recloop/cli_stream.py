@@ -62,6 +62,8 @@ def read_events(path: Path) -> Iterator[tuple[int, Any]]:
                 yield number, json.loads(line)
             except ValueError as exc:
                 yield number, f"malformed JSON: {exc}"
+            except RecursionError:  # a line of thousands of [: json's parser recurses
+                yield number, "malformed JSON: nested too deeply"
 
 
 def replay(

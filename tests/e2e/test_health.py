@@ -55,10 +55,12 @@ def test_a_killed_pipeline_is_restarted_and_joins_resume(serve: Callable[..., Se
 
 
 def test_readiness_reports_the_lag(serve: Callable[..., Server]) -> None:
-    with serve(exp_unit_seconds=60.0, ready_max_lag=5, pipeline="thread") as api:
+    """The lag is what the joiner has not read yet (open windows are not lag): with no
+    pipeline running (``external``, none started) all ten decisions are behind."""
+    with serve(exp_unit_seconds=60.0, ready_max_lag=5, pipeline="external") as api:
         for _ in range(10):
             api.post("/v1/rank", json=RANK).raise_for_status()
-        r = api.get("/readyz")  # windows of 60 s: nothing is joined yet
+        r = api.get("/readyz")
         assert r.status_code == 503, r.text
         loop = r.json()["loops"]["default"]
         assert loop["ready"] is False and loop["join_lag_records"] == 10

@@ -110,3 +110,60 @@ def test_evaluations_run_at_most_two_at_a_time(serve: Callable[..., Server]) -> 
         slots.release()
         assert api.put(f"/personalizer/evaluations/e2{API}", json=body).status_code == 200
         slots.release()
+
+
+# What a schema fuzzer found (Schemathesis over the whole OpenAPI, tests/e2e/test_schema_fuzz.py)
+
+
+def test_a_learning_mode_that_is_not_a_string_is_400(api: httpx.Client) -> None:
+    for mode in ({}, [], 1):  # a dict or a list was unhashable: a 500
+        r = api.put(f"/personalizer/configurations/service{API}", json={"learningMode": mode})
+        assert r.status_code == 400, r.text
+        assert "learningMode" in r.json()["error"]["message"]
+
+
+def test_policy_params_beyond_64_bits_are_422(api: httpx.Client) -> None:
+    body = {"name": "p", "kind": "uniform", "params": {"n": {"m": -HUGE}}}
+    problem(api.post("/v1/policies", json=body), 422)  # a 500 when the spec was stored
+
+
+@pytest.mark.parametrize("value", [False, True, "1", None])
+def test_a_personalizer_reward_must_be_a_number(api: httpx.Client, value: Any) -> None:
+    """``false`` was read as 0.0 and ``"1"`` as 1.0, and answered 204."""
+    r = api.post(f"/personalizer/events/e1/reward{API}", json={"value": value})
+    assert r.status_code == 400, r.text
+    multi = {"reward": [{"slotId": "s", "value": value}]}
+    r = api.post(f"/personalizer/multislot/events/e1/reward{API}", json=multi)
+    assert r.status_code == 400, r.text
+
+
+def test_evaluation_times_must_be_text(api: httpx.Client) -> None:
+    """A number was read as seconds since 1970."""
+    body = {"name": "e", "startTime": 0, "endTime": "2026-01-02"}
+    r = api.put(f"/personalizer/evaluations/e1{API}", json=body)
+    assert r.status_code == 400, r.text
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("PUT", "/v1/items", {"GET", "POST"}),
+        ("POST", "/v1/items/i1", {"GET", "PUT", "DELETE"}),
+        ("PUT", f"/personalizer/rank{API}", {"POST"}),  # a 404 before
+        ("PATCH", f"/personalizer/configurations/service{API}", {"GET", "PUT"}),
+    ],
+)
+def test_405_says_every_method_of_the_path(
+    api: httpx.Client, method: str, path: str, allowed: set[str]
+) -> None:
+    """Starlette's Allow named the methods of the first route of the path only."""
+    r = api.request(method, path)
+    assert r.status_code == 405, r.text
+    assert set(r.headers["allow"].split(", ")) - {"HEAD"} == allowed
+
+
+def test_unknown_personalizer_paths_are_personalizer_404s(api: httpx.Client) -> None:
+    r = api.get(f"/personalizer/featureImportances{API}")
+    assert r.status_code == 404 and "does not implement" in r.json()["error"]["message"]
+    r = api.post("/loops/default/personalizer/nothing/here")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "ResourceNotFound"

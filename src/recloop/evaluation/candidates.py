@@ -18,6 +18,10 @@ from recloop.policies.registry import make_policy
 
 log = logging.getLogger(__name__)
 CANDIDATE_PREFIX = "candidate:"
+MAX_CANDIDATES = 32
+"""Candidate policies one loop evaluates. Each is a live policy in the pipeline process
+(a VW learner holds about 12 MB) scoring every joined example from then on: registering
+names in a loop grew the pipeline's memory and each join's work without bound."""
 
 
 class CandidateRegistry:
@@ -55,12 +59,29 @@ class CandidateRegistry:
         if not name or len(name) > 100:
             raise InvalidInputError("candidate name must be 1-100 characters")
         spec: dict[str, Any] = {"kind": kind, "params": dict(params or {}), "explorer": explorer}
+        try:  # before anything is built: the spec is stored as JSON, params are any JSON
+            encoded = orjson.dumps(spec).decode()
+        except orjson.JSONEncodeError as exc:  # an integer beyond 64 bits was a 500
+            raise InvalidInputError(f"params cannot be stored as JSON: {exc}") from None
         cand = self._build(name, spec)  # validates the spec even where it is not run
+        self._check_room(name, persist)
         if self.runs_evaluators:
             with self.lock:
                 self.evaluator.add(cand)
         if persist:
-            self.store.set_state(CANDIDATE_PREFIX + name, orjson.dumps(spec).decode())
+            self.store.set_state(CANDIDATE_PREFIX + name, encoded)
+
+    def _check_room(self, name: str, persist: bool) -> None:
+        """A new name only while the loop has fewer than ``MAX_CANDIDATES`` (replacing one
+        is always allowed)."""
+        names = set(self.evaluator.names()) if self.runs_evaluators else set()
+        if persist:
+            names |= {key[len(CANDIDATE_PREFIX) :] for key in self.store.states(CANDIDATE_PREFIX)}
+        if name not in names and len(names) >= MAX_CANDIDATES:
+            raise InvalidInputError(
+                f"a loop evaluates at most {MAX_CANDIDATES} candidate policies; "
+                "delete one (DELETE /v1/policies/{name}) before adding another"
+            )
 
     def add_object(self, name: str, policy: Policy, explorer: Explorer | None) -> None:
         if not self.runs_evaluators:
@@ -70,6 +91,7 @@ class CandidateRegistry:
             )
         spec = {"kind": "in-process", "policy": policy.name}
         cand = Candidate(name, policy, explorer or make_explorer("greedy"), spec)
+        self._check_room(name, persist=False)
         with self.lock:
             self.evaluator.add(cand)
             self._in_process.add(name)

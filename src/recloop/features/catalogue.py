@@ -109,7 +109,7 @@ class ItemCatalogue:
                 self._reload_state()  # a failed batch must not leave half-fitted encoders
                 raise
             for record in records:
-                self._cache[record.item_id] = _cached(record)
+                self._remember(record.item_id, _cached(record))
             self._count = self.store.count()
         self.stats.set("catalogue_items", float(self._count))
         self.stats.inc("items_featurized_total", float(len(records)))
@@ -251,11 +251,16 @@ class ItemCatalogue:
             return None
         cached = _cached(record)
         with self._lock:
-            if len(self._cache) >= self.settings.max_cached_items:
-                self._cache.clear()
-            self._cache[item_id] = cached
+            self._remember(item_id, cached)
         self.stats.inc("item_store_lookups_total")
         return cached
+
+    def _remember(self, item_id: str, cached: _Cached) -> None:
+        """Keep an item in memory, at most ``max_cached_items`` of them: the bound holds for
+        writes too (every PUT of a new item was kept, without limit). Call under the lock."""
+        if item_id not in self._cache and len(self._cache) >= self.settings.max_cached_items:
+            self._cache.clear()
+        self._cache[item_id] = cached
 
     # -- actions for a rank call ---------------------------------------------------------
     def actions(self, raw: Sequence[Any], now: float) -> tuple[Action, ...]:
@@ -398,7 +403,9 @@ class ItemCatalogue:
                 log.exception("featurizing item %r failed", item_id)
                 self.stats.inc("featurization_errors_total")
                 return Action(item_id, dict(features) if features else {})
-            cached = self._cache[item_id]
+            cached = self._cache.get(item_id) or self._lookup(item_id)  # the cache may clear
+            if cached is None:  # deleted by another request meanwhile
+                return Action(item_id, dict(features) if features else {})
         generated = self._at(item_id, cached, now)
         if not features:
             return Action(item_id, generated)

@@ -16,6 +16,12 @@ from typing import Any
 RARE = "__rare__"
 MAX_VALUE_CHARS = 200
 """Longer category strings are cut: a category is a name, not a document."""
+MAX_VALUES = 20_000
+"""Distinct values one field counts. Each new value was a new key for good (and the whole
+state is stored again with every item written), so a flood of one-off values grew memory
+and every write without bound. Past this, the counts are pruned to the ``MAX_VALUES // 2``
+most frequent values seen at least ``min_count`` times: one-off values encode as
+``__rare__`` anyway, and a value pruned while frequent counts again from nothing."""
 
 
 class CategoricalEncoder:
@@ -25,6 +31,9 @@ class CategoricalEncoder:
 
     def partial_fit(self, values: Iterable[str]) -> None:
         self.counts.update(values)
+        if len(self.counts) > MAX_VALUES:
+            frequent = Counter({v: c for v, c in self.counts.items() if c >= self.min_count})
+            self.counts = Counter(dict(frequent.most_common(MAX_VALUES // 2)))
 
     def encode(self, value: str) -> str:
         return value if self.counts[value] >= self.min_count else RARE

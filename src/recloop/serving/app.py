@@ -5,18 +5,17 @@ from __future__ import annotations
 import gc
 import hmac
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from http import HTTPStatus
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from recloop import __version__
@@ -32,6 +31,7 @@ from recloop.core.stats import LoopStats
 from recloop.serving import health
 from recloop.serving.fast_path import DecisionFastPath
 from recloop.serving.metrics import LoopCollector
+from recloop.serving.openapi import openapi_builder
 from recloop.serving.pipeline_process import start_pipeline_process, stop_pipeline_process
 from recloop.serving.problems import count_rejection, error_problem, problem, validation_problem
 from recloop.serving.routes import (
@@ -47,7 +47,6 @@ from recloop.serving.routes import (
     policies,
 )
 from recloop.serving.routes import stream as stream_routes
-from recloop.serving.schemas import RankRequest, RewardRequest
 from recloop.serving.supervisor import PipelineSupervisor
 from recloop.settings import Settings, load_settings
 from recloop.streaming.service import Stream
@@ -131,33 +130,23 @@ class Guard:
         await response(scope, receive, send)
 
 
-def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
-    """OpenAPI with the self-parsed request bodies' schemas and the API-key scheme."""
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
-    def build() -> dict[str, Any]:
-        if app.openapi_schema is not None:
-            return app.openapi_schema
-        spec = get_openapi(
-            title=app.title, version=app.version, description=app.description, routes=app.routes
+
+def allowed_methods(app: FastAPI, scope: Scope) -> str:
+    """A 405's ``Allow``: every method some route of the path takes. Starlette's names only
+    those of the first route it matched (``GET /v1/items`` and ``POST /v1/items`` are two
+    routes: a PUT was told ``Allow: GET``). Asked of the router itself, method by method,
+    since FastAPI nests included routers."""
+    allowed = [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**scope, "method": method})[0] is Match.FULL
+            for route in app.router.routes
         )
-        schemas = spec.setdefault("components", {}).setdefault("schemas", {})
-        for model in (RankRequest, RewardRequest):
-            schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-            schemas.update(schema.pop("$defs", {}))
-            schemas[model.__name__] = schema
-        spec["components"]["securitySchemes"] = {
-            "ApiKey": {
-                "type": "apiKey",
-                "in": "header",
-                "name": "X-API-Key",
-                "description": "Required on /v1 routes when RECLOOP_API_KEY is set.",
-            }
-        }
-        spec["security"] = [{}, {"ApiKey": []}]
-        app.openapi_schema = spec
-        return spec
-
-    return build
+    ]
+    return ", ".join(allowed)
 
 
 def create_app(settings: Settings, clock: Clock | None = None, fast_path: bool = True) -> FastAPI:
@@ -258,11 +247,17 @@ def create_app(settings: Settings, clock: Clock | None = None, fast_path: bool =
         title = HTTPStatus(exc.status_code).phrase if exc.status_code in _STATUSES else "Error"
         if personalizer_routing.is_personalizer_path(request.url.path):
             http_stats.inc(f"rejected_total:personalizer-{kind}")
-            return personalizer_routing.error_response(exc.status_code, str(exc.detail))
-        http_stats.inc(f"rejected_total:{kind}")
-        response = problem(exc.status_code, kind, title, str(exc.detail), request.url.path)
+            detail = str(exc.detail)
+            if exc.status_code == 404:
+                detail = personalizer_routing.unsupported(request).message
+            response = personalizer_routing.error_response(exc.status_code, detail)
+        else:
+            http_stats.inc(f"rejected_total:{kind}")
+            response = problem(exc.status_code, kind, title, str(exc.detail), request.url.path)
         for name, value in (exc.headers or {}).items():
             response.headers[name] = value
+        if exc.status_code == 405:
+            response.headers["Allow"] = allowed_methods(app, request.scope)
         return response
 
     for router in (decisions.router, models.router, policies.router, items.router):
@@ -275,7 +270,7 @@ def create_app(settings: Settings, clock: Clock | None = None, fast_path: bool =
         app.include_router(personalizer_multislot.router, prefix=prefix)
         app.include_router(personalizer_evaluations.router, prefix=prefix)
         app.include_router(personalizer.router, prefix=prefix)
-    app.openapi = _openapi(app)  # type: ignore[method-assign]
+    app.openapi = openapi_builder(app, settings)  # type: ignore[method-assign]
 
     registry = CollectorRegistry(auto_describe=True)
     registry.register(
@@ -322,7 +317,13 @@ def create_app(settings: Settings, clock: Clock | None = None, fast_path: bool =
         body = {"status": "ready" if ok else "not-ready", "pipeline": pipeline, "loops": per_loop}
         return JSONResponse(body, status_code=200 if ok else 503)
 
-    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics")
+    @app.get(
+        "/metrics",
+        tags=["ops"],
+        summary="Prometheus metrics",
+        response_class=PlainTextResponse,
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    )
     async def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 

@@ -14,6 +14,10 @@ from recloop.core.types import BEHAVIOURS, NO_FEATURES, BehaviourEvent
 __all__ = ["BEHAVIOURS", "BehaviourEvent", "parse_event"]
 
 
+MAX_INT_ID = 2**53 - 1
+"""The widest integer id: every JSON parser (JavaScript's, a double) keeps it exact."""
+
+
 def parse_event(
     raw: Mapping[str, Any],
     *,
@@ -28,8 +32,14 @@ def parse_event(
     ids: dict[str, str] = {}
     for key in ("user_id", "item_id"):
         value = raw.get(key)
+        if isinstance(value, float) and value.is_integer() and abs(value) <= MAX_INT_ID:
+            value = int(value)  # 7.0 is the integer 7 to JSON Schema (and to JavaScript)
         if isinstance(value, bool) or not isinstance(value, str | int) or value == "":
             raise InvalidInputError(f"{key} is missing or not a string")
+        if isinstance(value, int) and not -MAX_INT_ID <= value <= MAX_INT_ID:
+            raise InvalidInputError(
+                f"{key}: an integer id must lie within ±(2^53 - 1); send a string"
+            )
         ids[key] = str(value)
     behaviour = raw.get("behaviour", raw.get("behavior"))
     if behaviour not in behaviours:
@@ -46,8 +56,10 @@ def parse_event(
         event_id = uuid.uuid4().hex
     elif not isinstance(event_id, str) or not event_id:
         raise InvalidInputError("event_id must be a non-empty string")
-    features = raw.get("features") or {}
-    if not isinstance(features, Mapping):
+    features = raw.get("features")
+    if features is None:
+        features = {}
+    elif not isinstance(features, Mapping):  # [], "" or 0 were taken as "no features"
         raise InvalidInputError("features must be an object")
     for key, value in features.items():
         if isinstance(value, float) and not math.isfinite(value):

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ValidationError
 
 from recloop.client import Loop
 from recloop.serving.deps import loop_for
-from recloop.serving.schemas import Accepted, RankRequest, RankResponse, RewardRequest
+from recloop.serving.schemas import Accepted, EventId, RankRequest, RankResponse, RewardRequest
 from recloop.settings import DEFAULT_LOOP
 
 router = APIRouter(tags=["decisions"])
@@ -89,6 +89,7 @@ def activate_answer(loop: Loop, event_id: str) -> bytes:
     "/rank",
     response_model=RankResponse,
     summary="Rank actions and log the decision",
+    responses={409: {"description": "The event_id was already used"}},
     openapi_extra=body_schema(RankRequest),
 )
 async def rank(request: Request, loop: str = DEFAULT_LOOP) -> Response:
@@ -101,9 +102,13 @@ async def rank(request: Request, loop: str = DEFAULT_LOOP) -> Response:
     response_model=Accepted,
     status_code=status.HTTP_202_ACCEPTED,
     summary="Report a reward for a logged decision",
+    responses={
+        409: {"description": "A reward with this reward_id was already received"},
+        410: {"description": "The event's reward window has closed"},
+    },
     openapi_extra=body_schema(RewardRequest),
 )
-async def reward(event_id: str, request: Request, loop: str = DEFAULT_LOOP) -> Response:
+async def reward(event_id: EventId, request: Request, loop: str = DEFAULT_LOOP) -> Response:
     target = loop_for(request, loop)
     return Response(reward_answer(target, event_id, await request.body()), 202, media_type=JSON)
 
@@ -113,6 +118,7 @@ async def reward(event_id: str, request: Request, loop: str = DEFAULT_LOOP) -> R
     response_model=Accepted,
     status_code=status.HTTP_202_ACCEPTED,
     summary="Activate a deferred decision so it is learned from",
+    responses={410: {"description": "The event's reward window has closed"}},
 )
-async def activate(event_id: str, request: Request, loop: str = DEFAULT_LOOP) -> Response:
+async def activate(event_id: EventId, request: Request, loop: str = DEFAULT_LOOP) -> Response:
     return Response(activate_answer(loop_for(request, loop), event_id), 202, media_type=JSON)

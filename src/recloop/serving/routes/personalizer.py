@@ -37,15 +37,16 @@ from recloop.core.types import Action, Decision
 from recloop.serving.deps import loop_for
 from recloop.serving.personalizer_schemas import (
     PersonalizerRankRequest,
+    PersonalizerRankResponse,
     PersonalizerReward,
     merge_features,
 )
 from recloop.serving.routes.personalizer_routing import (
     PersonalizerError,
     add_routes,
-    not_supported,
     parse_body,
 )
+from recloop.serving.schemas import PRINTABLE
 
 router = APIRouter(tags=["personalizer"])
 
@@ -116,16 +117,28 @@ async def _activate(request: Request, loop: str) -> Response:
     return Response(status_code=204)
 
 
-add_routes(router, "POST", "/rank", _rank, 201, "rank")
-add_routes(router, "POST", "/events/{event_id}/reward", _reward, 204, "reward")
-add_routes(router, "POST", "/events/{event_id}/activate", _activate, 204, "activate")
-
-
-@router.api_route(
-    "/{rest:path}",
-    methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-    include_in_schema=False,
+add_routes(
+    router,
+    "POST",
+    "/rank",
+    _rank,
+    201,
+    "rank",
+    body=PersonalizerRankRequest,
+    answer=PersonalizerRankResponse,
+    errors={409: "The eventId was already used by a different rank request"},
 )
-async def fallback(request: Request, rest: str) -> Response:
-    """Everything else the client can call: a clear 404, never a 500."""
-    not_supported(request)
+EVENT_ID = {"event_id": {"type": "string", "maxLength": 256, "pattern": PRINTABLE}}
+add_routes(
+    router,
+    "POST",
+    "/events/{event_id}/reward",
+    _reward,
+    204,
+    "reward",
+    body=PersonalizerReward,
+    path_schemas=EVENT_ID,
+)
+add_routes(
+    router, "POST", "/events/{event_id}/activate", _activate, 204, "activate", path_schemas=EVENT_ID
+)

@@ -15,12 +15,17 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 
 from recloop.client import Loop
 from recloop.core.errors import InvalidInputError, MalformedJSONError
 from recloop.evaluation.experiments import LearnerConfig
 from recloop.policies.agent import load_model_policy
 from recloop.serving.deps import loop_for
+from recloop.serving.personalizer_schemas import (
+    PersonalizerPolicy,
+    PersonalizerServiceConfiguration,
+)
 from recloop.serving.routes.personalizer_routing import PersonalizerError, add_routes
 
 router = APIRouter(tags=["personalizer"])
@@ -122,7 +127,8 @@ def configuration_changes(body: Mapping[str, Any]) -> dict[str, Any]:
             body["modelExportFrequency"], "modelExportFrequency"
         )
     if "learningMode" in body:
-        mode = {v: k for k, v in MODES.items()}.get(body["learningMode"])
+        given = body["learningMode"]  # any JSON: a dict or a list is unhashable (was a 500)
+        mode = {v: k for k, v in MODES.items()}.get(given) if isinstance(given, str) else None
         if mode is None:
             raise InvalidInputError(
                 f"learningMode {body['learningMode']!r} is not one of {sorted(MODES.values())}"
@@ -275,11 +281,49 @@ READS = {
 }
 
 
+ANSWERS: dict[str, type[BaseModel] | str] = {
+    "/configurations/policy": PersonalizerPolicy,
+    "/model": "application/octet-stream",
+}
 for _path, _handler in READS.items():
-    add_routes(router, "GET", _path, _handler, summary=f"read {_path.strip('/')}")
-add_routes(router, "PUT", "/configurations/service", _update_configuration, 200, "configure")
-add_routes(router, "PUT", "/configurations/policy", _update_policy, 200, "new VW arguments")
-add_routes(router, "DELETE", "/configurations/policy", _reset_policy, 200, "configured VW args")
-add_routes(router, "PUT", "/model", _import_model, 204, "import a model")
+    _answer = ANSWERS.get(_path)
+    add_routes(router, "GET", _path, _handler, summary=f"read {_path.strip('/')}", answer=_answer)
+add_routes(
+    router,
+    "PUT",
+    "/configurations/service",
+    _update_configuration,
+    200,
+    "configure",
+    body=PersonalizerServiceConfiguration,
+)
+add_routes(
+    router,
+    "PUT",
+    "/configurations/policy",
+    _update_policy,
+    200,
+    "new VW arguments",
+    body=PersonalizerPolicy,
+    answer=PersonalizerPolicy,
+)
+add_routes(
+    router,
+    "DELETE",
+    "/configurations/policy",
+    _reset_policy,
+    200,
+    "configured VW args",
+    answer=PersonalizerPolicy,
+)
+add_routes(
+    router,
+    "PUT",
+    "/model",
+    _import_model,
+    204,
+    "import a model",
+    body="application/octet-stream",
+)
 add_routes(router, "DELETE", "/model", _reset_model, 204, "reset the model")
 add_routes(router, "DELETE", "/logs", _delete_logs, 204, "delete the joined examples")

@@ -22,11 +22,11 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 from recloop.client import Loop
 from recloop.core.errors import InvalidInputError
@@ -49,11 +49,31 @@ class PolicySpec(BaseModel):
     arguments: str
 
 
+def _text(value: object) -> object:
+    """Times as ISO 8601 text only: pydantic would read a number as seconds since 1970."""
+    if not isinstance(value, str):
+        raise ValueError("must be an ISO 8601 date-time string")
+    return value
+
+
+IsoTime = Annotated[
+    datetime,
+    BeforeValidator(_text),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "anyOf": [{"format": "date-time"}, {"format": "date"}],
+            "description": "ISO 8601; a date alone is its midnight, a time without zone UTC.",
+        }
+    ),
+]
+
+
 class EvaluationRequest(BaseModel):
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
     name: str = Field(min_length=1, max_length=256)
-    start_time: datetime = Field(alias="startTime")
-    end_time: datetime = Field(alias="endTime")
+    start_time: IsoTime = Field(alias="startTime")
+    end_time: IsoTime = Field(alias="endTime")
     policies: list[PolicySpec] = Field(default_factory=list)
 
 
@@ -143,8 +163,11 @@ def _run(
             optimalPolicy=content["optimal"],
             description=f"{content['n']} joined decisions",
         )
+    except InvalidInputError as exc:  # nothing to evaluate in the range: the caller's doing
+        log.info("evaluation %r failed: %s", record["id"], exc)
+        record.update(status="Failed", description=str(exc))
     except Exception as exc:  # a failed job is reported, never raised into the server
-        log.exception("evaluation %s failed", record["id"])
+        log.exception("evaluation %r failed", record["id"])
         record.update(status="Failed", description=str(exc))
     target.joined.set_state(key, json.dumps(record))
 
@@ -217,7 +240,19 @@ def _delete(request: Request, loop: str) -> Response:
     return Response(status_code=204)
 
 
-add_routes(router, "PUT", "/evaluations/{evaluation_id}", _create, 200, "create an evaluation")
+add_routes(
+    router,
+    "PUT",
+    "/evaluations/{evaluation_id}",
+    _create,
+    200,
+    "create an evaluation",
+    body=EvaluationRequest,
+    errors={
+        409: "An evaluation with this id already exists",
+        429: f"{MAX_RUNNING} evaluations are running in this server already",
+    },
+)
 add_routes(router, "GET", "/evaluations/{evaluation_id}", _get, 200, "an offline evaluation")
 add_routes(router, "GET", "/evaluations", _list, 200, "the offline evaluations")
 add_routes(router, "DELETE", "/evaluations/{evaluation_id}", _delete, 204, "delete an evaluation")

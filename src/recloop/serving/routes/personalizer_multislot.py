@@ -32,10 +32,12 @@ from recloop.core.types import Action
 from recloop.serving.deps import loop_for
 from recloop.serving.personalizer_schemas import (
     PersonalizerMultiSlotRankRequest,
+    PersonalizerMultiSlotRankResponse,
     PersonalizerMultiSlotReward,
     merge_features,
 )
 from recloop.serving.routes.personalizer_routing import PersonalizerError, add_routes, parse_body
+from recloop.serving.schemas import PRINTABLE
 
 router = APIRouter(tags=["personalizer"])
 INDEX = "personalizer.multislot:"
@@ -166,8 +168,36 @@ async def _activate(request: Request, loop: str) -> Response:
     return Response(status_code=204)
 
 
-add_routes(router, "POST", "/multislot/rank", _rank, 201, "multi-slot rank")
-add_routes(router, "POST", "/multislot/events/{event_id}/reward", _reward, 204, "multi-slot reward")
 add_routes(
-    router, "POST", "/multislot/events/{event_id}/activate", _activate, 204, "multi-slot activate"
+    router,
+    "POST",
+    "/multislot/rank",
+    _rank,
+    201,
+    "multi-slot rank",
+    body=PersonalizerMultiSlotRankRequest,
+    answer=PersonalizerMultiSlotRankResponse,
+    errors={409: "The eventId was already used by a different (or unfinished) rank request"},
+)
+EVENT_ID = {"event_id": {"type": "string", "maxLength": 256, "pattern": PRINTABLE}}
+"""A slot's decision is ``<eventId>/<slotId>``, at most 256 characters (the rank takes
+eventIds of 150 at most, so that slot ids of 100 fit)."""
+add_routes(
+    router,
+    "POST",
+    "/multislot/events/{event_id}/reward",
+    _reward,
+    204,
+    "multi-slot reward",
+    body=PersonalizerMultiSlotReward,
+    path_schemas=EVENT_ID,
+)
+add_routes(
+    router,
+    "POST",
+    "/multislot/events/{event_id}/activate",
+    _activate,
+    204,
+    "multi-slot activate",
+    path_schemas=EVENT_ID,
 )

@@ -7,9 +7,9 @@ from __future__ import annotations
 import inspect
 import re
 from collections.abc import Awaitable, Callable
-from typing import Any, NoReturn
+from typing import Annotated, Any, NoReturn
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ValidationError
 
@@ -107,7 +107,13 @@ async def parse_body(request: Request, model: type[BaseModel]) -> Any:
 
 
 def not_supported(request: Request) -> NoReturn:
-    raise PersonalizerError(
+    raise unsupported(request)
+
+
+def unsupported(request: Request) -> PersonalizerError:
+    """The 404 of a Personalizer path recloop does not serve (the app's 404 handler answers
+    it for paths no route matches): what is served instead."""
+    return PersonalizerError(
         404,
         "ResourceNotFound",
         f"recloop does not implement Personalizer's {request.method} {request.url.path} yet "
@@ -125,6 +131,57 @@ async def _call(handler: Handler, request: Request, loop: str) -> Response:
     return result
 
 
+VersionParam = Annotated[
+    str,
+    Path(
+        description="The API version in the path (v1.0 clients).",
+        json_schema_extra={"enum": list(PATH_VERSIONS)},
+    ),
+]
+"""Not a ``Literal``: an unknown version is Personalizer's 404, not FastAPI's 422."""
+
+API_VERSION_PARAMETER: dict[str, Any] = {
+    "name": "api-version",
+    "in": "query",
+    "required": True,
+    "description": "The API version (what azure-ai-personalizer sends).",
+    "schema": {"type": "string", "enum": list(API_VERSIONS)},
+}
+
+
+def _path_parameter(name: str, schema: dict[str, Any] | None) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "schema": schema or {"type": "string", "minLength": 1},
+    }
+
+
+def _content(kind: type[BaseModel] | str) -> dict[str, Any]:
+    if isinstance(kind, str):
+        return {kind: {"schema": {"type": "string", "format": "binary"}}}
+    return {"application/json": {"schema": {"$ref": f"#/components/schemas/{kind.__name__}"}}}
+
+
+def _openapi_extra(
+    params: list[dict[str, Any]], body: type[BaseModel] | str | None
+) -> dict[str, Any]:
+    extra: dict[str, Any] = {"parameters": params}
+    if body is not None:
+        extra["requestBody"] = {"required": True, "content": _content(body)}
+    return extra
+
+
+def _responses(
+    status_code: int, answer: type[BaseModel] | str | None, errors: dict[int, str]
+) -> dict[int | str, dict[str, Any]]:
+    out: dict[int | str, dict[str, Any]] = {s: {"description": d} for s, d in errors.items()}
+    if answer is not None:
+        out[status_code] = {"description": "Successful Response", "content": _content(answer)}
+    return out
+
+
 def add_routes(
     router: APIRouter,
     method: str,
@@ -132,19 +189,37 @@ def add_routes(
     handler: Handler,
     status_code: int = 200,
     summary: str = "",
+    body: type[BaseModel] | str | None = None,
+    answer: type[BaseModel] | str | None = None,
+    errors: dict[int, str] | None = None,
+    path_schemas: dict[str, dict[str, Any]] | None = None,
 ) -> None:
-    """``METHOD path?api-version=...`` and ``METHOD /{version}path`` for one handler."""
+    """``METHOD path?api-version=...`` and ``METHOD /{version}path`` for one handler.
+
+    The handlers read their path parameters and their body themselves (one handler serves
+    both styles), so FastAPI sees neither: what they take is declared here for the OpenAPI
+    document, from ``path`` and from ``body`` (a model, parsed by :func:`parse_body`, or a
+    media type such as ``application/octet-stream``), with ``answer`` (a model or a media
+    type), the statuses particular to the route (``errors``; those every Personalizer
+    route shares are added by :mod:`recloop.serving.openapi`) and the schemas of path
+    parameters that are not just any string (``path_schemas``)."""
 
     async def with_query(request: Request, loop: str = DEFAULT_LOOP) -> Response:
         check_query_version(request)
         return await _call(handler, request, loop)
 
-    async def with_path(request: Request, version: str, loop: str = DEFAULT_LOOP) -> Response:
+    async def with_path(
+        request: Request, version: VersionParam, loop: str = DEFAULT_LOOP
+    ) -> Response:
         check_path_version(request, version)
         return await _call(handler, request, loop)
 
     name = re.sub(r"[^a-z0-9]+", "_", f"{method} {path}".lower()).strip("_")
-    for route, endpoint, style in ((path, with_query, ""), ("/{version}" + path, with_path, "v1_")):
+    own = [_path_parameter(p, (path_schemas or {}).get(p)) for p in re.findall(r"{(\w+)}", path)]
+    for route, endpoint, style, params in (
+        (path, with_query, "", [*own, API_VERSION_PARAMETER]),
+        ("/{version}" + path, with_path, "v1_", own),
+    ):
         router.add_api_route(
             route,
             endpoint,
@@ -152,4 +227,8 @@ def add_routes(
             status_code=status_code,
             summary=f"Personalizer: {summary}" if summary else None,
             name=f"personalizer_{style}{name}",
+            openapi_extra=_openapi_extra(params, body),
+            responses=_responses(status_code, answer, errors or {}),
+            # a media type answered (a model file): that one, not FastAPI's JSON besides
+            response_class=Response if isinstance(answer, str) else JSONResponse,
         )

@@ -14,23 +14,29 @@ from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from recloop.core.errors import InvalidInputError, MalformedJSONError, StreamDisabledError
+from recloop.streaming.events import MAX_INT_ID
 from recloop.streaming.service import Stream
 
 router = APIRouter(tags=["stream"])
 
+INT_ID = {"type": "integer", "minimum": -MAX_INT_ID, "maximum": MAX_INT_ID}
+"""An id may be an integer every JSON parser keeps exact; a wider one must be a string."""
 EVENT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["user_id", "item_id", "behaviour"],
     "properties": {
-        "user_id": {"type": "string"},
-        "item_id": {"type": "string"},
+        "user_id": {"anyOf": [{"type": "string", "minLength": 1}, INT_ID]},
+        "item_id": {"anyOf": [{"type": "string", "minLength": 1}, INT_ID]},
         "behaviour": {
             "type": "string",
             "enum": ["view", "click", "cart", "favourite", "buy", "custom"],
         },
         "timestamp": {"type": "number", "description": "Event time, seconds since the epoch"},
-        "event_id": {"type": "string", "description": "Unique; a repeat is not logged twice"},
-        "features": {"type": "object"},
+        "event_id": {
+            "anyOf": [{"type": "string", "minLength": 1}, {"type": "null"}],
+            "description": "Unique; a repeat is not logged twice (null or absent: a new id)",
+        },
+        "features": {"anyOf": [{"type": "object"}, {"type": "null"}]},
     },
 }
 
@@ -75,7 +81,12 @@ def _parse(body: bytes, content_type: str) -> tuple[list[Any], list[int], list[d
             "required": True,
             "content": {
                 "application/json": {
-                    "schema": {"oneOf": [EVENT_SCHEMA, {"type": "array", "items": EVENT_SCHEMA}]}
+                    "schema": {
+                        "oneOf": [
+                            EVENT_SCHEMA,
+                            {"type": "array", "items": EVENT_SCHEMA, "minItems": 1},
+                        ]
+                    }
                 },
                 "application/x-ndjson": {"schema": {"type": "string"}},
             },
