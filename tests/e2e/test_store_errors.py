@@ -9,13 +9,12 @@ decision fast path and on the FastAPI routes alike. Now it is ``StoreUnavailable
 
 from __future__ import annotations
 
-import os
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.disk import fill, small_tmpfs
 from tests.e2e.conftest import Server
 
 ACTIONS = [{"id": a, "features": {"topic": a}} for a in ("news", "sports", "music")]
@@ -23,30 +22,8 @@ ACTIONS = [{"id": a, "features": {"topic": a}} for a in ("news", "sports", "musi
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    if os.geteuid() != 0:
-        reason = "mounting a tmpfs needs root"
-        if os.environ.get("CI"):  # CI runs as root: never pass by skipping there
-            pytest.fail(reason)
-        pytest.skip(reason)
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)], check=True)
-    try:
+    with small_tmpfs(tmp_path, "16m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
-def _fill(path: Path) -> None:
-    """Take every free block of the file system ``path`` is on."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT)
-    try:
-        while True:
-            os.write(fd, b"\0" * 65536)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 @pytest.mark.parametrize("fast_path", [True, False], ids=["fast-path", "fastapi-routes"])
@@ -57,7 +34,7 @@ def test_a_full_disk_answers_503_problem_details_and_the_server_carries_on(
     server = serve(fast_path, data_dir=small_disk / "data", pipeline="thread")
     with server as client:
         assert client.post("/v1/rank", json=body).status_code == 200
-        _fill(small_disk / "filler")
+        fill(small_disk / "filler")
         for _ in range(200):  # the log's WAL grows with each decision: soon it cannot
             answer = client.post("/v1/rank", json=body)
             if answer.status_code != 200:

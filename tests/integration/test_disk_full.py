@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,30 +10,13 @@ import pytest
 
 from recloop import Loop
 from recloop.core.clock import FakeClock
-
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
+from tests.disk import fill, small_tmpfs
 
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)], check=True)
-    try:
+    with small_tmpfs(tmp_path, "16m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
-def _fill(path: Path) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT)
-    try:
-        while True:
-            os.write(fd, b"\0" * 65536)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def test_a_full_disk_during_a_join_loses_no_acknowledged_decision(small_disk: Path) -> None:
@@ -49,7 +30,7 @@ def test_a_full_disk_during_a_join_loses_no_acknowledged_decision(small_disk: Pa
         for event_id in acknowledged[:100]:
             loop.reward(event_id, 1.0)
         clock.advance(5.0)
-        _fill(small_disk / "filler")
+        fill(small_disk / "filler")
         with pytest.raises(sqlite3.OperationalError, match="full"):  # the real error, not a
             loop.step()  # "cannot rollback" from a transaction SQLite already ended
         (small_disk / "filler").unlink()

@@ -3,9 +3,7 @@ transaction they break is not left open: a real full disk (a small tmpfs) under 
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,33 +12,13 @@ import pytest
 from recloop.core.errors import StoreUnavailableError
 from recloop.core.types import DeadLetter
 from recloop.stores.sqlite_log import SqliteEventLog
+from tests.disk import fill, small_tmpfs
 
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    if os.geteuid() != 0:
-        reason = "mounting a tmpfs needs root"
-        if os.environ.get("CI"):  # CI runs as root: never pass by skipping there
-            pytest.fail(reason)
-        pytest.skip(reason)
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], check=True)
-    try:
+    with small_tmpfs(tmp_path, "4m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
-def _fill(path: Path) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT)
-    try:
-        while True:
-            os.write(fd, b"\0" * 65536)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def test_a_commit_on_a_full_disk_is_typed_rolled_back_and_the_log_carries_on(
@@ -48,7 +26,7 @@ def test_a_commit_on_a_full_disk_is_typed_rolled_back_and_the_log_carries_on(
 ) -> None:
     log = SqliteEventLog(small_disk / "loop.db")
     try:
-        _fill(small_disk / "filler")
+        fill(small_disk / "filler")
         big = DeadLetter("unknown-event", "e1", 0.0, {"pad": "x" * 1_000_000})
         # the page cache holds the row until COMMIT, which then finds no room
         with pytest.raises(StoreUnavailableError) as failure, log.exclusive():
