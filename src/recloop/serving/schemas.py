@@ -53,6 +53,9 @@ def feature_map_schema(depth: int = 0) -> dict[str, Any]:
 PRINTABLE = r"^[^\u0000-\u001f\u007f-\u009f]+$"
 """No control characters. ``check_event_id`` refuses every non-printable character (format
 and private-use ones too), which no portable pattern can list: what JSON Schema can say."""
+EVENT_ID_PATH = {"event_id": {"type": "string", "maxLength": 256, "pattern": PRINTABLE}}
+"""The ``{event_id}`` path parameter of the reward and activate routes (a multi-slot
+decision's is ``<eventId>/<slotId>``: eventIds of 150 at most, so slot ids of 100 fit)."""
 EventId = Annotated[
     str, Path(min_length=1, max_length=256, pattern=PRINTABLE, description="The decision's id.")
 ]

@@ -46,7 +46,7 @@ from recloop.serving.routes.personalizer_routing import (
     add_routes,
     parse_body,
 )
-from recloop.serving.schemas import PRINTABLE
+from recloop.serving.schemas import EVENT_ID_PATH
 
 router = APIRouter(tags=["personalizer"])
 
@@ -128,7 +128,6 @@ add_routes(
     answer=PersonalizerRankResponse,
     errors={409: "The eventId was already used by a different rank request"},
 )
-EVENT_ID = {"event_id": {"type": "string", "maxLength": 256, "pattern": PRINTABLE}}
 add_routes(
     router,
     "POST",
@@ -137,8 +136,14 @@ add_routes(
     204,
     "reward",
     body=PersonalizerReward,
-    path_schemas=EVENT_ID,
+    path_schemas=EVENT_ID_PATH,
 )
 add_routes(
-    router, "POST", "/events/{event_id}/activate", _activate, 204, "activate", path_schemas=EVENT_ID
+    router,
+    "POST",
+    "/events/{event_id}/activate",
+    _activate,
+    204,
+    "activate",
+    path_schemas=EVENT_ID_PATH,
 )

@@ -37,7 +37,7 @@ from recloop.serving.personalizer_schemas import (
     merge_features,
 )
 from recloop.serving.routes.personalizer_routing import PersonalizerError, add_routes, parse_body
-from recloop.serving.schemas import PRINTABLE
+from recloop.serving.schemas import EVENT_ID_PATH
 
 router = APIRouter(tags=["personalizer"])
 INDEX = "personalizer.multislot:"
@@ -179,9 +179,6 @@ add_routes(
     answer=PersonalizerMultiSlotRankResponse,
     errors={409: "The eventId was already used by a different (or unfinished) rank request"},
 )
-EVENT_ID = {"event_id": {"type": "string", "maxLength": 256, "pattern": PRINTABLE}}
-"""A slot's decision is ``<eventId>/<slotId>``, at most 256 characters (the rank takes
-eventIds of 150 at most, so that slot ids of 100 fit)."""
 add_routes(
     router,
     "POST",
@@ -190,7 +187,7 @@ add_routes(
     204,
     "multi-slot reward",
     body=PersonalizerMultiSlotReward,
-    path_schemas=EVENT_ID,
+    path_schemas=EVENT_ID_PATH,
 )
 add_routes(
     router,
@@ -199,5 +196,5 @@ add_routes(
     _activate,
     204,
     "multi-slot activate",
-    path_schemas=EVENT_ID,
+    path_schemas=EVENT_ID_PATH,
 )
