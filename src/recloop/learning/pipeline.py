@@ -33,7 +33,6 @@ from recloop.core.errors import ModelRejectedError
 from recloop.core.protocols import EventLog, JoinedStore, LogRecord, ModelStore
 from recloop.core.stats import LoopStats
 from recloop.core.types import (
-    Action,
     Activation,
     DeadLetter,
     Decision,
@@ -46,6 +45,7 @@ from recloop.evaluation.online import OnlineEvaluator
 from recloop.learning.learners import OnlineLearner, learner_kind, new_learner, resume_learner
 from recloop.log.codec import decode_decision
 from recloop.log.joiner import Aggregation, DecisionLike, Joiner
+from recloop.policies.vw import PROBE_ACTIONS, PROBE_CONTEXT
 from recloop.settings import LoopSettings
 
 APPRENTICE = "apprentice-baseline"
@@ -67,8 +67,6 @@ BATCH = 2000
 LEARN_CATCH_UP = 20_000  # examples per step when a consumer is behind (after a restart)
 EVALUATE_CATCH_UP = 5_000
 MAINTENANCE_SECONDS = 1.0
-_PROBE_CONTEXT = {"probe": 1.0}
-_PROBE_ACTIONS = (Action("a", {"x": 1.0}), Action("b", {"y": 1.0}))
 
 
 class Pipeline:
@@ -350,7 +348,7 @@ class Pipeline:
         would reject). Probed with the model-store's own probe example."""
         assert self.learner is not None
         try:
-            scores = self.learner.scores(_PROBE_CONTEXT, _PROBE_ACTIONS)
+            scores = self.learner.scores(PROBE_CONTEXT, PROBE_ACTIONS)
         except Exception:  # a learner that cannot score the probe is not judged by it
             return False
         return not bool(np.all(np.isfinite(scores)))

@@ -27,7 +27,11 @@ DEFAULT_VW_ARGS = "--cb_adf --cb_type mtr -l 0.05 --clip_p 0.1 -q CA"
 """A vw-cb candidate's arguments when none are given: the loop learner's default (see the
 vw_args setting) with its default interaction."""
 
-_PROBE = adf_example({"probe": 1.0}, [Action("a", {"x": 1.0}), Action("b", {"y": 1.0})])
+PROBE_CONTEXT = {"probe": 1.0}
+PROBE_ACTIONS = (Action("a", {"x": 1.0}), Action("b", {"y": 1.0}))
+"""A tiny request every usable model must score finitely (loading a version, and the
+pipeline's check that its learner has not diverged)."""
+_PROBE = adf_example(PROBE_CONTEXT, list(PROBE_ACTIONS))
 
 
 def _fast_path_available() -> bool:
