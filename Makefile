@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint typecheck unit slow bench clean venv flink
+.PHONY: run run-cluster test lint typecheck unit slow bench bench-faults clean venv flink
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -27,6 +27,15 @@ venv: $(STAMP)
 
 run: venv
 	$(BIN)/recloop serve --host $(HOST) --port $(PORT)
+
+# the scaled-out layout on this machine (README, "Scaled out"): the Procfile's two servers on
+# PostgreSQL, the stream's events on NATS JetStream and its lists in Redis, `recloop stream`
+WEB1_PORT ?= 8001
+WEB2_PORT ?= 8002
+run-cluster: venv
+	$(BIN)/python -m benchmarks.cluster check
+	PATH="$(CURDIR)/$(BIN):$$PATH" WEB1_PORT=$(WEB1_PORT) WEB2_PORT=$(WEB2_PORT) \
+		CLUSTER_HOST=$(HOST) $(BIN)/honcho start -f Procfile
 
 lint: venv
 	$(BIN)/ruff check src tests benchmarks
@@ -54,6 +63,11 @@ test: lint typecheck unit
 
 bench: venv
 	$(BIN)/python -m benchmarks.run_all
+
+# the fault matrix (root: tmpfs mounts; private PostgreSQL, NATS and Redis it starts itself):
+# every fault under load in the embedded and the cluster layout, one table
+bench-faults: venv
+	$(BIN)/python -m benchmarks.faults
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

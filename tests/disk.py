@@ -1,14 +1,17 @@
-"""A real full disk for fault tests: a small tmpfs mounted for the test, and a filler."""
+"""A real full disk for fault tests: a small tmpfs mounted for the test, and a filler
+(the fault matrix's own, ``benchmarks.faults.faults``, behind a root check for pytest)."""
 
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from benchmarks.faults.faults import fill, tmpfs
+
+__all__ = ["fill", "small_tmpfs"]
 
 
 @contextmanager
@@ -20,22 +23,5 @@ def small_tmpfs(where: Path, size: str) -> Iterator[Path]:
         if os.environ.get("CI"):
             pytest.fail(reason)
         pytest.skip(reason)
-    mount = where / "disk"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)], check=True)
-    try:
+    with tmpfs(where / "disk", size) as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
-def fill(path: Path) -> None:
-    """Take every free block of the file system ``path`` is on."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT)
-    try:
-        while True:
-            os.write(fd, b"\0" * 65536)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -19,8 +19,10 @@ from rich.table import Table
 from recloop.cli_agents import evaluate, generate, train
 from recloop.cli_experiment import experiment
 from recloop.cli_items import features_app, items_app
+from recloop.cli_keys import audit, keys_app
 from recloop.cli_offline import evaluate_offline
 from recloop.cli_stream import replay, stream
+from recloop.cli_users import users_app
 from recloop.settings import DEFAULT_LOOP, load_settings
 
 if TYPE_CHECKING:
@@ -293,6 +295,9 @@ app.command("replay")(replay)
 app.command("stream")(stream)
 app.add_typer(items_app, name="items")
 app.add_typer(features_app, name="features")
+app.add_typer(users_app, name="users")
+app.add_typer(keys_app, name="keys")
+app.command("audit")(audit)
 
 
 @app.command("show-config")

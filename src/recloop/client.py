@@ -75,6 +75,7 @@ RUNTIME_SETTINGS = {
     "checkpoint_every_seconds",
     "learning_mode",
     "log_retention_days",
+    "raw_log_retention_days",
     "vw_args",
     "interactions",
 }
@@ -609,13 +610,21 @@ class Loop:
         return version.version
 
     def _retain(self) -> None:
-        """``log_retention_days``: delete what has aged out, once a minute at most."""
+        """``log_retention_days`` (joined examples) and ``raw_log_retention_days`` (the
+        event log, ``recloop.privacy.loops``): delete what has aged out, once a minute."""
         days = self.settings.log_retention_days
         now = self.clock.now()
-        if days < 0 or now - self._last_retention < 60.0:
+        if now - self._last_retention < 60.0:
+            return
+        if days < 0 and self.settings.raw_log_retention_days < 0:
             return
         self._last_retention = now
-        self.delete_logs(older_than=days * 86400.0)
+        if days >= 0:
+            self.delete_logs(older_than=days * 86400.0)
+        if self.settings.raw_log_retention_days >= 0:
+            from recloop.privacy.loops import delete_raw_logs
+
+            self.stats.inc("raw_log_deleted_total", delete_raw_logs(self.settings, self.dir, now))
 
     def delete_logs(self, older_than: float | None = None) -> int:
         """Delete the joined examples (what evaluations, experiments and exports read) that
@@ -638,6 +647,13 @@ class Loop:
         deleted = self.joined.delete_joined(learned, bound)
         self.stats.inc("joined_deleted_total", deleted)
         return deleted
+
+    def forget_user(self, user_id: str) -> dict[str, Any]:
+        """Delete every decision of this loop whose context names the user (see
+        ``recloop.privacy``), with its rewards and joined example; returns the counts."""
+        from recloop.privacy.loops import forget_in_loop
+
+        return forget_in_loop(self.settings, self.dir, user_id, self.clock.now())
 
     def follow_latest(self) -> str:
         """Undo a rollback: serve each new version as the learner produces it."""

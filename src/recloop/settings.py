@@ -148,6 +148,20 @@ class LoopSettings(BaseModel):
         description="Joined examples older than this are deleted as they age (only those "
         "nothing needs any more, as Loop.delete_logs); -1 keeps them forever.",
     )
+    raw_log_retention_days: float = Field(
+        -1.0,
+        ge=-1.0,
+        le=36500.0,
+        description="Raw decisions, rewards, activations and dead letters of the event log "
+        "older than this are deleted once the joiner is done with them (never one it could "
+        "still need); -1 keeps them forever.",
+    )
+    user_fields: list[str] = Field(
+        default_factory=lambda: ["user_id", "user.id", "userId"],
+        max_length=16,
+        description="Dotted paths into a decision's context (into each element of a list "
+        "context) that hold the user's id: what `recloop users forget` matches.",
+    )
     learner: Literal["vw", "drn"] = Field(
         "vw",
         description="The online learner: vw (Vowpal Wabbit contextual bandit) or drn (DRN's "
@@ -225,7 +239,21 @@ class LoopSettings(BaseModel):
                 )
         return value
 
-    @field_validator("log_retention_days")
+    @field_validator("user_fields")
+    @classmethod
+    def _user_fields(cls, value: list[str]) -> list[str]:
+        for path in value:
+            parts = path.split(".")
+            if not (0 < len(path) <= 128 and path.isascii() and path.isprintable()) or not all(
+                parts
+            ):
+                raise ValueError(
+                    f"user field {path!r} must be a dotted path of 1-128 printable ASCII "
+                    "characters, e.g. 'user.id'"
+                )
+        return value
+
+    @field_validator("log_retention_days", "raw_log_retention_days")
     @classmethod
     def _retention(cls, value: float) -> float:
         if value < 0 and value != -1:
@@ -303,6 +331,13 @@ class StreamSettings(BaseModel):
     recommendations_url: str | None = Field(
         None, description="redis://... to keep recommendations in Redis; default SQLite."
     )
+    recommendations_prefix: str = Field(
+        "recloop:recs:",
+        min_length=1,
+        max_length=200,
+        description="Redis key prefix of the lists and the runner's board: several clusters "
+        "(or tests) can share one Redis with a prefix each.",
+    )
     snapshot_every_events: int = Field(
         200_000,
         le=1_000_000_000,
@@ -311,6 +346,17 @@ class StreamSettings(BaseModel):
         "replayed from the last snapshot's offset after a crash, so nothing is lost between.",
     )
     snapshot_every_seconds: float = Field(10.0, gt=0, le=DAY)
+
+
+class RateLimitSettings(BaseModel):
+    """One API key's own rate limit (TOML ``[rate_limit_keys.NAME]``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    per_second: float = Field(ge=0.001, le=1e6, description="Requests per second, sustained.")
+    burst: int | None = Field(
+        None, ge=1, le=1_000_000, description="Requests at once (unset: one second's worth)."
+    )
 
 
 class Settings(BaseSettings, LoopSettings):
@@ -348,6 +394,39 @@ class Settings(BaseSettings, LoopSettings):
         le=100_000,
         description="Concurrent connections and requests per serving process; beyond, 503.",
     )
+    rate_limit_per_second: float | None = Field(
+        None,
+        ge=0.001,
+        le=1e6,
+        description="Requests per second each API key (each client address when the server "
+        "has no keys) may make, sustained; beyond, 429 with Retry-After. Unset: no limit.",
+    )
+    rate_limit_burst: int | None = Field(
+        None,
+        ge=1,
+        le=1_000_000,
+        description="Requests a caller may make at once above the rate (the bucket's size); "
+        "unset: one second's worth.",
+    )
+    rate_limit_keys: dict[str, RateLimitSettings] = Field(
+        default_factory=dict,
+        max_length=10_000,
+        description="API key name -> its own limit ({per_second, burst}), in place of the "
+        "default; a key named here is limited even when rate_limit_per_second is unset.",
+    )
+    rate_limit_url: str | None = Field(
+        None,
+        pattern=r"^(redis|rediss|unix)://",
+        description="redis://host:6379/0 to keep the buckets in Redis, shared by every server "
+        "(and worker) of the cluster; unset: in each process's memory (N workers: N times "
+        "the limit). While Redis is unreachable each process limits on its own.",
+    )
+    rate_limit_prefix: str = Field(
+        "recloop:ratelimit:",
+        min_length=1,
+        max_length=200,
+        description="Redis key prefix of the buckets (clusters sharing one Redis: one each).",
+    )
     agents_dir: Path | None = Field(
         None,
         description="POST /v1/policies may register saved agents (kind 'agent') from files "
@@ -359,6 +438,12 @@ class Settings(BaseSettings, LoopSettings):
         ge=1,
         description="/readyz answers 503 while the joiner or the learner is more than this "
         "many records behind the log.",
+    )
+    audit_keep_entries: int = Field(
+        100_000,
+        ge=1,
+        le=10**9,
+        description="The audit log of admin actions keeps this many newest entries.",
     )
     loops: dict[str, dict[str, Any]] = Field(default_factory=dict)
     stream: StreamSettings = Field(default_factory=StreamSettings)

@@ -70,6 +70,7 @@ def _script(api: httpx.Client) -> list[tuple[str, int, str, Any]]:
         kind = r.headers.get("content-type", "")
         body = r.json() if "json" in kind else r.text
         out.append((label, r.status_code, kind, body))
+    api.headers.update(KEY)  # /metrics needs an admin key when the server has keys
     counters = [
         metric(api, "recloop_rejected_total", reason=reason)
         for reason in (

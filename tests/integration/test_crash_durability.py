@@ -1,6 +1,7 @@
 """Nothing acknowledged is lost: SIGKILL a real process mid-load, restart it, audit SQLite.
 
-Two crash tests, both with a real ``kill -9``:
+Two crash tests, both with a real ``kill -9`` (the fault matrix, ``benchmarks.faults``,
+injects this and other faults under a retrying load, with the same record keys):
 
 * ``test_server_sigkill_under_http_load``: ``recloop serve`` under concurrent HTTP load is
   killed, restarted on the same data dir, and the event log, joined table and model store
@@ -25,7 +26,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -40,6 +40,8 @@ from typing import Any
 
 import httpx
 import pytest
+from benchmarks.common import free_port
+from benchmarks.faults.load import reward_key, rewards_for
 
 from recloop import Loop
 from recloop.core.clock import FakeClock
@@ -71,15 +73,6 @@ class Sent:
     def merge(self, other: Sent) -> None:
         for name in self.__dataclass_fields__:
             getattr(self, name).update(getattr(other, name))
-
-
-def reward_key(event_id: str, reward_id: str) -> str:
-    return f"r:{event_id}:{reward_id}"
-
-
-def rewards_for(i: int) -> int:
-    """0, 1, 1 or 2 rewards per decision, so the joined n_rewards is checked too."""
-    return (0, 1, 1, 2)[i % 4]
 
 
 # -- reading the stores directly ------------------------------------------------------------
@@ -206,12 +199,6 @@ def progress(loop_db: Path, models_db: Path) -> str:
 
 
 # -- a real server ------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def server_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RECLOOP_")}
     env.update(

@@ -3,6 +3,8 @@ that held it, and before, the old pipeline ran on beside the standby that took i
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from pathlib import Path
 
@@ -77,3 +79,35 @@ def test_a_lease_lost_to_nobody_is_taken_again_at_once(
         assert _lease_sessions(database) == 1
     finally:
         loop.close()
+
+
+def test_the_server_ends_a_vanished_holders_lease_in_seconds_and_names_its_process(
+    database: str,  # noqa: F811 - the fixture imported above
+) -> None:
+    """A machine that vanishes without a reset (power, partition) leaves its session open
+    on the server, and the lease with it, until the server's TCP keepalives give up: by
+    default after 2 h 11 min here (7200 s + 9 x 75 s). The lease session asks for 10 s + 6 x
+    5 s. (No firewall or network namespace here to cut a real peer off: the settings the
+    server applies to the session are what is checked.)"""
+    from recloop.stores.postgres import PostgresLease
+
+    lease = PostgresLease(database, "vanish", 0.0)
+    try:
+        conn = lease._conn
+        assert conn is not None
+        settings = [
+            str(conn.execute(f"SHOW {name}").fetchone()[0])  # type: ignore[index]
+            for name in ("tcp_keepalives_idle", "tcp_keepalives_interval", "tcp_keepalives_count")
+        ]
+        assert settings == ["10", "5", "6"]
+        with psycopg.connect(database, autocommit=True) as admin:
+            names = [
+                str(r[0])
+                for r in admin.execute(
+                    "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a "
+                    "ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted"
+                )
+            ]
+        assert names == [f"recloop-pipeline:{os.getpid()}:{socket.gethostname()}:vanish"]
+    finally:
+        lease.release()

@@ -126,6 +126,16 @@ def test_the_valid_line_parses() -> None:
     assert example.decision.chosen == "b" and example.reward == 1.0
 
 
+@pytest.mark.parametrize("index", [2**63, -5, 9.223372036854776e18, 1.0, True, "1", None, 99])
+def test_an_excluded_action_placed_outside_the_action_list_is_invalid_input(index: Any) -> None:
+    """Found by the property below: an index of 2**63 (or the float 9.2e18) was an
+    OverflowError from ``list.insert``, a negative one put the action back in the wrong
+    place without a word."""
+    line = _replace(VALID, ("_recloop", "excluded_actions", 0, "index"), index)
+    with pytest.raises(InvalidInputError, match="excluded action"):
+        parse_dsjson_line(orjson.dumps(line), 1)
+
+
 @FAST
 @given(line=LINES)
 def test_any_line_is_a_dsjson_example_or_invalid_input(line: bytes) -> None:

@@ -221,6 +221,55 @@ class NatsBehaviourLog:
             raise self._unavailable(f"stream info: {exc!r}") from None
         return int(info.state.last_seq)
 
+    def forget_user(self, user_id: str, max_scan: int = 1_000_000) -> tuple[int, int, bool]:
+        """Delete every event of one user (privacy); returns (deleted, scanned, complete).
+
+        Subjects do not carry the user (one subject per stream), so no purge by subject
+        can find them: the stream is read from its first sequence by an ephemeral consumer,
+        at most ``max_scan`` messages, and each of the user's messages is deleted by its
+        sequence (JetStream erases it; sequences are never reused, so readers' offsets
+        keep their meaning). ``complete`` is False when the bound stopped the scan before
+        the end of the stream: the caller says so and may ask again."""
+        self._check_connected()
+        return self._run(self._forget(user_id, max_scan), max(120.0, self._timeout * 4))
+
+    async def _forget(self, user_id: str, max_scan: int) -> tuple[int, int, bool]:
+        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+        info = await self._js.stream_info(self._stream)
+        first, last = int(info.state.first_seq), int(info.state.last_seq)
+        if int(info.state.messages) == 0:
+            return 0, 0, True
+        needle = b'"user_id":' + orjson.dumps(user_id)
+        config = ConsumerConfig(
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=first,
+            ack_policy=AckPolicy.NONE,
+            inactive_threshold=INACTIVE_THRESHOLD,
+        )
+        sub = await self._js.pull_subscribe(self._subject, config=config)
+        found: list[int] = []
+        scanned, seen = 0, first - 1
+        try:
+            while scanned < max_scan and seen < last:
+                try:
+                    msgs = await sub.fetch(min(1000, max_scan - scanned), timeout=1.0)
+                except TimeoutError:
+                    break  # nothing more to deliver: the rest was deleted meanwhile
+                for msg in msgs:
+                    seen = int(msg.metadata.sequence.stream)
+                    if seen > last:
+                        break
+                    scanned += 1
+                    if needle in msg.data and orjson.loads(msg.data).get("user_id") == user_id:
+                        found.append(seen)
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+        for seq in found:
+            await self._js.delete_msg(self._stream, seq)
+        return len(found), scanned, seen >= last or scanned < max_scan
+
     def delete_stream(self) -> None:
         """Remove the JetStream stream and its events (tests, re-deployments)."""
         self._run(self._js.delete_stream(self._stream), self._timeout + 5)

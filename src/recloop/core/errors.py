@@ -166,3 +166,44 @@ class StoreUnavailableError(RecloopError):
     def __init__(self, message: str, reason: str = "unavailable") -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class RateLimitedError(RecloopError):
+    """The caller (its API key, or its address) spent its rate limit; the same request may
+    go after ``retry_after`` seconds."""
+
+    status = 429
+    kind = "rate-limited"
+    title = "Too many requests"
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ForbiddenError(RecloopError):
+    """The API key is valid but lacks the scope the route needs (a rank key on an admin
+    route)."""
+
+    status = 403
+    kind = "forbidden"
+    title = "Forbidden"
+
+
+class DuplicateKeyError(RecloopError):
+    """An API key of that name exists and is not revoked."""
+
+    status = 409
+    kind = "duplicate-key"
+    title = "Duplicate key"
+
+
+class UnknownKeyError(RecloopError, KeyError):
+    """No active API key of that name."""
+
+    status = 404
+    kind = "unknown-key"
+    title = "Unknown key"
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else self.title

@@ -260,8 +260,8 @@ def from_dsjson(raw: Mapping[str, Any], default_seq: int = 0) -> JoinedExample:
         raise InvalidInputError(f"context namespace {CONTEXT_NAMESPACE!r} is not an object")
     excluded = tuple(str(x) for x in ext.get("excluded", ()))
     actions = list(acts)
-    for item in sorted(ext.get("excluded_actions", ()), key=lambda e: int(e["index"])):
-        actions.insert(int(item["index"]), Action(str(item["id"]), item.get("features") or {}))
+    for index, item in _excluded_actions(ext.get("excluded_actions", ()), len(acts)):
+        actions.insert(index, Action(str(item["id"]), item.get("features") or {}))
     chosen_id = acts[chosen].id
     state = raw.get("VWState")
     decision = Decision(
@@ -316,3 +316,23 @@ def read_dsjson(path: Path | str) -> Iterator[JoinedExample]:
             if not line.strip():
                 continue
             yield parse_dsjson_line(line, number)
+
+
+def _excluded_actions(items: Any, ranked: int) -> list[tuple[int, Mapping[str, Any]]]:
+    """The excluded actions of a line, with where each goes back into the action list,
+    sorted by it. An index must place the action within the list it is inserted into (from
+    0 to the actions ranked plus those placed before it): a hostile line with an index of
+    2**63 or -5 is invalid input, not an overflow or an action put back in the wrong place."""
+    if not isinstance(items, list):
+        raise InvalidInputError("'excluded_actions' must be a list")
+    placed: list[tuple[int, Mapping[str, Any]]] = []
+    for item in items:
+        index = item.get("index") if isinstance(item, Mapping) else None
+        if not isinstance(item, Mapping) or "id" not in item or type(index) is not int:
+            raise InvalidInputError("each excluded action must be {'id', 'index': integer}")
+        placed.append((index, item))
+    placed.sort(key=lambda p: p[0])
+    for n, (index, _) in enumerate(placed):
+        if not 0 <= index <= ranked + n:
+            raise InvalidInputError(f"excluded action index {index} is outside the action list")
+    return placed

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import hmac
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -25,19 +24,27 @@ from recloop.core.errors import (
     MalformedJSONError,
     PayloadTooLargeError,
     RecloopError,
-    UnauthorizedError,
 )
 from recloop.core.stats import LoopStats
 from recloop.serving import health
+from recloop.serving.audit import AuditTrail
+from recloop.serving.auth import Authenticator, public_health, public_readiness
 from recloop.serving.fast_path import DecisionFastPath
 from recloop.serving.metrics import LoopCollector
 from recloop.serving.openapi import openapi_builder
 from recloop.serving.pipeline_process import start_pipeline_process, stop_pipeline_process
 from recloop.serving.problems import count_rejection, error_problem, problem, validation_problem
+from recloop.serving.rate_limit import (
+    Limiter,
+    client_key,
+    limiter_from_settings,
+    rate_limited_response,
+)
 from recloop.serving.routes import (
     dashboard,
     decisions,
     items,
+    keys,
     models,
     personalizer,
     personalizer_admin,
@@ -47,6 +54,7 @@ from recloop.serving.routes import (
     policies,
 )
 from recloop.serving.routes import stream as stream_routes
+from recloop.serving.routes import users as users_routes
 from recloop.serving.supervisor import PipelineSupervisor
 from recloop.settings import Settings, load_settings
 from recloop.streaming.service import Stream
@@ -59,18 +67,27 @@ _STATUSES = {int(s) for s in HTTPStatus}
 
 
 class Guard:
-    """Pure ASGI checks before any routing: body size limit (413) and API key (401).
+    """Pure ASGI checks before any routing: API key (401, or 403 for a key without the
+    route's scope: ``serving/auth.py``), rate limit per key (429: ``serving/rate_limit.py``,
+    after the key check so a bucket belongs to an authenticated key, not to whatever a
+    caller sends) and body size limit (413).
 
     Done here rather than as FastAPI dependencies: they run on every request, and the
     dependency machinery costs more than the checks themselves.
     """
 
-    def __init__(self, app: ASGIApp, settings: Settings, stats: LoopStats) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        settings: Settings,
+        stats: LoopStats,
+        auth: Authenticator,
+        limiter: Limiter | None,
+    ) -> None:
         self.app = app
         self.max_bytes = settings.max_body_bytes
-        self.api_key = (
-            None if settings.api_key is None else settings.api_key.get_secret_value().encode()
-        )
+        self.auth = auth
+        self.limiter = limiter
         self.stats = stats
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -78,22 +95,16 @@ class Guard:
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers", []))
-        if self.api_key is not None and scope["path"].startswith("/v1"):
-            given = headers.get(b"x-api-key", b"")
-            if not hmac.compare_digest(given, self.api_key):
-                await self._reject(
-                    scope, receive, send, UnauthorizedError("missing or wrong X-API-Key header")
-                )
-                return
-        if self.api_key is not None and personalizer_routing.is_personalizer_path(scope["path"]):
-            given = headers.get(b"ocp-apim-subscription-key", b"")
-            if not hmac.compare_digest(given, self.api_key):
-                await self._reject(
-                    scope,
-                    receive,
-                    send,
-                    UnauthorizedError("missing or wrong Ocp-Apim-Subscription-Key header"),
-                )
+        refused = self.auth.check(scope, headers)
+        if refused is not None:
+            await self._reject(scope, receive, send, refused)
+            return
+        if self.limiter is not None:
+            limited_answer = await rate_limited_response(
+                self.limiter, client_key(scope), scope["path"], self.stats
+            )
+            if limited_answer is not None:
+                await limited_answer(scope, receive, send)
                 return
         length = headers.get(b"content-length", b"")
         if length.isdigit() and int(length) > self.max_bytes:
@@ -154,9 +165,12 @@ def create_app(settings: Settings, clock: Clock | None = None, fast_path: bool =
     leaves the decision routes to FastAPI's routing (tests compare the two)."""
     http_stats = LoopStats()
     loops: dict[str, Loop] = {}
+    auth = Authenticator(settings, http_stats)
+    limiter = limiter_from_settings(settings, http_stats)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        auth.start()  # keys read before the first request
         mode = "thread" if clock is not None else settings.pipeline
         configs = {name: settings.loop(name) for name in settings.loop_names()}
         for name, cfg in configs.items():
@@ -200,6 +214,9 @@ def create_app(settings: Settings, clock: Clock | None = None, fast_path: bool =
             if app.state.stream is not None:
                 app.state.stream.close()
                 app.state.stream = None
+            auth.close()
+            if limiter is not None:
+                await limiter.aclose()
 
     app = FastAPI(
         title="recloop",
@@ -210,6 +227,7 @@ def create_app(settings: Settings, clock: Clock | None = None, fast_path: bool =
     app.state.settings = settings
     app.state.loops = loops
     app.state.http_stats = http_stats
+    app.state.auth = auth
     app.state.stream = None
     app.state.evaluation_slots = personalizer_evaluations.new_evaluation_slots()
 
@@ -264,6 +282,8 @@ def create_app(settings: Settings, clock: Clock | None = None, fast_path: bool =
         app.include_router(router, prefix="/v1")
         app.include_router(router, prefix="/v1/loops/{loop}")
     app.include_router(stream_routes.router, prefix="/v1")
+    app.include_router(users_routes.router, prefix="/v1")
+    app.include_router(keys.router, prefix="/v1")
     app.include_router(dashboard.router)
     for prefix in ("/personalizer", "/loops/{loop}/personalizer"):
         app.include_router(personalizer_admin.router, prefix=prefix)  # before the catch-all
@@ -287,7 +307,7 @@ def create_app(settings: Settings, clock: Clock | None = None, fast_path: bool =
         summary="Liveness: 200 while the server can do its job (503: restart it)",
         responses={503: {"description": "Starting, or the pipeline stayed dead"}},
     )
-    async def healthz() -> JSONResponse:
+    async def healthz(request: Request) -> JSONResponse:
         if not loops:
             return JSONResponse({"status": "starting"}, status_code=503)
         pipeline = health.pipeline_status(app.state.supervisor, settings.pipeline)
@@ -297,6 +317,8 @@ def create_app(settings: Settings, clock: Clock | None = None, fast_path: bool =
             "loops": {n: lp.model_version for n, lp in loops.items()},
             "pipeline": pipeline,
         }
+        if not auth.is_admin(request.scope):  # no PIDs or versions without an admin key
+            body = public_health(body)
         return JSONResponse(body, status_code=200 if ok else 503)
 
     @app.get(
@@ -305,7 +327,7 @@ def create_app(settings: Settings, clock: Clock | None = None, fast_path: bool =
         summary="Readiness: 200 when the pipeline runs, the stores answer, lags are small",
         responses={503: {"description": "Not ready, with the reasons per loop"}},
     )
-    async def readyz() -> JSONResponse:
+    async def readyz(request: Request) -> JSONResponse:
         if not loops:
             return JSONResponse({"status": "starting"}, status_code=503)
         pipeline = health.pipeline_status(app.state.supervisor, settings.pipeline)
@@ -315,6 +337,8 @@ def create_app(settings: Settings, clock: Clock | None = None, fast_path: bool =
         }
         ok = bool(pipeline["alive"]) and all(v["ready"] for v in per_loop.values())
         body = {"status": "ready" if ok else "not-ready", "pipeline": pipeline, "loops": per_loop}
+        if not auth.is_admin(request.scope):  # lags, hosts, paths: admin keys only
+            body = public_readiness(body)
         return JSONResponse(body, status_code=200 if ok else 503)
 
     @app.get(
@@ -329,7 +353,8 @@ def create_app(settings: Settings, clock: Clock | None = None, fast_path: bool =
 
     if fast_path:  # added first: it runs inside Guard (size limit, API key)
         app.add_middleware(DecisionFastPath, loops=loops, stats=http_stats)
-    app.add_middleware(Guard, settings=settings, stats=http_stats)
+    app.add_middleware(AuditTrail, auth=auth, stats=http_stats)  # inside Guard: knows the key
+    app.add_middleware(Guard, settings=settings, stats=http_stats, auth=auth, limiter=limiter)
     return app
 
 

@@ -58,6 +58,7 @@ them, the routes name them by ``$ref``."""
 ERRORS = {
     400: "The body is not JSON that can be read",
     401: "Missing or wrong API key",
+    403: "The API key lacks the scope this route needs",
     404: "No such loop, or no such resource",
     409: "Conflict",
     410: "Gone",
@@ -127,8 +128,8 @@ def document(app: FastAPI, settings: Settings) -> dict[str, Any]:
             "type": "apiKey",
             "in": "header",
             "name": "X-API-Key",
-            "description": "Required on /v1 routes when the server has an API key "
-            "(RECLOOP_API_KEY).",
+            "description": "Required on /v1 routes when the server has API keys "
+            "(RECLOOP_API_KEY, or keys made with `recloop keys add`).",
         },
         "PersonalizerKey": {
             "type": "apiKey",
@@ -151,7 +152,7 @@ def _declare_errors(
     responses: dict[str, Any] = operation.setdefault("responses", {})
     statuses = {404, 503}
     if keyed:
-        statuses.add(401)
+        statuses |= {401, 403}
     if "requestBody" in operation:
         statuses |= {400, 413}
     statuses |= {int(s) for s in responses if s.isdigit() and int(s) >= 400}

@@ -30,6 +30,7 @@ from recloop.core.types import (
     Reward,
 )
 from recloop.log.codec import decode_decision, decode_reward, encode_decision
+from recloop.stores.forget_common import REPLAY_KEY, TOMBSTONE, forget_key
 from recloop.stores.postgres_db import (
     CONNECT_TIMEOUT,
     SESSION_LIMITS,
@@ -64,7 +65,13 @@ CREATE TABLE IF NOT EXISTS recloop_offsets (
     loop TEXT NOT NULL, name TEXT NOT NULL, value BIGINT NOT NULL, PRIMARY KEY (loop, name));
 CREATE TABLE IF NOT EXISTS recloop_state (
     loop TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (loop, key));
+CREATE TABLE IF NOT EXISTS recloop_forgotten (
+    loop TEXT NOT NULL, key TEXT NOT NULL, log_end BIGINT NOT NULL,
+    at DOUBLE PRECISION NOT NULL, PRIMARY KEY (loop, key));
 """
+SEQ_FLOOR = "joined.seq_floor"
+"""An offsets row: the highest joined seq ever assigned, kept when forgetting deletes the
+newest example (seqs are ``MAX + 1``: without it, that seq would be handed out again)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,8 +171,8 @@ class PostgresEventLog(KeyedAppends, ExclusiveLog, PostgresStore):
     def read(self, after: int, limit: int) -> list[LogRecord]:
         rows = self._all(
             "SELECT pos, kind, event_id, ts, deferred, body FROM recloop_events "
-            "WHERE loop = %s AND pos > %s ORDER BY pos LIMIT %s",
-            (self.loop, after, limit),
+            "WHERE loop = %s AND pos > %s AND kind != %s ORDER BY pos LIMIT %s",
+            (self.loop, after, TOMBSTONE, limit),
         )
         out: list[LogRecord] = []
         for pos, kind, event_id, ts, deferred, body in rows:
@@ -209,6 +216,22 @@ class PostgresEventLog(KeyedAppends, ExclusiveLog, PostgresStore):
         """Nothing to do: PostgreSQL checkpoints and vacuums by itself."""
 
 
+def _forgotten(conn: Conn, loop: str, event_ids: Sequence[str]) -> set[str]:
+    """Which of these events were forgotten (``recloop_forgotten``); one query, and none
+    at all while nothing is listed for the loop."""
+    if not event_ids:
+        return set()
+    listed = conn.execute("SELECT 1 FROM recloop_forgotten WHERE loop = %s LIMIT 1", (loop,))
+    if listed.fetchone() is None:
+        return set()
+    keys = {forget_key(e): e for e in event_ids}
+    rows = conn.execute(
+        "SELECT key FROM recloop_forgotten WHERE loop = %s AND key = ANY(%s)",
+        (loop, list(keys)),
+    ).fetchall()
+    return {keys[str(r[0])] for r in rows}
+
+
 def _insert_letters(conn: Conn, loop: str, letters: Sequence[DeadLetter]) -> None:
     for d in letters:
         conn.execute(
@@ -236,11 +259,16 @@ class PostgresJoinedStore(JoinedIteration, PostgresStore):
         def work(conn: Conn) -> list[JoinedExample]:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key(self.loop, "join"),))
             row = conn.execute(
-                "SELECT COALESCE(MAX(seq), 0) FROM recloop_joined WHERE loop = %s", (self.loop,)
+                "SELECT GREATEST(COALESCE(MAX(seq), 0), (SELECT COALESCE(MAX(value), 0) FROM "
+                "recloop_offsets WHERE loop = %s AND name = %s)) FROM recloop_joined "
+                "WHERE loop = %s",
+                (self.loop, SEQ_FLOOR, self.loop),
             ).fetchone()
             seq = int(row[0]) if row else 0
             inserted: list[JoinedExample] = []
-            for e in examples:
+            ids = [e.decision.event_id for e in examples] + [d.event_id for d in letters]
+            gone = _forgotten(conn, self.loop, ids)  # forgotten while the joiner held them
+            for e in (e for e in examples if e.decision.event_id not in gone):
                 seq += 1
                 cur = conn.execute(
                     "INSERT INTO recloop_joined(loop, seq, event_id, joined_at, reward, "
@@ -261,7 +289,12 @@ class PostgresJoinedStore(JoinedIteration, PostgresStore):
                     inserted.append(replace(e, seq=seq))
                 else:
                     seq -= 1  # already joined: keep seq gap-free
-            _insert_letters(conn, self.loop, letters)
+            _insert_letters(conn, self.loop, [d for d in letters if d.event_id not in gone])
+            if REPLAY_KEY in offsets:  # forgotten events no joiner can hold any more
+                conn.execute(
+                    "DELETE FROM recloop_forgotten WHERE loop = %s AND log_end <= %s",
+                    (self.loop, offsets[REPLAY_KEY]),
+                )
             for name, value in offsets.items():
                 conn.execute(
                     "INSERT INTO recloop_offsets(loop, name, value) VALUES (%s, %s, %s) "
@@ -301,7 +334,10 @@ class PostgresJoinedStore(JoinedIteration, PostgresStore):
 
     def end_seq(self) -> int:
         return self._count(
-            "SELECT COALESCE(MAX(seq), 0) FROM recloop_joined WHERE loop = %s", (self.loop,)
+            "SELECT GREATEST(COALESCE(MAX(seq), 0), (SELECT COALESCE(MAX(value), 0) FROM "
+            "recloop_offsets WHERE loop = %s AND name = %s)) FROM recloop_joined "
+            "WHERE loop = %s",
+            (self.loop, SEQ_FLOOR, self.loop),
         )
 
     def delete_joined(self, through_seq: int, joined_before: float) -> int:
@@ -353,11 +389,20 @@ class PostgresLease:
     server when the holder's connection ends (including a killed process)."""
 
     def __init__(self, url: str, loop: str, wait_seconds: float) -> None:
+        import os
+        import socket
+
         from recloop.learning.lease import LeaseBusyError
 
+        # who holds the lease shows in pg_stat_activity: pid and host first (63 bytes kept)
+        name = f"recloop-pipeline:{os.getpid()}:{socket.gethostname()}:{loop}"[:63]
         try:
             self._conn: Conn | None = psycopg.connect(
-                url, autocommit=True, connect_timeout=CONNECT_TIMEOUT, **SESSION_LIMITS
+                url,
+                autocommit=True,
+                connect_timeout=CONNECT_TIMEOUT,
+                application_name=name,
+                **SESSION_LIMITS,
             )
         except psycopg.OperationalError as exc:  # a standby tries again in a second
             raise StoreUnavailableError(

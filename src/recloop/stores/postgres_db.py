@@ -45,8 +45,12 @@ ATTEMPTS = 2
 CONNECT_TIMEOUT = 5
 """Seconds for a new connection: a host that vanished must not hold a pool worker."""
 SESSION_LIMITS: dict[str, Any] = {
-    # a statement stuck behind a lock or a partition fails instead of holding a request
-    "options": "-c statement_timeout=30000 -c idle_in_transaction_session_timeout=60000",
+    # a statement stuck behind a lock or a partition fails instead of holding a request;
+    # the server's keepalives end the session of a client machine gone without a reset in
+    # ~40 s (its defaults: 2 h), and with it the pipeline lease it held, so a standby on
+    # another machine takes over then, not hours later
+    "options": "-c statement_timeout=30000 -c idle_in_transaction_session_timeout=60000 "
+    "-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=6",
     # a peer gone without a reset (a network partition) is noticed in ~40 s, not hours
     "keepalives": 1,
     "keepalives_idle": 10,

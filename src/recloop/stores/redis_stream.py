@@ -106,6 +106,10 @@ class RedisRecommendationStore:
             return None
         return Recommendation.from_dict(orjson.loads(body)), float(written)
 
+    def delete(self, user_id: str) -> int:
+        """Delete one user's list (privacy); returns how many (0 or 1)."""
+        return int(self._call("write", lambda: self._redis.delete(self._prefix + user_id)))
+
     def put_popular(self, rec: Recommendation, written_at: float) -> None:
         mapping = {"v": 0, "w": written_at, "b": orjson.dumps(rec.to_dict())}
         self._call("write", lambda: self._redis.hset(self._prefix + POPULAR_KEY, mapping=mapping))

@@ -116,7 +116,8 @@ class SqliteItemStore:
             try:
                 yield _Writer(self._conn)
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                if self._conn.in_transaction:  # SQLite may have ended it (a full disk)
+                    self._conn.execute("ROLLBACK")
                 raise
             self._conn.execute("COMMIT")
 

@@ -38,6 +38,7 @@ from recloop.log.codec import (
     decode_reward,
     encode_decision,
 )
+from recloop.stores.forget_common import REPLAY_KEY, TOMBSTONE, forget_key
 from recloop.stores.shared import (
     ExclusiveLog,
     JoinedIteration,
@@ -49,7 +50,8 @@ from recloop.stores.sqlite_common import Durability, connect
 
 LOG_SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
-    offset    INTEGER PRIMARY KEY,  -- max+1: gap-free and never reused (nothing is deleted)
+    offset    INTEGER PRIMARY KEY,  -- max+1, never reused: the newest row is never deleted
+                                    -- (forgetting leaves a tombstone: forget_common.py)
     kind      TEXT NOT NULL,
     event_id  TEXT NOT NULL,
     ts        REAL NOT NULL,
@@ -80,6 +82,11 @@ CREATE TABLE IF NOT EXISTS joined (
 );
 CREATE TABLE IF NOT EXISTS offsets (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS forgotten (
+    key     TEXT PRIMARY KEY,  -- forget_key(event_id): never joined again
+    log_end INTEGER NOT NULL,
+    at      REAL NOT NULL
+);
 """
 LOG_FILE = "loop.db"
 JOINED_FILE = "joined.db"
@@ -206,6 +213,9 @@ class SqliteEventLog(KeyedAppends, ExclusiveLog):
                     (kind, event_id, ts, dedup, int(deferred), body),
                 )
             except sqlite3.IntegrityError as exc:
+                # a retry of a record committed into a file since deleted: not "already
+                # logged" (the client would take that for an acknowledgement), lost
+                self._check_identity()
                 raise DuplicateEventError(
                     f"{kind} for event {event_id!r} is already logged"
                 ) from exc
@@ -236,8 +246,8 @@ class SqliteEventLog(KeyedAppends, ExclusiveLog):
         with self._lock:
             rows = self._conn.execute(
                 "SELECT offset, kind, event_id, ts, deferred, body FROM events WHERE offset > ? "
-                "ORDER BY offset LIMIT ?",
-                (after, limit),
+                "AND kind != ? ORDER BY offset LIMIT ?",
+                (after, TOMBSTONE, limit),
             ).fetchall()
         out: list[LogRecord] = []
         for offset, kind, event_id, ts, deferred, body in rows:
@@ -319,12 +329,16 @@ class SqliteJoinedStore(JoinedIteration):
         in one transaction; returns the inserted examples with their seq."""
         inserted: list[JoinedExample] = []
         with self._lock:
+            letters = [d for d in letters if not self._is_forgotten(d.event_id)]
             if letters and self._letters is not None:
                 with _immediate(self._letters):  # its own, committed before the joined rows
                     _insert_letters(self._letters, letters)
                 letters = ()
             with _immediate(self._conn):
+                guard = self._conn.execute("SELECT 1 FROM forgotten LIMIT 1").fetchone()
                 for e in examples:
+                    if guard is not None and self._is_forgotten(e.decision.event_id):
+                        continue  # its user was forgotten while the joiner held it
                     # not INSERT OR IGNORE: an ignored insert would still consume a seq
                     # number, and consumers rely on seq being gap-free
                     if self._conn.execute(
@@ -346,12 +360,22 @@ class SqliteJoinedStore(JoinedIteration):
                     inserted.append(replace(e, seq=int(cur.lastrowid or 0)))
                 if letters:
                     _insert_letters(self._conn, letters)
+                if guard is not None and REPLAY_KEY in offsets:  # no joiner holds these now
+                    self._conn.execute(
+                        "DELETE FROM forgotten WHERE log_end <= ?", (offsets[REPLAY_KEY],)
+                    )
                 self._conn.executemany(
                     "INSERT INTO offsets(name, value) VALUES (?, ?) "
                     "ON CONFLICT(name) DO UPDATE SET value = excluded.value",
                     list(offsets.items()),
                 )
         return inserted
+
+    def _is_forgotten(self, event_id: str) -> bool:
+        row = self._conn.execute(
+            "SELECT 1 FROM forgotten WHERE key = ?", (forget_key(event_id),)
+        ).fetchone()
+        return row is not None
 
     def offset(self, name: str) -> int:
         with self._lock:
@@ -384,7 +408,10 @@ class SqliteJoinedStore(JoinedIteration):
 
     def end_seq(self) -> int:
         with self._lock:
-            row = self._conn.execute("SELECT MAX(seq) FROM joined").fetchone()
+            row = self._conn.execute(  # the newest seq ever given: forgetting may delete it
+                "SELECT MAX(COALESCE((SELECT MAX(seq) FROM joined), 0), COALESCE((SELECT seq "
+                "FROM sqlite_sequence WHERE name = 'joined'), 0))"
+            ).fetchone()
         return int(row[0] or 0)
 
     def delete_joined(self, through_seq: int, joined_before: float) -> int:

@@ -8,6 +8,7 @@ a restart resumes exactly where the last snapshot left off) and ``recs.db``.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
@@ -16,10 +17,16 @@ from typing import Any
 
 import orjson
 
+from recloop.core.errors import StorageLostError
 from recloop.core.types import BehaviourEvent, Recommendation
 from recloop.stores.sqlite_common import Durability, connect
 
 POPULAR_KEY = "*popular*"
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
 
 
 class SqliteBehaviourLog:
@@ -37,6 +44,25 @@ class SqliteBehaviourLog:
             """
         )
         self._lock = threading.Lock()
+        self._path = path
+        self._identity = _identity(path)
+        self._lost = False
+
+    def _check_identity(self) -> None:
+        """Raise StorageLostError if events.db is gone or replaced (``rm -rf`` of the data
+        dir): SQLite would go on committing into the unlinked file, and every such append
+        (and every retry found "duplicate" in it) would be acknowledged and lost. As the
+        loop's event log does; checked after each commit, before the caller answers."""
+        if not self._lost:
+            try:
+                self._lost = _identity(self._path) != self._identity
+            except FileNotFoundError:
+                self._lost = True
+        if self._lost:  # for good: a file that reappears is not the one appended to
+            raise StorageLostError(
+                f"the behaviour log {self._path} was deleted or replaced under the server; "
+                "nothing more is acknowledged: restore the data dir and restart"
+            )
 
     def append(self, events: Sequence[BehaviourEvent]) -> list[int | None]:
         out: list[int | None] = []
@@ -51,8 +77,10 @@ class SqliteBehaviourLog:
                     out.append(int(cur.lastrowid) if cur.rowcount == 1 and cur.lastrowid else None)
                 self._conn.execute("COMMIT")
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                if self._conn.in_transaction:  # SQLite may have ended it (a full disk)
+                    self._conn.execute("ROLLBACK")
                 raise
+            self._check_identity()
         return out
 
     def read(self, after: int, limit: int) -> list[tuple[int, BehaviourEvent]]:
@@ -67,6 +95,25 @@ class SqliteBehaviourLog:
         with self._lock:
             row = self._conn.execute("SELECT MAX(offset) FROM events").fetchone()
         return int(row[0] or 0)
+
+    def forget_user(self, user_id: str) -> int:
+        """Delete every event of one user (privacy); returns how many. Offsets are never
+        reused (AUTOINCREMENT), so readers' positions keep their meaning."""
+        needle = b'"user_id":' + orjson.dumps(user_id)
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                rows = self._conn.execute(
+                    "SELECT offset, body FROM events WHERE instr(body, ?) > 0", (needle,)
+                ).fetchall()
+                gone = [(o,) for o, b in rows if orjson.loads(b).get("user_id") == user_id]
+                self._conn.executemany("DELETE FROM events WHERE offset = ?", gone)
+                self._conn.execute("COMMIT")
+            except BaseException:
+                if self._conn.in_transaction:  # SQLite may have ended it (a full disk)
+                    self._conn.execute("ROLLBACK")
+                raise
+        return len(gone)
 
     def close(self) -> None:
         with self._lock:
@@ -125,7 +172,8 @@ class SqliteStreamState:
                 )
                 self._conn.execute("COMMIT")
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                if self._conn.in_transaction:  # SQLite may have ended it (a full disk)
+                    self._conn.execute("ROLLBACK")
                 raise
 
     def load(self) -> tuple[int, dict[str, dict[str, Any]], dict[str, Any]]:
@@ -143,6 +191,40 @@ class SqliteStreamState:
                 "SELECT reason, body FROM dead_letters LIMIT ?", (limit,)
             ).fetchall()
         return [{"reason": r, "event": orjson.loads(b)} for r, b in rows]
+
+    def forget_user(self, user_id: str) -> tuple[int, int]:
+        """Delete one user's snapshot and dead-lettered events, and drop them from the
+        recent dead letters kept in the meta (privacy), in one transaction; returns
+        (users, dead letters) deleted."""
+        needle = b'"user_id":' + orjson.dumps(user_id)
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                users = self._conn.execute(
+                    "DELETE FROM users WHERE user_id = ?", (user_id,)
+                ).rowcount
+                rows = self._conn.execute(
+                    "SELECT event_id, body FROM dead_letters WHERE instr(body, ?) > 0", (needle,)
+                ).fetchall()
+                gone = [(e,) for e, b in rows if orjson.loads(b).get("user_id") == user_id]
+                self._conn.executemany("DELETE FROM dead_letters WHERE event_id = ?", gone)
+                row = self._conn.execute(
+                    "SELECT value FROM meta WHERE key = 'recent_dead_letters'"
+                ).fetchone()
+                if row is not None:
+                    recent = orjson.loads(row[0])
+                    kept = [d for d in recent if d.get("event", {}).get("user_id") != user_id]
+                    if len(kept) != len(recent):
+                        self._conn.execute(
+                            "UPDATE meta SET value = ? WHERE key = 'recent_dead_letters'",
+                            (orjson.dumps(kept),),
+                        )
+                self._conn.execute("COMMIT")
+            except BaseException:
+                if self._conn.in_transaction:  # SQLite may have ended it (a full disk)
+                    self._conn.execute("ROLLBACK")
+                raise
+        return int(users), len(gone)
 
     def close(self) -> None:
         with self._lock:
@@ -192,7 +274,8 @@ class SqliteRecommendationStore:
                 )
                 self._conn.execute("COMMIT")
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                if self._conn.in_transaction:  # SQLite may have ended it (a full disk)
+                    self._conn.execute("ROLLBACK")
                 raise
             return self._conn.total_changes - before
 
@@ -205,6 +288,12 @@ class SqliteRecommendationStore:
         if row is None:
             return None
         return Recommendation.from_dict(orjson.loads(row[0])), float(row[1])
+
+    def delete(self, user_id: str) -> int:
+        """Delete one user's list (privacy); returns how many (0 or 1)."""
+        with self._lock:
+            cur = self._conn.execute("DELETE FROM recs WHERE user_id = ?", (user_id,))
+        return int(cur.rowcount)
 
     def put_popular(self, rec: Recommendation, written_at: float) -> None:
         body = orjson.dumps(rec.to_dict())
@@ -249,7 +338,8 @@ class SqliteRecommendationStore:
                 self._conn.execute("COMMIT")
                 return True
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                if self._conn.in_transaction:  # SQLite may have ended it (a full disk)
+                    self._conn.execute("ROLLBACK")
                 raise
 
     def close(self) -> None:

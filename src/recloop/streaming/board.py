@@ -46,6 +46,10 @@ class StreamStore(RecommendationStore, Protocol):
         """Set ``key`` to ``value`` only if it holds ``expect`` now (None: absent)."""
         ...
 
+    def delete(self, user_id: str) -> int:
+        """Delete one user's list (privacy); returns how many (0 or 1)."""
+        ...
+
 
 def lists_ready(store: StreamStore) -> bool:
     """True while the store still holds the lists the runner wrote (the marker is there)."""

@@ -32,7 +32,7 @@ from typing import Any
 from recloop.core.errors import StoreUnavailableError
 from recloop.core.protocols import BehaviourLog, StreamStateStore
 from recloop.core.types import BehaviourEvent, Recommendation
-from recloop.streaming import board
+from recloop.streaming import board, forget_requests
 from recloop.streaming.board import StreamStore
 from recloop.streaming.popularity import DecayedPopularity
 from recloop.streaming.processor import StreamProcessor
@@ -98,6 +98,8 @@ class EmbeddedRunner:
         self.counters = StreamCounters()
         self._dirty: set[str] = set()
         self._forgotten: set[str] = set()
+        self._rewrite_dead = False
+        """The recent dead letters changed (a user was forgotten): the snapshot rewrites them."""
         self._dead: list[tuple[str, BehaviourEvent]] = []
         self._recent_dead: collections.deque[dict[str, Any]] = collections.deque(
             maxlen=board.KEEP_DEAD_LETTERS
@@ -140,6 +142,7 @@ class EmbeddedRunner:
             self._flush(now)  # lists an earlier write failed to store: first, or nothing moves
             if now - self._last_check >= self.check_every_seconds:
                 self._check_lists(now)
+                self._serve_forget_requests()
                 self._publish_status(now)
                 self._last_check = now
             rows = self.log.read(self.offset, self.batch)
@@ -290,7 +293,7 @@ class EmbeddedRunner:
             "newest_event_time": self._newest_event_time,
         }
         letters = [{"reason": reason, "event": e.to_dict()} for reason, e in self._dead]
-        if letters:  # the newest few, for servers elsewhere (the table keeps them all)
+        if letters or self._rewrite_dead:  # the newest few, for servers elsewhere
             recent = [*self._recent_dead, *letters][-board.KEEP_DEAD_LETTERS :]
             meta["recent_dead_letters"] = recent
         self.snapshots.save(self.offset, changed, meta, self._dead)
@@ -298,6 +301,7 @@ class EmbeddedRunner:
         self._recent_dead.extend(letters)
         self._dirty.clear()
         self._forgotten.clear()
+        self._rewrite_dead = False
         self._dead = []
         self._since_snapshot = 0
         self._last_snapshot = self.clock()
@@ -307,6 +311,48 @@ class EmbeddedRunner:
                 board.publish_dead_letters(self.recs, list(self._recent_dead))
             except StoreUnavailableError:  # committed; a rebuild publishes them again
                 self._last_check = -math.inf
+
+    def forget(self, user_id: str) -> dict[str, int]:
+        """Privacy: drop one user's state, held list and dead letters, and commit that at
+        once (the caller has deleted the user's events from the log first, so neither a
+        restart nor a replay brings the user back). Raises ``StoreUnavailableError`` when
+        the snapshot cannot be committed now (lists held unwritten): ask again."""
+        with self._lock:
+            return self._forget_locked(user_id)
+
+    def _forget_locked(self, user_id: str) -> dict[str, int]:
+        state = int(self.processor.users.pop(user_id, None) is not None)
+        self._dirty.discard(user_id)
+        self._unwritten.pop(user_id, None)
+        self._forgotten.add(user_id)
+        self._dead = [(r, e) for r, e in self._dead if e.user_id != user_id]
+        kept = [d for d in self._recent_dead if d.get("event", {}).get("user_id") != user_id]
+        dead = published = len(self._recent_dead) - len(kept)
+        if published:
+            self._recent_dead.clear()
+            self._recent_dead.extend(kept)
+            self._rewrite_dead = True
+        forget_rows = getattr(self.snapshots, "forget_user", None)  # SqliteStreamState's
+        if forget_rows is not None:
+            rows, letters = forget_rows(user_id)
+            state, dead = max(state, rows), max(dead, letters)  # the table holds them all
+        recs = self.recs.delete(user_id)
+        self.snapshot()
+        if user_id in self._forgotten:  # the snapshot was skipped: not committed yet
+            raise StoreUnavailableError(
+                "the stream holds lists the recommendation store has not taken yet; "
+                "the user is forgotten in memory, ask again to commit it",
+                reason="lists-unwritten",
+            )
+        if published:
+            board.publish_dead_letters(self.recs, list(self._recent_dead))
+        return {"state": state, "recommendations": recs, "dead_letters": dead}
+
+    def _serve_forget_requests(self) -> None:
+        """Forget the users that servers without the runner asked for (``forget_requests``)."""
+        for req in forget_requests.pending(self.recs):
+            result = self._forget_locked(str(req["user_id"]))
+            forget_requests.done(self.recs, str(req["token"]), result)
 
     def expire(self) -> int:
         """Forget users idle longer than the TTL (by the newest event time seen); the

@@ -101,7 +101,7 @@ def open_recommendations(s: StreamSettings, stream_dir: Path) -> StreamStore:
             )
         from recloop.stores.redis_stream import RedisRecommendationStore
 
-        return RedisRecommendationStore(s.recommendations_url)
+        return RedisRecommendationStore(s.recommendations_url, prefix=s.recommendations_prefix)
     return SqliteRecommendationStore(stream_dir / "recs.db")
 
 

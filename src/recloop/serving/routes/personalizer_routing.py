@@ -36,8 +36,10 @@ class PersonalizerError(Exception):
 CODES = {
     400: "BadRequest",
     401: "Unauthorized",
+    403: "Forbidden",
     404: "ResourceNotFound",
     409: "Conflict",
+    429: "TooManyRequests",
     503: "ServiceUnavailable",
 }
 

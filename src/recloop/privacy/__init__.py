@@ -1,0 +1,1 @@
+"""Privacy: forget everything about one user, and delete raw logs by age."""
