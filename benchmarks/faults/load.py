@@ -245,10 +245,15 @@ class Load:
 
 
 def _clean_503(resp: httpx.Response) -> tuple[bool, str]:
-    """A 5xx a client can act on: 503, problem details, a Retry-After."""
-    ok = (
-        resp.status_code == 503
-        and resp.headers.get("content-type", "").startswith("application/problem+json")
-        and resp.headers.get("retry-after", "").isdigit()
+    """A 5xx a client can act on: 503, problem details, and a Retry-After, or the type
+    ``storage-lost`` (the data dir was deleted under the server: no retry to the same
+    process can succeed, so it names no time; its ``/healthz`` fails, and the orchestrator
+    restarts it)."""
+    problem = resp.status_code == 503 and resp.headers.get("content-type", "").startswith(
+        "application/problem+json"
+    )
+    ok = problem and (
+        resp.headers.get("retry-after", "").isdigit()
+        or resp.json().get("type", "").endswith("/storage-lost")
     )
     return ok, "" if ok else resp.text[:200]

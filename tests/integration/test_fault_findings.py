@@ -54,6 +54,7 @@ def test_after_the_data_dir_is_deleted_nothing_is_acknowledged_not_even_a_retry(
     event = {"user_id": "u", "item_id": "i", "behaviour": "view", "event_id": "b1"}
     with Server(data_dir=data_dir, pipeline="thread", exp_unit_seconds=5.0) as api:
         assert api.post("/v1/events", json=[event]).json()["accepted"] == 1
+        assert api.get("/healthz").status_code == 200
         shutil.rmtree(data_dir)
         first = api.post("/v1/rank", json=RANK)  # committed into the deleted file: 503
         assert first.status_code == 503, first.text
@@ -64,6 +65,8 @@ def test_after_the_data_dir_is_deleted_nothing_is_acknowledged_not_even_a_retry(
             r = api.post("/v1/events", json=batch)  # were 200: logged into the deleted file
             assert r.status_code == 503, r.text
             assert r.json()["type"].endswith("/storage-lost")
+        health = api.get("/healthz")  # was 200: nothing told the orchestrator to restart it
+        assert health.status_code == 503 and health.json()["storage"] == "lost"
     assert not data_dir.exists() or not list(data_dir.rglob("*.db")), "nothing written back"
     with pytest.raises(sqlite3.OperationalError):  # (the deleted files are really gone)
         sqlite3.connect(f"file:{data_dir}/_stream/events.db?mode=ro", uri=True).execute(

@@ -305,18 +305,23 @@ def create_app(settings: Settings, clock: Clock | None = None, fast_path: bool =
         "/healthz",
         tags=["ops"],
         summary="Liveness: 200 while the server can do its job (503: restart it)",
-        responses={503: {"description": "Starting, or the pipeline stayed dead"}},
+        responses={
+            503: {"description": "Starting, the pipeline stayed dead, or the data dir was lost"}
+        },
     )
     async def healthz(request: Request) -> JSONResponse:
         if not loops:
             return JSONResponse({"status": "starting"}, status_code=503)
         pipeline = health.pipeline_status(app.state.supervisor, settings.pipeline)
-        ok = health.live(pipeline)
+        lost = health.storage_lost(http_stats)
+        ok = health.live(pipeline) and not lost
         body = {
             "status": "ok" if ok else "unhealthy",
             "loops": {n: lp.model_version for n, lp in loops.items()},
             "pipeline": pipeline,
         }
+        if lost:
+            body["storage"] = "lost"
         if not auth.is_admin(request.scope):  # no PIDs or versions without an admin key
             body = public_health(body)
         return JSONResponse(body, status_code=200 if ok else 503)

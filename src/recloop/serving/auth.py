@@ -215,7 +215,7 @@ def public_health(body: Mapping[str, Any]) -> dict[str, Any]:
     coarse reason; no PIDs, model versions or exit codes."""
     out: dict[str, Any] = {"status": body["status"]}
     if body["status"] == "unhealthy":
-        out["reason"] = "pipeline down"
+        out["reason"] = "storage lost" if body.get("storage") == "lost" else "pipeline down"
     return out
 
 

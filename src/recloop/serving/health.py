@@ -1,7 +1,9 @@
 """Liveness and readiness: what an orchestrator (or an operator) needs to trust a server.
 
 ``/healthz`` (liveness) fails only when restarting the server is the cure: the pipeline
-process has stayed dead past its restarts. ``/readyz`` (readiness) fails whenever the
+process has stayed dead past its restarts, or the data dir was deleted or replaced under
+the server (``StorageLostError``: it acknowledges nothing more until it is restarted on a
+data dir it can trust). ``/readyz`` (readiness) fails whenever the
 server should not take traffic: the pipeline is down, a loop's stores do not answer, or
 the joiner or learner is further behind the log than ``ready_max_lag``. Both say why.
 """
@@ -12,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from recloop.client import Loop
+from recloop.core.stats import LoopStats
 from recloop.learning.pipeline import READ_KEY
 from recloop.serving.supervisor import PipelineSupervisor
 
@@ -23,6 +26,12 @@ def pipeline_status(supervisor: PipelineSupervisor | None, mode: str) -> dict[st
     if supervisor is None:
         return {"mode": mode, "alive": True}
     return supervisor.status()
+
+
+def storage_lost(stats: LoopStats) -> bool:
+    """Whether a request has found the data dir's files deleted or replaced: the server
+    refuses every write from then on (503 ``storage-lost``), so only a restart helps."""
+    return stats.get("rejected_total:storage-lost") > 0
 
 
 def live(pipeline: Mapping[str, Any]) -> bool:
