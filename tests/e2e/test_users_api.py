@@ -4,6 +4,7 @@ data stays and keeps being joined; hostile ids are refused with problem details.
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 import time
 from pathlib import Path
@@ -12,12 +13,10 @@ ACTIONS = [{"id": a, "features": {"kind": a}} for a in ("a", "b", "c")]
 
 
 def _naming(data: Path, needle: bytes) -> dict[str, int]:
-    """Rows anywhere in the data dir's SQLite files whose stored bytes contain ``needle``;
-    but the audit trail of API calls (``keys.db``), which records the erasure request."""
+    """Rows anywhere in the data dir's SQLite files (the audit log in ``keys.db`` too) whose
+    stored bytes contain ``needle``."""
     found: dict[str, int] = {}
     for file in sorted(data.rglob("*.db")):
-        if file.name == "keys.db":
-            continue
         conn = sqlite3.connect(file)
         try:
             tables = [
@@ -108,7 +107,12 @@ def test_delete_user_over_http(serve, tmp_path):
         assert body["deleted"]["recommendations"] == 1
         assert body["loops"]["default"]["backend"] == "sqlite"
         assert body["complete"] and not body["pending"] and "not unlearned" in body["not_deleted"]
-        assert _naming(data, b"alice") == {}
+        assert _naming(data, b"alice") == {}  # the audit log included (it named her before)
+        digest = hashlib.sha256(b"alice").hexdigest()[:16]
+        erasure = [e for e in api.get("/v1/audit").json() if e["method"] == "DELETE"]
+        assert [(e["path"], e["status"], e["loop"]) for e in erasure] == [
+            (f"/v1/users/sha256:{digest}", 200, None)
+        ]
         rec = api.get("/v1/users/alice/recommendations").json()
         assert rec["source"] == "popular"
 

@@ -12,6 +12,7 @@ Retention: the newest ``audit_keep_entries`` entries are kept (see ``stores/keys
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import time
@@ -28,8 +29,21 @@ from recloop.stores.keys import AuditEntry
 log = logging.getLogger(__name__)
 
 LOOP_IN_PATH = re.compile(r"(?:/v1)?/loops/([^/]+)/")
-SERVER_WIDE = ("/v1/keys", "/v1/audit")
-"""Paths of no loop."""
+SERVER_WIDE = ("/v1/keys", "/v1/audit", "/v1/users/")
+"""Paths of no loop (a user is forgotten in every loop)."""
+FORGOTTEN_USER = re.compile(r"(/v1/users/)([^/]+)")
+
+
+def recorded_path(path: str) -> str:
+    """The path as the audit log keeps it: a user's erasure (``/v1/users/{id}``) names the
+    user by the first 16 hex digits of the id's SHA-256, not by the id, so the log that
+    proves the request was served does not keep the very id it erased (whoever knows the
+    id can still find its entry)."""
+    found = FORGOTTEN_USER.fullmatch(path)
+    if found is None:
+        return path[:2000]
+    digest = hashlib.sha256(found[2].encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return f"{found[1]}sha256:{digest}"
 
 
 def loop_of(path: str, query: bytes) -> str | None:
@@ -68,7 +82,7 @@ class AuditTrail:
                 time=time.time(),
                 key=self.auth.caller(scope),
                 method=scope["method"],
-                path=scope["path"][:2000],
+                path=recorded_path(scope["path"]),
                 status=status,
                 loop=loop_of(scope["path"], scope.get("query_string", b"")),
             )
