@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 from rich.table import Table
 
 from recloop.cli_agents import evaluate, generate, train
+from recloop.cli_checks import require_writable_data_dir
 from recloop.cli_experiment import experiment
 from recloop.cli_items import features_app, items_app
 from recloop.cli_keys import audit, keys_app
@@ -62,6 +63,7 @@ def serve(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     settings = load_settings(config, host=host, port=port, data_dir=data_dir, workers=workers)
+    require_writable_data_dir(settings.data_dir)
     console.print(
         f"recloop serving on http://{settings.host}:{settings.port} "
         f"(data in {settings.data_dir}, docs at /docs)"

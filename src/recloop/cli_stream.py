@@ -33,6 +33,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
+from recloop.cli_checks import require_writable_data_dir
 from recloop.settings import load_settings
 
 console = Console()
@@ -183,6 +184,7 @@ def stream(
     from recloop.streaming.service import Stream
 
     settings = load_settings(config, data_dir=data_dir)
+    require_writable_data_dir(settings.data_dir)
     if runner == "flink":  # the Flink job on a local MiniCluster, holding the runner lock
         from recloop.learning.lease import LeaseBusyError, PipelineLease
         from recloop.streaming import flink_job

@@ -131,3 +131,17 @@ def test_vw_reads_an_export_with_exactly_the_features_the_online_learner_saw() -
     assert _hashed(from_json.parse(line.decode(), labelType=label)) == _hashed(
         from_text.parse(text, labelType=label)
     )
+
+
+@pytest.mark.parametrize("command", ["serve", "stream"])
+def test_a_data_dir_that_cannot_be_written_is_one_line_and_exit_2(
+    tmp_path: Path, command: str
+) -> None:
+    """Was a traceback from the first store to open (and the server's exit status 3);
+    a file in place of the dir stands in for a read-only mount here (the fault suite
+    mounts one read-only)."""
+    in_the_way = tmp_path / "data"
+    in_the_way.write_text("not a directory")
+    result = runner.invoke(app, [command, "--data-dir", str(in_the_way)])
+    assert result.exit_code == 2, result.output
+    assert "cannot be written" in result.output and "Traceback" not in result.output
