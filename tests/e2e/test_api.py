@@ -197,8 +197,13 @@ def test_nan_reward_is_rejected(api: httpx.Client) -> None:
 
 
 def test_duplicates_unknown_and_expired(api: httpx.Client) -> None:
-    assert api.post("/v1/rank", json={**RANK, "event_id": "same"}).status_code == 200
-    problem(api.post("/v1/rank", json={**RANK, "event_id": "same"}), 409)
+    first = api.post("/v1/rank", json={**RANK, "event_id": "same"})
+    assert first.status_code == 200
+    retry = api.post("/v1/rank", json={**RANK, "event_id": "same"})  # its answer was lost
+    assert retry.status_code == 200 and retry.json() == first.json()  # was 409: no ranking
+    other = {**RANK, "context": {"user": {"age": "teen"}}, "event_id": "same"}
+    problem(api.post("/v1/rank", json=other), 409)
+    problem(api.post("/v1/rank", json={**RANK, "actions": ACTIONS[:2], "event_id": "same"}), 409)
     problem(api.post("/v1/events/nope/reward", json={"value": 1}), 404)
     problem(api.post("/v1/events/nope/activate"), 404)
     ok = api.post("/v1/events/same/reward", json={"value": 1, "reward_id": "r1"})

@@ -21,6 +21,8 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 
 from recloop.client import Loop
+from recloop.core.errors import DuplicateEventError
+from recloop.core.types import Decision
 from recloop.serving.deps import loop_for
 from recloop.serving.schemas import Accepted, EventId, RankRequest, RankResponse, RewardRequest
 from recloop.settings import DEFAULT_LOOP
@@ -51,15 +53,21 @@ def parse(model: type[Model], raw: bytes) -> Model:
 
 
 def rank_answer(loop: Loop, raw: bytes) -> bytes:
-    """``POST /v1/rank``: the request body in, the answer's JSON out."""
+    """``POST /v1/rank``: the request body in, the answer's JSON out. A rank retried with
+    its ``event_id`` (its answer lost on the way) is answered from the log (``replayed``)."""
     body = parse(RankRequest, raw)
-    decision = loop.rank(
-        body.context,
-        [{"id": a.id, "features": a.features, "fields": a.fields} for a in body.actions],
-        event_id=body.event_id,
-        excluded_actions=body.excluded_actions,
-        defer_activation=body.defer_activation,
-    )
+    try:
+        decision = loop.rank(
+            body.context,
+            [{"id": a.id, "features": a.features, "fields": a.fields} for a in body.actions],
+            event_id=body.event_id,
+            excluded_actions=body.excluded_actions,
+            defer_activation=body.defer_activation,
+        )
+    except DuplicateEventError:
+        decision = replayed(loop, body)
+        if decision is None:
+            raise
     return orjson.dumps(
         {
             "event_id": decision.event_id,
@@ -72,6 +80,27 @@ def rank_answer(loop: Loop, raw: bytes) -> bytes:
             "policy": decision.policy,
         }
     )
+
+
+def replayed(loop: Loop, body: RankRequest) -> Decision | None:
+    """The logged decision of a retried rank: the same ``event_id`` with the same context,
+    action ids and exclusions. A client whose answer was lost (a timeout, a dropped
+    connection) must be able to retry and learn the ranking it has to show: a 409 told it
+    only that the decision exists, and the ranking logged for it was lost to it. The
+    actions' features are not compared (the catalogue's ``fields`` are featurized before
+    they are logged); None (a 409) when the event id was used by another request."""
+    assert body.event_id is not None  # only a given event id can be a duplicate
+    logged = loop.log.get_decision(body.event_id)
+    if logged is None:
+        return None
+    ids = [a.id for a in body.actions]
+    same = (
+        logged.context == body.context
+        and [a.id for a in logged.actions] == ids
+        and set(logged.excluded) == set(body.excluded_actions)
+        and logged.deferred == body.defer_activation
+    )
+    return logged if same else None
 
 
 def reward_answer(loop: Loop, event_id: str, raw: bytes) -> bytes:
@@ -89,7 +118,12 @@ def activate_answer(loop: Loop, event_id: str) -> bytes:
     "/rank",
     response_model=RankResponse,
     summary="Rank actions and log the decision",
-    responses={409: {"description": "The event_id was already used"}},
+    responses={
+        409: {
+            "description": "The event_id was already used by another request (a retry of "
+            "the same request is answered with its logged decision)"
+        }
+    },
     openapi_extra=body_schema(RankRequest),
 )
 async def rank(request: Request, loop: str = DEFAULT_LOOP) -> Response:
