@@ -65,9 +65,10 @@ def rank_answer(loop: Loop, raw: bytes) -> bytes:
             defer_activation=body.defer_activation,
         )
     except DuplicateEventError:
-        decision = replayed(loop, body)
-        if decision is None:
+        logged = replayed(loop, body)
+        if logged is None:
             raise
+        decision = logged
     return orjson.dumps(
         {
             "event_id": decision.event_id,
