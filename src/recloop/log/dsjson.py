@@ -260,7 +260,7 @@ def from_dsjson(raw: Mapping[str, Any], default_seq: int = 0) -> JoinedExample:
         raise InvalidInputError(f"context namespace {CONTEXT_NAMESPACE!r} is not an object")
     excluded = tuple(str(x) for x in ext.get("excluded", ()))
     actions = list(acts)
-    for index, item in _excluded_actions(ext.get("excluded_actions", ()), len(acts)):
+    for index, item in _excluded_actions(ext.get("excluded_actions", []), len(acts)):
         actions.insert(index, Action(str(item["id"]), item.get("features") or {}))
     chosen_id = acts[chosen].id
     state = raw.get("VWState")
