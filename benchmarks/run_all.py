@@ -34,6 +34,7 @@ BENCHMARKS = [
     "drn_ablation",
     "fusion_ddpg",
     "gc_pause",
+    "rate_limit",
     "vw_robustness",
 ]
 ROOT = Path(__file__).resolve().parents[1]
