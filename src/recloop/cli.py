@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 from rich.table import Table
 
 from recloop.cli_agents import evaluate, generate, train
-from recloop.cli_checks import require_writable_data_dir
+from recloop.cli_checks import RecloopTyper, require_writable_data_dir
 from recloop.cli_experiment import experiment
 from recloop.cli_items import features_app, items_app
 from recloop.cli_keys import audit, keys_app
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from recloop.client import Loop
     from recloop.settings import Settings
 
-app = typer.Typer(help="recloop: a self-hosted learning decision service.", no_args_is_help=True)
+app = RecloopTyper(help="recloop: a self-hosted learning decision service.", no_args_is_help=True)
 console = Console()
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML settings file.")]
