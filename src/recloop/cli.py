@@ -123,7 +123,7 @@ def simulate(
     """Play a synthetic population (adults like politics, teens sports...) and watch it learn."""
     from recloop.client import Loop
     from recloop.core.clock import FakeClock
-    from recloop.simulators.run import HttpTarget, LoopTarget, Target
+    from recloop.simulators.run import CANDIDATES, HttpTarget, LoopTarget, Target
     from recloop.simulators.run import simulate as run_sim
     from recloop.simulators.synthetic import SyntheticPopulation
 
@@ -132,6 +132,11 @@ def simulate(
     target: Target
     if url:
         target = HttpTarget(url, api_key, loop_name, rate=rate or None)
+        names = ", ".join(c["name"] for c in CANDIDATES)
+        console.print(
+            f"registering candidate policies on {url} (loop {loop_name}): {names}; "
+            "their off-policy estimates are shown at the end (DELETE /v1/policies/NAME)"
+        )
     else:
         tmp = tempfile.TemporaryDirectory(prefix="recloop-sim-")
         clock = FakeClock()
