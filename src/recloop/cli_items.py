@@ -244,14 +244,17 @@ def explain(
     id_field: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Each raw field's kind, whether the spec named it or it was inferred, and why."""
-    settings, catalogue = _open(config, data_dir, loop)
-    if sample is not None:
+    if sample is not None:  # settings only: opening the catalogue would create its files
+        settings = load_settings(config, data_dir=data_dir).loop(loop)
         rows = _sample_plans(settings, sample, _id_field(settings, id_field))
+        title = f"features of loop {loop} as {sample.name} would be read"
     else:
+        settings, catalogue = _open(config, data_dir, loop)
         rows = catalogue.explain()
-    count = len(catalogue)
-    catalogue.store.close()
-    table = Table(title=f"features of loop {loop} ({count} items in the catalogue)")
+        count = len(catalogue)
+        catalogue.store.close()
+        title = f"features of loop {loop} ({count} items in the catalogue)"
+    table = Table(title=title)
     for column in ("field", "kind", "source", "reason", "fitted"):
         table.add_column(column)
     for row in rows:

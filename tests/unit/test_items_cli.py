@@ -70,7 +70,8 @@ def test_import_json_lines_and_explain_a_sample_without_writing(tmp_path: Path) 
     )
     assert sample.exit_code == 0, sample.output
     assert "free text" in sample.stdout and "short strings" in sample.stdout
-    assert "0 items" in sample.stdout  # a sample writes nothing
+    assert "as items.jsonl would be read" in sample.stdout
+    assert not data.exists()  # a sample writes nothing (it created data/default/items.db)
     out = runner.invoke(app, ["items", "import", str(path), "--data-dir", str(data)])
     assert "12 items featurized, 0 unchanged, 1 refused" in out.stdout
     assert "line 4: malformed JSON" in out.stdout
