@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -461,6 +462,44 @@ class Settings(BaseSettings, LoopSettings):
             raise settings_error(exc, LoopSettings, f"loops.{name}.") from None
 
 
+ENV_PREFIX = "RECLOOP_"
+TOOL_VARIABLES = frozenset(
+    {
+        "RECLOOP_CONFIG",  # the settings file itself
+        "RECLOOP_REQUIRE_SERVICES",  # tests: a skipped service test fails (.ci/run)
+        "RECLOOP_ARTIFACTS",  # tests: where the slow stage keeps figures and screenshots
+        "RECLOOP_FUZZ_EXAMPLES",  # tests: Schemathesis examples per operation
+        "RECLOOP_FUZZ_SEED",
+        "RECLOOP_SET_OMP_NUM_THREADS",  # serving/threads.py marks its own OMP_NUM_THREADS
+    }
+)
+"""``RECLOOP_*`` variables that are not settings: the tools' and the tests' own."""
+TOOL_PREFIXES = ("RECLOOP_TEST_", "RECLOOP_BENCH_")
+
+
+def check_environment(environ: Mapping[str, str]) -> None:
+    """Refuse a ``RECLOOP_*`` variable that names no setting, as a misspelt TOML key is
+    refused: ``RECLOOP_EPSILN=0.3`` was silently ignored, and the server ran with the
+    default. Nested settings (``RECLOOP_STREAM__LOG_URL``) are checked by their model."""
+    problems = []
+    known = list(Settings.model_fields)
+    for variable in sorted(environ):
+        upper = variable.upper()  # the names are read case-insensitively
+        if not upper.startswith(ENV_PREFIX) or upper in TOOL_VARIABLES:
+            continue
+        if upper.startswith(TOOL_PREFIXES):
+            continue
+        name = upper[len(ENV_PREFIX) :].split("__", 1)[0].lower()
+        if name in known:
+            continue
+        close = difflib.get_close_matches(name, known, n=2, cutoff=0.6)
+        hint = " or ".join(ENV_PREFIX + c.upper() for c in close)
+        hint = f"; did you mean {hint}?" if hint else ""
+        problems.append(f"unknown setting {variable!r}{hint}")
+    if problems:
+        raise InvalidInputError("invalid settings (environment): " + "; ".join(problems))
+
+
 def settings_error(
     exc: ValidationError, model: type[BaseModel], where: str = ""
 ) -> InvalidInputError:
@@ -512,6 +551,7 @@ def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Se
             return tuple(sources)
 
     clean = {k: v for k, v in overrides.items() if v is not None}
+    check_environment(os.environ)
     try:
         settings = _FromFile(**clean)
     except ValidationError as exc:

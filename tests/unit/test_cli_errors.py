@@ -35,6 +35,8 @@ def _run(args: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedPro
         ("settings typo", ["show-config", "--config", "typo.toml"], {}, "did you mean 'epsilon'"),
         ("bad env value", ["show-config"], {"RECLOOP_EPSILON": "lots"}, "invalid settings: eps"),
         ("unknown loop", ["items", "get", "x", "--loop", "nope"], {}, "no loop named 'nope'"),
+        # was silently ignored (the default epsilon served)
+        ("misspelt env", ["show-config"], {"RECLOOP_EPSILN": "0.3"}, "mean RECLOOP_EPSILON?"),
     ],
 )
 def test_a_user_error_is_one_line_and_exit_2(
@@ -46,3 +48,21 @@ def test_a_user_error_is_one_line_and_exit_2(
     assert result.returncode == 2, (case, result.stderr[-2000:])
     assert result.stderr.startswith("recloop: ") and says in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def test_the_tools_own_variables_and_nested_settings_are_not_refused() -> None:
+    from recloop.core.errors import InvalidInputError
+    from recloop.settings import check_environment
+
+    check_environment(
+        {
+            "RECLOOP_CONFIG": "x.toml",
+            "RECLOOP_TEST_POSTGRES_URL": "postgresql://",
+            "RECLOOP_REQUIRE_SERVICES": "1",
+            "RECLOOP_STREAM__LOG_URL": "nats://",
+            "recloop_epsilon": "0.1",
+            "PATH": "/bin",
+        }
+    )
+    with pytest.raises(InvalidInputError, match="RECLOOP_STREAMS__LOG_URL"):
+        check_environment({"RECLOOP_STREAMS__LOG_URL": "nats://"})
