@@ -98,6 +98,10 @@ def loop_report(loop: Loop, recent: int = 5000) -> dict[str, Any]:
             ],
         },
         "join": {
+            # what the stores hold (a restarted server's counters start at 0, and a
+            # dashboard said "0 decisions" over a full log), then this process's counters
+            "decisions_stored": loop.log.count("decision"),
+            "joined_stored": loop.joined.count(),
             "decisions": stats.get("decisions_total"),
             "joins": stats.get("joins_total"),
             "default_reward_rate": stats.get("default_reward_rate"),

@@ -47,8 +47,12 @@ def test_report_writes_the_charts_with_real_data(tmp_path: Path) -> None:
     # what the command reads: with no server running it evaluates the log itself
     loop = _loop_for_report(load_settings(data_dir=tmp_path / "data"), "default")
     try:
-        (candidate,) = loop_report(loop)["evaluations"]["candidates"]
+        reopened = loop_report(loop)
+        (candidate,) = reopened["evaluations"]["candidates"]
         assert candidate["name"] == "always-sports" and candidate["n"] == 600
+        # a process opened afterwards shows what the stores hold, not its own zero counters
+        assert reopened["join"]["decisions_stored"] == reopened["join"]["joined_stored"] == 600
+        assert reopened["join"]["decisions"] == 0
     finally:
         loop.close()
     missing = CliRunner().invoke(app, ["report", "--data-dir", str(tmp_path / "none")])

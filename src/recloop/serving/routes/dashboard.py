@@ -24,7 +24,9 @@ async def dashboard() -> HTMLResponse:
 
 
 @router.get("/v1/dashboard", summary="The dashboard's figures for one loop")
-async def dashboard_data(request: Request, loop: str = DEFAULT_LOOP) -> dict[str, Any]:
+def dashboard_data(request: Request, loop: str = DEFAULT_LOOP) -> dict[str, Any]:
+    """Not async: it reads the stores, so FastAPI runs it in a worker thread rather than
+    holding every other request of the event loop while it does."""
     target = loop_for(request, loop)
     report = loop_report(target)
     report["loops"] = sorted(request.app.state.loops)
