@@ -25,6 +25,11 @@ from recloop.core.errors import InvalidInputError, ModelRejectedError
 from recloop.settings import DEFAULT_LOOP
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import numpy as np
+    from numpy.typing import NDArray
+
     from recloop.agents.trainer import TrainRun
     from recloop.simulators.ecommerce import EcommerceConfig
 
@@ -203,8 +208,6 @@ def train(
         log = read_interactions(data)
         content = None
         if item_features is not None:
-            from recloop.features.vectors import catalogue_content
-
             content, found = catalogue_content(item_features, log.item_ids)
             console.print(f"item features: {found} of {log.n_items} items in the catalogue")
         spec = TrainSpec(
@@ -453,3 +456,22 @@ def _fmt(figure: dict[str, float] | None) -> str:
         return "-"
     half = (figure["high"] - figure["low"]) / 2
     return f"{figure['value']:.3f} ± {half:.3f}"
+
+
+def catalogue_content(
+    loop_dir: Path, item_ids: Sequence[str], dim: int | None = None
+) -> tuple[NDArray[np.float32], int]:
+    """``features.vectors.item_content`` from the catalogue of the loop stored in
+    ``loop_dir`` (``DATA_DIR/LOOP``, the embedded SQLite catalogue). Here, where files are
+    opened: ``features`` opens no stores (``.importlinter``)."""
+    from recloop.features.vectors import CONTENT_DIM, item_content
+    from recloop.stores.sqlite_items import SqliteItemStore
+
+    path = Path(loop_dir) / "items.db"
+    if not path.exists():
+        raise InvalidInputError(f"no item catalogue at {path} (recloop items import first)")
+    store = SqliteItemStore(path)
+    try:
+        return item_content(store, item_ids, CONTENT_DIM if dim is None else dim)
+    finally:
+        store.close()

@@ -13,6 +13,7 @@ from rich.table import Table
 from recloop.core.errors import InvalidInputError
 
 if TYPE_CHECKING:
+    from recloop.evaluation.logdata import JoinedLog
     from recloop.evaluation.offline import OfflineReport
 
 console = Console()
@@ -168,7 +169,6 @@ def _run(
         load_policy,
         load_policy_probs,
         policy_action_dist,
-        read_loop_log,
         run_offline,
     )
     from recloop.evaluation.offpolicy import make_estimator, prepare
@@ -216,3 +216,20 @@ def _run(
         n_bootstrap=bootstrap,
         seed=seed,
     )
+
+
+def read_loop_log(data_dir: Path, loop: str) -> JoinedLog:
+    """A loop's joined examples from its embedded store (``DATA_DIR/LOOP/joined.db``). Here,
+    not in ``evaluation``: the estimators take data and never open stores
+    (``.importlinter``)."""
+    from recloop.evaluation.logdata import from_joined
+    from recloop.stores.sqlite_log import joined_path, open_joined
+
+    db = joined_path(Path(data_dir) / loop)
+    if not db.exists():
+        raise InvalidInputError(f"no loop data at {db}")
+    store = open_joined(db.parent)
+    try:
+        return from_joined(list(store.iter_all()))
+    finally:
+        store.close()

@@ -116,7 +116,7 @@ class Loop:
         """Why the stored run-time settings could not be applied (shown by /readyz)."""
         self._last_retention = -math.inf
         if self.settings.learner == "drn":  # bad parameters fail here, before files open
-            from recloop.policies.drn import DRNSpec
+            from recloop.agents.drn_loop import DRNSpec
 
             DRNSpec.from_params(self.settings.drn, self.settings.seed)
         self.clock: Clock = clock or SystemClock()

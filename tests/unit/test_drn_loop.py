@@ -16,11 +16,11 @@ import torch
 from recloop import Loop
 from recloop.agents.dbgd import perturbed_copy
 from recloop.agents.drn import DRN, DRNConfig
+from recloop.agents.drn_loop import MAGIC, MAGIC_V1, DRNLearner, DRNPolicy, DRNSpec
 from recloop.core.clock import FakeClock
 from recloop.core.errors import InvalidInputError, ModelRejectedError
 from recloop.core.types import Action
 from recloop.features.hashing import FeatureHasher
-from recloop.policies.drn import MAGIC, MAGIC_V1, DRNLearner, DRNPolicy, DRNSpec
 from recloop.simulators.environment import Request
 from recloop.simulators.synthetic import SyntheticPopulation
 

@@ -46,8 +46,8 @@ from recloop.agents.dbgd import (
     move_towards,
 )
 from recloop.agents.networks import mlp
+from recloop.core.interaction import Feedback, Request
 from recloop.features.activeness import Activeness
-from recloop.simulators.environment import Feedback, Request
 
 Floats = NDArray[np.float64]
 Float32s = NDArray[np.float32]

@@ -42,7 +42,7 @@ from torch.nn import functional as F
 
 from recloop.agents.networks import mlp, soft_update
 from recloop.agents.noise import OrnsteinUhlenbeckNoise
-from recloop.simulators.environment import Feedback, Floats, Request
+from recloop.core.interaction import Feedback, Floats, Request
 from recloop.simulators.fusion_shop import fused_scores
 
 

@@ -207,3 +207,21 @@ class UnknownKeyError(RecloopError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else self.title
+
+
+class LeaseBusyError(RecloopError):
+    """Another process runs this loop's pipeline (join, learn) on the same data. Here, not
+    in ``learning.lease``: the stores raise it too (PostgreSQL's advisory lock), and they
+    import nothing of ``learning``."""
+
+    status = 409
+    kind = "pipeline-busy"
+    title = "Pipeline busy"
+
+
+class LeaseLostError(RecloopError):
+    """This process's pipeline lease went away under it (its database session ended)."""
+
+    status = 503
+    kind = "pipeline-lease-lost"
+    title = "Pipeline lease lost"

@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 from recloop.core.errors import InvalidInputError
 from recloop.core.protocols import Explorer, Policy
 from recloop.core.types import Action
-from recloop.evaluation.logdata import BanditData, JoinedLog, from_joined
+from recloop.evaluation.logdata import BanditData, JoinedLog
 from recloop.evaluation.offpolicy import EstimateRow, Estimator, Overlap, evaluate
 from recloop.evaluation.reward_model import cross_fit_joined_rewards, cross_fit_rewards
 from recloop.exploration.explorers import Greedy
@@ -113,20 +113,6 @@ def joined_action_dist(policy: Policy, log: JoinedLog, explorer: Explorer | None
         scores = np.asarray(policy.scores(ctx, acts), dtype=np.float64)
         out[i, : len(acts)] = explorer.distribution(scores)
     return out
-
-
-def read_loop_log(data_dir: Path, loop: str) -> JoinedLog:
-    """A loop's joined examples from its embedded store (``DATA_DIR/LOOP/joined.db``)."""
-    from recloop.stores.sqlite_log import joined_path, open_joined
-
-    db = joined_path(Path(data_dir) / loop)
-    if not db.exists():
-        raise InvalidInputError(f"no loop data at {db}")
-    store = open_joined(db.parent)
-    try:
-        return from_joined(list(store.iter_all()))
-    finally:
-        store.close()
 
 
 @dataclass

@@ -9,7 +9,6 @@ features in the loop: no vocabulary to keep, and the same vector in every proces
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
@@ -34,21 +33,3 @@ def item_content(
             out[row] = hasher.vector(record.features)
             found += 1
     return out, found
-
-
-def catalogue_content(
-    loop_dir: Path, item_ids: Sequence[str], dim: int = CONTENT_DIM
-) -> tuple[NDArray[np.float32], int]:
-    """:func:`item_content` from the catalogue of the loop stored in ``loop_dir``
-    (``DATA_DIR/LOOP``, the embedded SQLite catalogue)."""
-    from recloop.core.errors import InvalidInputError
-    from recloop.stores.sqlite_items import SqliteItemStore
-
-    path = Path(loop_dir) / "items.db"
-    if not path.exists():
-        raise InvalidInputError(f"no item catalogue at {path} (recloop items import first)")
-    store = SqliteItemStore(path)
-    try:
-        return item_content(store, item_ids, dim)
-    finally:
-        store.close()

@@ -36,7 +36,7 @@ def learner_kind(settings: LoopSettings) -> str:
 
 def new_learner(settings: LoopSettings) -> OnlineLearner:
     if settings.learner == "drn":
-        from recloop.policies.drn import DRNLearner, DRNSpec
+        from recloop.agents.drn_loop import DRNLearner, DRNSpec
 
         return DRNLearner(DRNSpec.from_params(settings.drn, settings.seed))
     return VWLearner(settings.full_vw_args())
@@ -45,7 +45,7 @@ def new_learner(settings: LoopSettings) -> OnlineLearner:
 def resume_learner(settings: LoopSettings, blob: bytes) -> OnlineLearner:
     """From a version this kind of learner wrote; ModelRejectedError if it cannot."""
     if settings.learner == "drn":
-        from recloop.policies.drn import DRNLearner
+        from recloop.agents.drn_loop import DRNLearner
 
         return DRNLearner.from_bytes(blob, settings.drn, settings.seed)
     return VWLearner.from_bytes(blob, settings.full_vw_args())

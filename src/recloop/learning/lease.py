@@ -9,23 +9,9 @@ import time
 from pathlib import Path
 from typing import Protocol
 
-from recloop.core.errors import RecloopError
+from recloop.core.errors import LeaseBusyError, LeaseLostError
 
-
-class LeaseBusyError(RecloopError):
-    """Another process runs this loop's pipeline (join, learn) on the same data."""
-
-    status = 409
-    kind = "pipeline-busy"
-    title = "Pipeline busy"
-
-
-class LeaseLostError(RecloopError):
-    """This process's pipeline lease went away under it (its database session ended)."""
-
-    status = 503
-    kind = "pipeline-lease-lost"
-    title = "Pipeline lease lost"
+__all__ = ["Lease", "LeaseBusyError", "LeaseLostError", "PipelineLease", "acquire_lease"]
 
 
 class PipelineLease:

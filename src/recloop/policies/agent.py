@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 
 DRN_MAGIC = b"recloop-drn/"
-"""How a DRN version of a loop (``recloop.policies.drn``) begins, its format number next."""
+"""How a DRN version of a loop (``recloop.agents.drn_loop``) begins, its format number next."""
 
 
 def is_agent_checkpoint(blob: bytes) -> bool:
@@ -69,7 +69,7 @@ def load_model_policy(blob: bytes, version: str, text: VWText | None = None) -> 
     if is_agent_checkpoint(blob):
         return agent_policy_from_bytes(blob, version)
     if blob.startswith(DRN_MAGIC):
-        from recloop.policies.drn import DRNPolicy
+        from recloop.agents.drn_loop import DRNPolicy
 
         return DRNPolicy.from_bytes(blob, version)
     from recloop.policies.vw import VWPolicy

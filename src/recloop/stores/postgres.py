@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 import psycopg
 
-from recloop.core.errors import DuplicateEventError, StoreUnavailableError
+from recloop.core.errors import DuplicateEventError, LeaseBusyError, StoreUnavailableError
 from recloop.core.protocols import LogRecord
 from recloop.core.types import (
     Activation,
@@ -391,8 +391,6 @@ class PostgresLease:
     def __init__(self, url: str, loop: str, wait_seconds: float) -> None:
         import os
         import socket
-
-        from recloop.learning.lease import LeaseBusyError
 
         # who holds the lease shows in pg_stat_activity: pid and host first (63 bytes kept)
         name = f"recloop-pipeline:{os.getpid()}:{socket.gethostname()}:{loop}"[:63]
