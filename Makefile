@@ -40,6 +40,8 @@ run-cluster: venv
 lint: venv
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
+	# the layers (.importlinter): what each part of recloop may import
+	$(BIN)/lint-imports --no-cache
 
 typecheck: venv
 	$(BIN)/mypy --strict src
