@@ -180,8 +180,10 @@ RULES = {
         r"appears twice in one batch"
     ),
     "relational: endTime after startTime": r"endTime is before startTime",
-    "event ids: no non-printable character (beyond the control ones a pattern can list); "
-    "a slot's <eventId>/<slotId> within 256": r"event_id must be 1-256 printable characters",
+    "event and user ids: no non-printable character (beyond the control ones a pattern can "
+    "list); a slot's <eventId>/<slotId> within 256": (
+        r"event_id must be 1-256 printable characters|user_id must be printable characters"
+    ),
     "VW arguments: an allow-list of learning options": (
         r"VW arg|learning options|--cb_adf|cannot split"
     ),
