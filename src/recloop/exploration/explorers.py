@@ -58,7 +58,10 @@ class Softmax:
 
     def distribution(self, scores: FloatArray) -> FloatArray:
         with np.errstate(over="ignore", invalid="ignore"):
-            z = self.temperature_inverse * (scores - np.max(scores))
+            # by halves: score - max overflows to -inf for scores more than the float range
+            # apart, and lambda 0 then made 0 * -inf = NaN, no probability for that action
+            # (halving is exact above the subnormals: elsewhere, the same as before, bit for bit)
+            z = self.temperature_inverse * (scores / 2 - np.max(scores) / 2) * 2
         e = np.exp(np.nan_to_num(z, nan=-np.inf))
         result: FloatArray = e / e.sum()
         return result
