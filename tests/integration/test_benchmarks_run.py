@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
         "drn_ablation",
         "fusion_ddpg",
         "gc_pause",
+        "rate_limit",
         "vw_robustness",
     ],
 )
