@@ -16,8 +16,8 @@ Recommendation", WWW 2018): a dueling double DQN that ranks candidates, rewarded
   if the user clicks more on the exploration list's items, ``W <- W + eta (W~ - W)``.
 * **Major update** (every ``major_every`` requests): minibatch steps on the replay memory.
   The memory holds NumPy arrays, not tensors: tensors are objects Python's garbage
-  collector traverses, and a full collection over tens of thousands of them paused a
-  request by up to 140 ms.
+  collector traverses, and a full collection over tens of thousands of them paused
+  requests (README, "Measurements behind the code").
 
 Defaults from the paper: ``gamma`` 0.4, ``beta`` 0.05, ``alpha`` 0.1, ``eta`` 0.05. The
 ablations are switches: ``minor_updates=False`` serves the greedy ranking; ``beta=0`` drops

@@ -131,8 +131,8 @@ class _Encoder:
 
     The cache is shared by every encoder of the same width in the process: a vector depends
     on the features and the width only, and a new model version arriving every checkpoint
-    must not start cold (measured: the first rank after each new version took 2.4 ms at
-    p50 with 100 candidates, against 0.7 ms for the others)."""
+    must not start cold: the first rank after each new version was several times slower
+    (README, "Measurements behind the code")."""
 
     MAX_CACHED_ACTIONS = 100_000
     _shared: ClassVar[dict[int, dict[tuple[Any, ...], Floats]]] = {}

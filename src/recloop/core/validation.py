@@ -26,7 +26,8 @@ def _all_finite_numbers(features: Mapping[str, Any]) -> bool:
         return False
     if max(features.values(), default=0) > INT_MAX or min(features.values(), default=0) < INT_MIN:
         return False  # a huge float is fine, a huge int is not: the slow path tells which
-    # names: all non-empty strings (map + isinstance runs in C: a genexpr cost ~1 us/name)
+    # names: all non-empty strings (map + isinstance runs in C, a generator expression in
+    # Python: README, "Measurements behind the code")
     return "" not in features and all(map(isinstance, features, repeat(str)))
 
 

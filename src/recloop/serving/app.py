@@ -198,8 +198,7 @@ def create_app(settings: Settings, clock: Clock | None = None, fast_path: bool =
         )
         # What startup made (libraries, loops, models) lives as long as the server: moved out
         # of the collector's generations, a full collection no longer walks it in the middle
-        # of a request (329k objects with a DRN loop: 190 ms a collection here; see
-        # benchmarks/gc_pause.py).
+        # of a request (README, "Measurements behind the code"; benchmarks/gc_pause.py).
         gc.collect()
         gc.freeze()
         try:

@@ -3,8 +3,8 @@
 Serving scores small networks (one request's candidates), where PyTorch's intra-op threads
 (one per core by default) buy nothing; and while another process holds a core (the
 pipeline's training), every operation waits for its second thread to be scheduled.
-Measured serving DRN on 2 cores with one busy elsewhere: p50 2.0 ms, p99 7.8-10.3 ms with
-two threads; 1.0-1.2 ms, 5.3-5.9 ms with one. So the serving processes run PyTorch on one
+Serving DRN with a core busy elsewhere was about twice as fast on one thread as on two
+(README, "Measurements behind the code"). So the serving processes run PyTorch on one
 thread, and the pipeline process, which trains, on every core but one.
 
 Through ``OMP_NUM_THREADS``, read when PyTorch loads (lazily, with the first model that
@@ -38,8 +38,8 @@ def serve_on_one_thread() -> None:
 
 def train_on_all_cores_but_one() -> None:
     """For the pipeline process, before anything imports PyTorch: its major updates would
-    otherwise take the serving process's core too (measured with DRN on 2 cores: 571 of
-    2,000 ranks over 1 ms, 339 with one thread)."""
+    otherwise take the serving process's core too (README, "Measurements behind the
+    code")."""
     if _users_choice() is None:
         os.environ[ENV] = str(max(1, (os.cpu_count() or 2) - 1))
         os.environ[_OURS] = "1"

@@ -2,10 +2,10 @@
 
 Two files, so the pipeline's commits of joined rows never touch the pages the serving
 process appends decisions to: a commit by another connection invalidates a connection's
-page cache for the whole file, and the next decision appended paid for it (measured:
-about 2.0 against 1.3 ms for the first decision after each pipeline step, and ~10% more
-rank/s over HTTP). Dead letters all live in ``loop.db``: the serving process writes the
-ones it refuses, the joiner the ones it finds, idempotently by their source offset.
+page cache for the whole file, and the next decision appended paid for it (README,
+"Measurements behind the code"). Dead letters all live in ``loop.db``: the serving
+process writes the ones it refuses, the joiner the ones it finds, idempotently by their
+source offset.
 
 A data directory made before the split keeps its joined store in ``loop.db``
 (:func:`joined_path`).

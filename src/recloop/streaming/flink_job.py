@@ -24,9 +24,9 @@ Pipeline (``apache-flink`` 2.3, ``python.execution-mode=thread``), and why::
   met. Each line carries ``prev`` (the log offset before it) and ``prev_user`` (the same
   user's previous offset): ``users`` places a user's events in their log order, holding
   early ones in keyed MapState; ``global`` meets all events in log order the same way. A
-  separate keyed sequencer stage did the same at ~25 us more per event (each keyed Python
-  stage costs that in thread mode); this way needs none, and stays exact with the users
-  operator at parallelism > 1.
+  separate keyed sequencer stage did the same at a cost per event (each keyed Python
+  stage costs that in thread mode: README, "Measurements behind the code"); this way
+  needs none, and stays exact with the users operator at parallelism > 1.
 * **users** (keyed by ``user_id``): ``UserStream.add`` with the user's stream in a
   ``ValueState`` (its ``to_dict`` as JSON), and a bounded cache of decoded streams (a
   restore calls ``open`` again, which empties it). Every event goes on (applied with the new
@@ -39,15 +39,16 @@ Pipeline (``apache-flink`` 2.3, ``python.execution-mode=thread``), and why::
   meets every event in log order by ``prev`` (so each user's too: no ``prev_user`` chain),
   keeps each user's ``UserStream`` JSON in ``MapState`` (user -> ``to_dict``; decoded
   streams cached, emptied by a restore's ``open``), then runs ``global``'s half on the live
-  ``UserState``. Why: every keyed Python stage costs ~15 us an event in thread mode, and the
+  ``UserState``. Why: every keyed Python stage costs time per event in thread mode, and the
   two-stage form also encoded the user state to pass it on and decoded event and state
-  again downstream; fused, the job went from ~13.8k to ~19-20k events/s (20k users) and ~15.8k
-  to ~24-25k (2k users) in ``benchmarks/stream_flink.py``. All state is still Flink managed
-  state; only the set of users changed since the last view write is kept in memory (the
-  stream objects), and after a restore every user in ``MapState`` is written to the view
-  again (an idempotent upsert). Its state (uid ``recloop-stream``) is not the two-stage
-  form's (``recloop-users``/``recloop-global``): a checkpoint restores only into a job of
-  the same form, i.e. parallelism 1 to 1, or > 1 to > 1 (rescaling works there).
+  again downstream; fused, the job runs about 1.5 times the events per second
+  (``benchmarks/stream_flink.py``; README, "Measurements behind the code"). All state
+  is still Flink managed state; only the set of users changed since the last view write
+  is kept in memory (the stream objects), and after a restore every user in ``MapState``
+  is written to the view again (an idempotent upsert). Its state (uid ``recloop-stream``)
+  is not the two-stage form's (``recloop-users``/``recloop-global``): a checkpoint
+  restores only into a job of the same form, i.e. parallelism 1 to 1, or > 1 to > 1
+  (rescaling works there).
 * **Sink: inside ``global`` (or ``stream``).** Lists, user states and dead letters wait in
   managed state (newest per user; ``stream``'s user states: its ``MapState`` of streams)
   and are upserted in batches: lists with
@@ -779,8 +780,8 @@ def _forward_key_by(stream: Any, key: Any, key_type: Any) -> Any:
     """``stream.key_by(key)`` without the shuffle, for a stream of parallelism 1 whose next
     operator has parallelism 1 too (every key is in the one subtask): Flink then chains the
     two operators in one task instead of passing each record through the network stack
-    (measured: ~25 us less per event and stage). PyFlink's ``key_by``, with Flink's
-    ``reinterpretAsKeyedStream`` in place of ``keyBy``."""
+    (less time per event and stage: README, "Measurements behind the code"). PyFlink's
+    ``key_by``, with Flink's ``reinterpretAsKeyedStream`` in place of ``keyBy``."""
     common = _pf("common")
     jvm = _pf("java_gateway").get_gateway().jvm
     types = common.Types
