@@ -230,6 +230,23 @@ class RecommendationStore(Protocol):
     def close(self) -> None: ...
 
 
+class StreamStore(RecommendationStore, Protocol):
+    """A recommendation store with a few meta keys beside the lists (both backends): the
+    stream runner's board (``streaming/board.py``)."""
+
+    def get_meta(self, key: str) -> bytes | None: ...
+
+    def put_meta(self, key: str, value: bytes) -> None: ...
+
+    def swap_meta(self, key: str, expect: bytes | None, value: bytes) -> bool:
+        """Set ``key`` to ``value`` only if it holds ``expect`` now (None: absent)."""
+        ...
+
+    def delete(self, user_id: str) -> int:
+        """Delete one user's list (privacy); returns how many (0 or 1)."""
+        ...
+
+
 class StreamStateStore(Protocol):
     """Snapshots of the stream processor, committed atomically with the runner's offset."""
 

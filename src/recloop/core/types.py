@@ -247,3 +247,8 @@ class Recommendation:
             str(raw.get("source", "state")),
             tuple(str(i) for i in raw.get("excluded", ())),
         )
+
+
+POPULAR_KEY = "*popular*"
+"""The key of the popularity list beside the users' lists in a recommendation store: a
+user id no one may have (behaviour events naming it are refused)."""

@@ -8,11 +8,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from recloop.core.errors import InvalidInputError
-from recloop.core.protocols import EventLog, ItemStore, JoinedStore, ModelStore
-from recloop.settings import LoopSettings
+from recloop.core.protocols import (
+    BehaviourLog,
+    EventLog,
+    ItemStore,
+    JoinedStore,
+    ModelStore,
+    StreamStore,
+)
+from recloop.settings import LoopSettings, StreamSettings
 from recloop.stores.sqlite_items import SqliteItemStore
 from recloop.stores.sqlite_log import LOG_FILE, SqliteEventLog, open_joined
 from recloop.stores.sqlite_models import SqliteModelStore
+from recloop.stores.sqlite_stream import (
+    SqliteBehaviourLog,
+    SqliteRecommendationStore,
+    SqliteStreamState,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,3 +87,43 @@ def open_item_store(settings: LoopSettings, loop_dir: Path) -> ItemStore:
 
         return PostgresItemStore(url, loop_dir.name)
     return SqliteItemStore(loop_dir / "items.db", settings.durability)
+
+
+# -- the stream's stores (``streaming/`` opens its stores here only: .importlinter) --------
+def open_behaviour_log(s: StreamSettings, stream_dir: Path) -> BehaviourLog:
+    """The behaviour events: NATS JetStream with ``log_url``, else ``events.db``."""
+    if s.log_url:
+        if not s.log_url.startswith(("nats://", "tls://")):
+            raise InvalidInputError(f"unsupported log_url {s.log_url!r}: use nats://...")
+        from recloop.bus.nats_log import NatsBehaviourLog
+
+        subject = "recloop.events." + s.nats_stream.lower()
+        return NatsBehaviourLog(s.log_url, stream=s.nats_stream, subject=subject)
+    return SqliteBehaviourLog(stream_dir / "events.db")
+
+
+def open_recommendations(s: StreamSettings, stream_dir: Path) -> StreamStore:
+    """The precomputed lists: Redis with ``recommendations_url``, else ``recs.db``."""
+    if s.recommendations_url:
+        if not s.recommendations_url.startswith(("redis://", "rediss://", "unix://")):
+            raise InvalidInputError(
+                f"unsupported recommendations_url {s.recommendations_url!r}: use redis://..."
+            )
+        from recloop.stores.redis_stream import RedisRecommendationStore
+
+        return RedisRecommendationStore(s.recommendations_url, prefix=s.recommendations_prefix)
+    return SqliteRecommendationStore(stream_dir / "recs.db")
+
+
+def open_stream_state(stream_dir: Path) -> SqliteStreamState:
+    """The embedded runner's user state and snapshots (``state.db``)."""
+    return SqliteStreamState(stream_dir / "state.db")
+
+
+def open_loop_files(loop_dir: Path) -> tuple[ModelStore, ItemStore | None]:
+    """An embedded loop's model store and, if it has one, its item catalogue, read from its
+    SQLite files (the stream's ``loop:NAME`` policy serves that loop's newest model)."""
+    items = loop_dir / "items.db"
+    return SqliteModelStore(loop_dir / "models.db"), (
+        SqliteItemStore(items) if items.exists() else None
+    )

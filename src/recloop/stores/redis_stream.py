@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import orjson
 
 from recloop.core.errors import StoreUnavailableError
-from recloop.core.types import Recommendation
+from recloop.core.types import POPULAR_KEY, Recommendation
 
 _PUT_IF_NEWER = """
 local v = redis.call('HGET', KEYS[1], 'v')
@@ -38,7 +38,6 @@ elseif v ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[2])
 return 1
 """
-POPULAR_KEY = "*popular*"
 T = TypeVar("T")
 
 

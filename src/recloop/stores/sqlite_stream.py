@@ -18,10 +18,8 @@ from typing import Any
 import orjson
 
 from recloop.core.errors import StorageLostError
-from recloop.core.types import BehaviourEvent, Recommendation
+from recloop.core.types import POPULAR_KEY, BehaviourEvent, Recommendation
 from recloop.stores.sqlite_common import Durability, connect
-
-POPULAR_KEY = "*popular*"
 
 
 def _identity(path: Path) -> tuple[int, int]:

@@ -21,34 +21,18 @@ publishes there, under meta keys no user id can take:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 
 from recloop.core.errors import StoreUnavailableError
-from recloop.core.protocols import RecommendationStore
+from recloop.core.protocols import StreamStore
 
 STATUS_KEY = "runner"
 DEAD_LETTERS_KEY = "dead_letters"
 LISTS_KEY = "lists"
 KEEP_DEAD_LETTERS = 1000
 """Dead letters the runner publishes (and keeps in its snapshot meta), the newest."""
-
-
-class StreamStore(RecommendationStore, Protocol):
-    """A recommendation store with a few meta keys beside the lists (both backends)."""
-
-    def get_meta(self, key: str) -> bytes | None: ...
-
-    def put_meta(self, key: str, value: bytes) -> None: ...
-
-    def swap_meta(self, key: str, expect: bytes | None, value: bytes) -> bool:
-        """Set ``key`` to ``value`` only if it holds ``expect`` now (None: absent)."""
-        ...
-
-    def delete(self, user_id: str) -> int:
-        """Delete one user's list (privacy); returns how many (0 or 1)."""
-        ...
 
 
 def lists_ready(store: StreamStore) -> bool:

@@ -30,10 +30,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from recloop.core.errors import StoreUnavailableError
-from recloop.core.protocols import BehaviourLog, StreamStateStore
+from recloop.core.protocols import BehaviourLog, StreamStateStore, StreamStore
 from recloop.core.types import BehaviourEvent, Recommendation
 from recloop.streaming import board, forget_requests
-from recloop.streaming.board import StreamStore
 from recloop.streaming.popularity import DecayedPopularity
 from recloop.streaming.processor import StreamProcessor
 from recloop.streaming.state import UserStream

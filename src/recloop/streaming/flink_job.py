@@ -438,7 +438,8 @@ def _functions(
             self.base = base
 
         def open(self, ctx: Any) -> None:
-            from recloop.streaming.service import make_processor, open_recommendations
+            from recloop.stores.factory import open_recommendations
+            from recloop.streaming.service import make_processor
 
             stream_settings = StreamSettings(**settings)
             self.processor = make_processor(stream_settings)

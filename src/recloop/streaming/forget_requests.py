@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from recloop.streaming.board import StreamStore
+from recloop.core.protocols import StreamStore
 
 PENDING_KEY = "forget"
 DONE_KEY = "forgotten"

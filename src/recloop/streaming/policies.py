@@ -97,16 +97,11 @@ def stream_policy(spec: str, data_dir: Path) -> Policy | None:
             raise InvalidInputError(f"stream.policy {spec!r}: no model store at {db}")
         from recloop.features.catalogue import ItemCatalogue
         from recloop.settings import FeatureSettings
-        from recloop.stores.sqlite_items import SqliteItemStore
-        from recloop.stores.sqlite_models import SqliteModelStore
+        from recloop.stores.factory import open_loop_files
 
-        items_db = db.parent / "items.db"
-        items = (
-            ItemCatalogue(SqliteItemStore(items_db), FeatureSettings())
-            if items_db.exists()
-            else None
-        )
-        return LoopModelPolicy(SqliteModelStore(db), loop, items=items)
+        models, item_store = open_loop_files(db.parent)
+        items = ItemCatalogue(item_store, FeatureSettings()) if item_store is not None else None
+        return LoopModelPolicy(models, loop, items=items)
     from recloop.evaluation.offline import load_policy
 
     return load_policy(spec)

@@ -24,19 +24,16 @@ from pathlib import Path
 from typing import Any
 
 from recloop.core.errors import InvalidInputError, PayloadTooLargeError, StoreUnavailableError
-from recloop.core.protocols import BehaviourLog
 from recloop.core.stats import LoopStats
-from recloop.core.types import BehaviourEvent, Recommendation
+from recloop.core.types import POPULAR_KEY, BehaviourEvent, Recommendation
 from recloop.learning.lease import LeaseBusyError, PipelineLease
 from recloop.settings import StreamSettings
-from recloop.stores.sqlite_stream import (
-    POPULAR_KEY,
-    SqliteBehaviourLog,
-    SqliteRecommendationStore,
-    SqliteStreamState,
+from recloop.stores.factory import (
+    open_behaviour_log,
+    open_recommendations,
+    open_stream_state,
 )
 from recloop.streaming import board
-from recloop.streaming.board import StreamStore
 from recloop.streaming.embedded import EmbeddedRunner
 from recloop.streaming.events import parse_event
 from recloop.streaming.policies import stream_policy
@@ -80,29 +77,6 @@ def make_processor(s: StreamSettings, data_dir: Path | None = None) -> StreamPro
         DecayedPopularity(half_life_seconds=s.popularity_half_life_seconds),
         stream_policy(s.policy, data_dir or Path(".")),
     )
-
-
-def open_behaviour_log(s: StreamSettings, stream_dir: Path) -> BehaviourLog:
-    if s.log_url:
-        if not s.log_url.startswith(("nats://", "tls://")):
-            raise InvalidInputError(f"unsupported log_url {s.log_url!r}: use nats://...")
-        from recloop.bus.nats_log import NatsBehaviourLog
-
-        subject = "recloop.events." + s.nats_stream.lower()
-        return NatsBehaviourLog(s.log_url, stream=s.nats_stream, subject=subject)
-    return SqliteBehaviourLog(stream_dir / "events.db")
-
-
-def open_recommendations(s: StreamSettings, stream_dir: Path) -> StreamStore:
-    if s.recommendations_url:
-        if not s.recommendations_url.startswith(("redis://", "rediss://", "unix://")):
-            raise InvalidInputError(
-                f"unsupported recommendations_url {s.recommendations_url!r}: use redis://..."
-            )
-        from recloop.stores.redis_stream import RedisRecommendationStore
-
-        return RedisRecommendationStore(s.recommendations_url, prefix=s.recommendations_prefix)
-    return SqliteRecommendationStore(stream_dir / "recs.db")
 
 
 class Stream:
@@ -152,7 +126,7 @@ class Stream:
         self.runner = EmbeddedRunner(
             make_processor(s, self.dir.parent),
             self.log,
-            SqliteStreamState(self.dir / "state.db"),
+            open_stream_state(self.dir),
             self.recs,
             snapshot_every_events=s.snapshot_every_events,
             snapshot_every_seconds=s.snapshot_every_seconds,
