@@ -492,7 +492,9 @@ class Loop:
         try:
             return self._with_overrides(json.loads(raw) if raw else {})
         except (InvalidInputError, json.JSONDecodeError) as exc:
-            log.exception("stored settings overrides of loop %s are unusable", self.name)
+            # an operator's problem, named in one line (and in /readyz), not a traceback:
+            # every process of the loop logs it as it reads the overrides
+            log.error("stored settings overrides of loop %s are unusable: %s", self.name, exc)
             self.settings_problem = f"stored settings overrides are unusable: {exc}"
             self.stats.set("settings_overrides_unusable", 1.0)
             return None

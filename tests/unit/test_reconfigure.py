@@ -4,6 +4,7 @@ loop within a step, kept across restarts, and checked like any settings."""
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -199,13 +200,20 @@ def test_resending_the_personalizer_configuration_unchanged_changes_nothing(
         assert lp.pipeline.learner is learner and lp.pipeline.learner_offset == offset
 
 
-def test_unusable_stored_settings_are_visible_not_silent(tmp_path: Path) -> None:
+def test_unusable_stored_settings_are_visible_not_silent(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     from recloop.client import OVERRIDES_KEY
     from recloop.serving.health import loop_readiness
 
     with Loop.open(tmp_path, start=False, epsilon=0.1) as lp:
         lp.joined.set_state(OVERRIDES_KEY, json.dumps({"epsilon": 7}))  # as an old version
-    with Loop.open(tmp_path, start=False, epsilon=0.1) as lp:
+    with caplog.at_level(logging.ERROR, logger="recloop.client"):
+        reopened = Loop.open(tmp_path, start=False, epsilon=0.1)
+    said = [r for r in caplog.records if "overrides" in r.getMessage()]
+    assert [(r.levelname, r.exc_info) for r in said] == [("ERROR", None)]  # was a traceback
+    assert "epsilon" in said[0].getMessage()
+    with reopened as lp:
         assert lp.settings.epsilon == 0.1  # the configured settings stay in force...
         assert lp.settings_problem is not None and "epsilon" in lp.settings_problem
         assert lp.stats.get("settings_overrides_unusable") == 1  # ...and it shows
