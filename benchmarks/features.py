@@ -226,7 +226,7 @@ def _memory(tmp: str, n: int) -> list[dict[str, Any]]:
         gc.collect()
         catalogue_held = tracemalloc.get_traced_memory()[0] - before
         for i in range(n):
-            loop._text.action_line(items.actions([f"m{i}"], 1.8e9)[0])
+            loop.served._text.action_line(items.actions([f"m{i}"], 1.8e9)[0])
         gc.collect()
         total_held = tracemalloc.get_traced_memory()[0] - before
         tracemalloc.stop()

@@ -30,9 +30,8 @@ from benchmarks.common import (
     synthetic_reward,
 )
 from recloop import Loop
-from recloop.client import to_action
 from recloop.core.clock import FakeClock
-from recloop.core.validation import check_actions, check_features
+from recloop.core.validation import check_actions, check_features, to_action
 from recloop.exploration.sampling import sample_index, uniform_from_event
 from recloop.features.vw_text import adf_example
 from recloop.log.codec import encode_decision

@@ -1,7 +1,7 @@
 """The stream as a Flink job (PyFlink, thread mode, a local MiniCluster): throughput and
 end-to-end latency.
 
-* job: events/s of ``recloop.streaming.flink_job`` over a 100k-event spool (bounded: read
+* job: events/s of ``recloop.streaming.flink`` over a 100k-event spool (bounded: read
   the spool, finish), from the first event the job meets to its last write -- goal >= 15,000
   events/s; the wall time with the JVM and MiniCluster start is printed beside it. Two
   workloads: stream_embedded's (20k users, 5k items: nearly every event is a new list to
@@ -32,7 +32,7 @@ from benchmarks.common import cli, figure, print_table, summarize
 from benchmarks.stream_embedded import events
 from recloop.settings import StreamSettings
 from recloop.stores.sqlite_stream import SqliteBehaviourLog
-from recloop.streaming.flink_job import have_pyflink, read_states, run_flink_job, spool
+from recloop.streaming.flink import have_pyflink, read_states, run_flink_job, spool
 from recloop.streaming.service import Stream
 
 BENCH = "stream_flink"

@@ -1,7 +1,7 @@
 """Every online learner the pipeline can run, through one suite: VW (the default) and DRN.
 
-Each is built as the pipeline builds it (``new_learner`` / ``resume_learner`` of
-``recloop.learning.learners``, from ``LoopSettings``) and fed real ``JoinedExample``s (48:
+Each is built as the pipeline builds it (its kind's ``new`` / ``resume`` in
+``recloop.kinds.models``, from ``LoopSettings``) and fed real ``JoinedExample``s (48:
 repeat and anonymous users, excluded actions, logged probabilities, rewards in [-1, 1]).
 Checks per learner: its ``kind`` is the settings' and survives a resume; an untrained
 learner's snapshot already serves (what a model reset stores); a snapshot loaded as the
@@ -28,10 +28,19 @@ import numpy as np
 import pytest
 
 from recloop.core.errors import ModelRejectedError
+from recloop.core.protocols import OnlineLearner
 from recloop.core.types import Action, Decision, JoinedExample
-from recloop.learning.learners import OnlineLearner, learner_kind, new_learner, resume_learner
-from recloop.policies.agent import load_model_policy
+from recloop.kinds.models import learner_kind, load_model_policy
 from recloop.settings import LoopSettings
+
+
+def new_learner(settings: LoopSettings) -> OnlineLearner:
+    return learner_kind(settings).new(settings)
+
+
+def resume_learner(settings: LoopSettings, blob: bytes) -> OnlineLearner:
+    return learner_kind(settings).resume(settings, blob)
+
 
 ACTIONS = [Action(f"a{j}", {"topic": f"t{j % 3}", "price": float(j)}) for j in range(5)]
 TINY_DRN = {
@@ -146,7 +155,7 @@ def _moved(a: list[np.ndarray], b: list[np.ndarray]) -> bool:
 
 
 def test_the_kind_is_the_settings_and_survives_a_resume(trained: Trained) -> None:
-    kind = learner_kind(trained.settings)
+    kind = learner_kind(trained.settings).meta_kind
     assert trained.learner.kind == kind
     assert isinstance(trained.learner.args, str) and trained.learner.args
     assert trained.learner.examples_learned == len(FIRST)

@@ -37,8 +37,8 @@ import pytest
 from recloop.core.protocols import Policy
 from recloop.core.types import Action, Decision, JoinedExample
 from recloop.core.validation import check_actions, check_features
-from recloop.policies.agent import load_model_policy
-from recloop.policies.registry import make_policy
+from recloop.kinds.models import learner_kind, load_model_policy
+from recloop.kinds.policies import make_policy
 from recloop.policies.simple import MostPopular
 from recloop.policies.vw import VWLearner
 from recloop.settings import LoopSettings
@@ -150,14 +150,12 @@ def _agent(tmp: Path) -> Policy:
 
 def _drn(_: Path) -> Policy:
     pytest.importorskip("torch", reason="DRN needs PyTorch")
-    from recloop.learning.learners import new_learner
-
     settings = LoopSettings(
         learner="drn",
         seed=5,
         drn={"context_dim": 8, "action_dim": 8, "hidden": 8, "major_every": 10, "batch_size": 8},
     )
-    learner = new_learner(settings)
+    learner = learner_kind(settings).new(settings)
     for example in EXAMPLES:
         learner.learn_one(example)
     return load_model_policy(learner.snapshot(), "4")

@@ -20,7 +20,7 @@ import pytest
 
 from recloop.settings import StreamSettings
 from recloop.stores.sqlite_stream import SqliteRecommendationStore
-from recloop.streaming.flink_job import latest_checkpoint, read_states
+from recloop.streaming.flink import latest_checkpoint, read_states
 from recloop.streaming.service import Stream
 from tests.unit.test_embedded_runner import synthetic_events
 
@@ -36,7 +36,7 @@ N_EVENTS = 100_000
 ROOT = Path(__file__).resolve().parents[2]
 JOB = (
     "import sys; from pathlib import Path; from recloop.settings import StreamSettings; "
-    "from recloop.streaming.flink_job import run_flink_job; "
+    "from recloop.streaming.flink import run_flink_job; "
     "restore = None if sys.argv[3] == '-' else Path(sys.argv[3]); "
     "checkpoints = None if sys.argv[2] == '-' else Path(sys.argv[2]); "
     "ttl = float(sys.argv[5]); "

@@ -22,7 +22,8 @@ def needs_recsim() -> Iterator[None]:
     pytest.importorskip("recsim", reason="RecSim is not installed (pip install 'recloop[sims]')")
     torch = pytest.importorskip("torch", reason="PyTorch is not installed")
     before = torch.get_num_threads()
-    torch.set_num_threads(1)  # as `recloop evaluate --env` runs: the figures repeat exactly
+    # as `recloop evaluate-agents --env` runs: the figures repeat exactly
+    torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
 

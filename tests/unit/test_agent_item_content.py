@@ -14,7 +14,7 @@ from recloop import Loop
 from recloop.agents.datasets import InteractionLog, build_trajectories
 from recloop.agents.embeddings import EmbeddingConfig, pretrain_embeddings
 from recloop.cli import app
-from recloop.cli_agents import catalogue_content
+from recloop.cli.agents import catalogue_content
 from recloop.simulators.news import TOPICS, NewsCatalogue
 
 pytestmark = pytest.mark.usefixtures("one_thread")

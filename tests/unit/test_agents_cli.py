@@ -1,5 +1,5 @@
-"""The whole deep RL path by the CLI: generate -> train -> evaluate -> serve (a loop's model
-store, or a candidate policy), and the clear errors of bad input on the way."""
+"""The whole deep RL path by the CLI: generate -> train -> evaluate-agents -> serve (a loop's
+model store, or a candidate policy), and the clear errors of bad input on the way."""
 
 from __future__ import annotations
 
@@ -67,9 +67,11 @@ def test_train_writes_the_agent_its_curves_and_metrics(shop):
     assert meta["algo"] == "bc" and meta["last_n"] == 5 and meta["training"]["seed"] == 0
 
 
-def test_evaluate_compares_the_agent_with_the_baselines(shop):
+def test_evaluate_agents_compares_the_agent_with_the_baselines(shop):
     tmp, data, run = shop
-    result = invoke("evaluate", "--data", data, "-a", run, "--sessions", 100, "-o", tmp / "ev")
+    result = invoke(
+        "evaluate-agents", "--data", data, "-a", run, "--sessions", 100, "-o", tmp / "ev"
+    )
     assert result.exit_code == 0, result.output
     rows = {r["name"]: r for r in json.loads((tmp / "ev" / "evaluation.json").read_text())}
     assert set(rows) == {"random", "popularity", "bc"}
@@ -171,18 +173,18 @@ def test_train_rejects_bad_data_naming_the_problem(tmp_path):
         assert message in said(result), result.output
 
 
-def test_evaluate_rejects_agents_of_another_catalogue_and_broken_files(shop, tmp_path):
+def test_evaluate_agents_rejects_agents_of_another_catalogue_and_broken_files(shop, tmp_path):
     _, _, run = shop
     other = tmp_path / "other.csv"
     assert (
         invoke("generate", "-o", other, "--events", 3000, "--users", 40, "--items", 20).exit_code
         == 0
     )
-    result = invoke("evaluate", "--data", other, "-a", run)
+    result = invoke("evaluate-agents", "--data", other, "-a", run)
     assert result.exit_code == 2 and "another catalogue" in said(result)
     broken = tmp_path / "broken.zip"
     broken.write_bytes(b"not a zip")
-    result = invoke("evaluate", "--data", other, "-a", broken)
+    result = invoke("evaluate-agents", "--data", other, "-a", broken)
     assert result.exit_code == 2 and "not a recloop agent checkpoint" in said(result)
 
 
@@ -271,8 +273,9 @@ def test_a_saved_agent_loads_and_scores_without_the_training_code(shop):
     assert out.stdout.split() == ["bc", "2"]
 
 
-def test_evaluate_runs_rankers_in_a_simulator_reproducibly():
-    args = ["evaluate", "--env", "fusion-shop", "-p", "random", "-p", "fused:0.4", "--seeds", "0,1"]
+def test_evaluate_agents_runs_rankers_in_a_simulator_reproducibly():
+    args = ["evaluate-agents", "--env", "fusion-shop", "-p", "random", "-p", "fused:0.4"]
+    args += ["--seeds", "0,1"]
     first = invoke(*args, "--json")
     assert first.exit_code == 0, first.output
     rows = {r["policy"]: r for r in json.loads(first.stdout)}
@@ -289,5 +292,5 @@ def test_evaluate_runs_rankers_in_a_simulator_reproducibly():
         (["--env", "fusion-shop", "-p", "random", "--seeds", "a"], "comma-separated integers"),
         ([], "give --data LOG and --agent RUN"),
     ]:
-        result = invoke("evaluate", *bad)
+        result = invoke("evaluate-agents", *bad)
         assert result.exit_code == 2 and message in said(result), (bad, result.output)

@@ -51,7 +51,7 @@ def test_drn_learns_the_planted_preference_in_the_loop(tmp_path: Path) -> None:
         tmp_path, start=False, clock=clock, exp_unit_seconds=1.0, seed=3, learner="drn"
     ) as lp:
         share = _play(lp, clock, population, 5000)
-        assert lp.model_version != "default" and lp._policy_label == "drn"
+        assert lp.model_version != "default" and lp.served.slot.current.label == "drn"
         learner = lp.pipeline.learner
         assert isinstance(learner, DRNLearner)
         assert share >= 0.9, share

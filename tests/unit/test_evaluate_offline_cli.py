@@ -1,4 +1,4 @@
-"""`recloop evaluate-offline` on files: CSV/Parquet logs, .npy policies, policies by name."""
+"""`recloop estimate-offline` on files: CSV/Parquet logs, .npy policies, policies by name."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def logged(tmp_path_factory):
 
 
 def _json(args):
-    result = runner.invoke(app, ["evaluate-offline", *args, "--json"])
+    result = runner.invoke(app, ["estimate-offline", *args, "--json"])
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)
 
@@ -59,7 +59,7 @@ def test_table_json_and_plot_from_csv_and_parquet(logged):
         assert (tmp / f"{name}.png").stat().st_size > 1000
     table = runner.invoke(
         app,
-        ["evaluate-offline", "--log", str(tmp / "log.csv"), "--policy-probs",
+        ["estimate-offline", "--log", str(tmp / "log.csv"), "--policy-probs",
          str(tmp / "policy.npy"), "--estimators", "ips,snips", "--no-plot"],
     )  # fmt: skip
     assert table.exit_code == 0, table.output
@@ -128,7 +128,7 @@ def test_bad_input_is_a_clear_error(tmp_path, logged, setup, message):
         (tmp_path / "bad.csv").write_text("action,reward,propensity\n0,yes,0.5\n")
         log = tmp_path / "bad.csv"
     result = runner.invoke(
-        app, ["evaluate-offline", "--log", str(log), *policy, *extra, "--no-plot"]
+        app, ["estimate-offline", "--log", str(log), *policy, *extra, "--no-plot"]
     )
     assert result.exit_code == 2
     assert message in result.output
@@ -188,7 +188,8 @@ def test_a_saved_vw_model_is_an_evaluation_policy(tmp_path):
     (tmp_path / "model.vw").write_bytes(learner.snapshot())
     test, q_test = world.log(3_000, stream=2)
     write_log(tmp_path / "test.csv", test)
-    from recloop.evaluation.offline import load_policy, policy_action_dist
+    from recloop.evaluation.offline import policy_action_dist
+    from recloop.kinds.policies import load_policy
 
     greedy = policy_action_dist(load_policy(str(tmp_path / "model.vw")), test)
     truth = float((greedy * q_test).sum(axis=1).mean())  # on these rows' contexts
@@ -199,7 +200,7 @@ def test_a_saved_vw_model_is_an_evaluation_policy(tmp_path):
     assert snips["low"] <= truth <= snips["high"], (snips, truth)
     broken = tmp_path / "broken.vw"
     broken.write_bytes(b"not a model")
-    bad = runner.invoke(app, ["evaluate-offline", "--log", str(tmp_path / "test.csv"),
+    bad = runner.invoke(app, ["estimate-offline", "--log", str(tmp_path / "test.csv"),
                               "--policy", str(broken), "--no-plot"])  # fmt: skip
     assert bad.exit_code == 2 and "not a loadable VW model" in bad.output
 
@@ -230,6 +231,6 @@ def test_slates_with_positions_from_the_cli(tmp_path):
     assert est["iips"] == pytest.approx(slots * est["ips"])  # equal slot counts
     flat = tmp_path / "flat.npy"
     np.save(flat, probs[:, :, 0])  # no positions: refused
-    bad = runner.invoke(app, ["evaluate-offline", "--log", str(tmp_path / "slates.parquet"),
+    bad = runner.invoke(app, ["estimate-offline", "--log", str(tmp_path / "slates.parquet"),
                               "--policy-probs", str(flat), "--no-plot"])  # fmt: skip
     assert bad.exit_code == 2 and "positions" in bad.output

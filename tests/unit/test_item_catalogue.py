@@ -215,7 +215,7 @@ def test_the_stream_scores_candidates_with_the_loops_catalogue_features(
         lp.step()
         assert lp.model_version != "0"
         ids = ["a1", "a2", "a3", "a4"]
-        expected = lp._policy.scores({"user": "adult"}, lp.rank({}, ids).actions)
+        expected = lp.served.slot.current.policy.scores({"user": "adult"}, lp.rank({}, ids).actions)
         policy = stream_policy("loop:default", tmp_path)
         assert policy is not None
         scores = policy.scores({"user": "adult", "now": clock.now()}, [Action(i) for i in ids])

@@ -349,7 +349,7 @@ def test_rollback_is_not_undone_by_a_concurrent_refresh(
             lp.step()
         lp.activate_model("1")
         lp.models.follow_newest()  # the store now says "2"; the loop still serves "1"
-        original = lp._load
+        original = lp.served._load
         loading = threading.Event()
         release = threading.Event()
 
@@ -359,7 +359,7 @@ def test_rollback_is_not_undone_by_a_concurrent_refresh(
                 release.wait(5)
             return original(version)
 
-        monkeypatch.setattr(lp, "_load", slow_load)
+        monkeypatch.setattr(lp.served, "_load", slow_load)
         tick = threading.Thread(target=lp.refresh_model)
         tick.start()
         assert loading.wait(5)

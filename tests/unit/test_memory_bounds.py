@@ -16,9 +16,9 @@ import pytest
 from recloop import Loop
 from recloop.core.errors import InvalidInputError
 from recloop.core.types import Action
-from recloop.evaluation.candidates import MAX_CANDIDATES
 from recloop.features.categorical import MAX_VALUES, RARE, CategoricalEncoder
 from recloop.features.vw_text import VWText, action_line
+from recloop.loop.candidates import MAX_CANDIDATES
 
 
 def _hostile_action(i: int) -> Action:

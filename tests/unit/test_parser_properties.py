@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from recloop.cli_items import read_items
+from recloop.cli.items import read_items
 from recloop.core.errors import InvalidInputError, MalformedJSONError
 from recloop.core.stats import LoopStats
 from recloop.core.types import Action, Decision, JoinedExample

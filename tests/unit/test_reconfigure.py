@@ -112,7 +112,7 @@ def test_a_model_reset_serves_an_untrained_model_and_learns_afresh_from_now(
         lp.activate_model(trained)  # pinned: a reset unpins
         reset = lp.reset_model()
         assert lp.model_version == reset != trained and lp.models.pinned() is None
-        scores = lp._policy.scores({"u": 1.0}, ACTIONS)
+        scores = lp.served.slot.current.policy.scores({"u": 1.0}, ACTIONS)
         assert max(scores) == min(scores)  # untrained: no preference
         play(lp, 100, "after")
         assert lp.pipeline.learner_offset == 400
@@ -203,7 +203,7 @@ def test_resending_the_personalizer_configuration_unchanged_changes_nothing(
 def test_unusable_stored_settings_are_visible_not_silent(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from recloop.client import OVERRIDES_KEY
+    from recloop.loop.runtime_settings import OVERRIDES_KEY
     from recloop.serving.health import loop_readiness
 
     with Loop.open(tmp_path, start=False, epsilon=0.1) as lp:

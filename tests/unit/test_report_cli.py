@@ -7,7 +7,8 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from recloop import Loop
-from recloop.cli import _loop_for_report, app
+from recloop.cli import app
+from recloop.cli.main import _loop_for_report
 from recloop.core.clock import FakeClock
 from recloop.reporting import loop_report
 from recloop.settings import load_settings

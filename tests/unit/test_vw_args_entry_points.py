@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from recloop import Loop
 from recloop.core.errors import InvalidInputError, ModelRejectedError
 from recloop.evaluation.experiments import LearnerConfig
-from recloop.policies.registry import make_policy
+from recloop.kinds.policies import make_policy
 from recloop.policies.vw import VWLearner, VWPolicy
 from recloop.settings import LoopSettings, load_settings
 from tests.unit.vw_forge import forge_model

@@ -22,9 +22,9 @@ import torch
 from numpy.typing import NDArray
 from torch import nn
 
+from recloop.agents.formats import is_agent_checkpoint
 from recloop.agents.networks import CandidateScorer, top_k
 from recloop.core.errors import InvalidInputError, ModelRejectedError
-from recloop.policies.agent import is_agent_checkpoint
 
 if TYPE_CHECKING:  # loading a checkpoint imports no agent code
     from recloop.agents.base import Agent

@@ -1,7 +1,7 @@
 """Comparing agents and baselines alike: per-row offline metrics on the test split and the
 returns of simulated sessions, pooled over seeds, each figure with a 95% interval.
 
-``recloop evaluate`` fills a :class:`Comparison` from saved agents and a log file;
+``recloop evaluate-agents`` fills a :class:`Comparison` from saved agents and a log file;
 ``benchmarks/agents_compare.py`` fills one from agents it has just trained. Rows of one name
 from several seeds are pooled (the interval is over every evaluation state or session).
 """

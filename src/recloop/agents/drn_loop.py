@@ -19,8 +19,8 @@ README's figures). A restarted pipeline resumes the networks from its newest ver
 replay memory starts empty again.
 
 It lives under ``agents`` because it is PyTorch code: nothing outside ``agents`` imports
-torch (``.importlinter``); the loop reaches it through lazy imports when a loop's learner
-is ``drn``.
+torch (``.importlinter``); the loop reaches it through its model kind
+(``recloop.kinds.models``), which imports it only when a loop's learner is ``drn``.
 """
 
 from __future__ import annotations
@@ -38,12 +38,12 @@ import safetensors.torch
 import torch
 
 from recloop.agents.drn import DRN, DRNConfig, DuelingQ
+from recloop.agents.formats import DRN_MAGIC
 from recloop.core.arrays import FloatArray
 from recloop.core.errors import InvalidInputError, ModelRejectedError
 from recloop.core.interaction import Request
 from recloop.core.types import Action, Context, GeneratedFeatures, JoinedExample, available_actions
 from recloop.features.hashing import FeatureHasher, Floats
-from recloop.policies.agent import DRN_MAGIC
 
 MAGIC = DRN_MAGIC + b"2\n"
 """Versions written now: safetensors."""
@@ -53,10 +53,6 @@ KIND = "drn"
 LOOP_KEYS = {"context_dim": 64, "action_dim": 64, "user_key": "user_id"}
 """Settings of the loop's DRN beside DRNConfig's hyperparameters."""
 _TUNABLE = {f.name for f in dataclasses.fields(DRNConfig)} - {"activeness", "seed"}
-
-
-def is_drn_checkpoint(blob: bytes) -> bool:
-    return blob.startswith(DRN_MAGIC)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Rankers judged in simulators: ``recloop evaluate --env NAME --policy NAME ...``.
+"""Rankers judged in simulators: ``recloop evaluate-agents --env NAME --policy NAME ...``.
 
 Each (seed, episode) run starts a fresh environment episode and a fresh ranker (learning
 rankers learn online within the episode, from scratch), so runs are independent and

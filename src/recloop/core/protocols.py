@@ -49,6 +49,24 @@ class Learner(Protocol):
     def snapshot(self) -> bytes: ...
 
 
+class OnlineLearner(Learner, Protocol):
+    """The learner a loop's pipeline feeds (``recloop.kinds.models`` makes one by the
+    loop's settings)."""
+
+    kind: str
+    """Written into each version's metadata: a learner resumes only from its own kind."""
+    examples_learned: int
+
+    @property
+    def args(self) -> str: ...
+
+    def scores(self, context: Context, actions: Sequence[Action]) -> FloatArray:
+        """What the learner would score now (apprentice mode's imitation check)."""
+        ...
+
+    def close(self) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class LogRecord:
     """One entry of the event log, with its offset."""

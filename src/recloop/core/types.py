@@ -252,3 +252,6 @@ class Recommendation:
 POPULAR_KEY = "*popular*"
 """The key of the popularity list beside the users' lists in a recommendation store: a
 user id no one may have (behaviour events naming it are refused)."""
+
+APPRENTICE = "apprentice-baseline"
+"""The policy label of decisions made in apprentice mode (the baseline chosen)."""

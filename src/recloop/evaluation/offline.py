@@ -1,4 +1,4 @@
-"""`recloop evaluate-offline`: a log file, an evaluation policy, estimators -> a report.
+"""`recloop estimate-offline`: a log file, an evaluation policy, estimators -> a report.
 
 The evaluation policy comes as a matrix of action probabilities (``.npy``), or as a recloop
 Policy (a registered kind such as ``uniform`` or ``first-action``, or a saved VW model file)
@@ -7,7 +7,6 @@ that scores every row's actions again.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,34 +40,6 @@ def load_policy_probs(path: str | Path) -> Array:
             f"{probs.shape}"
         )
     return np.asarray(probs, dtype=np.float64)
-
-
-def load_policy(name_or_model: str) -> Policy:
-    """A registered policy kind, optionally with JSON params (``fixed:{"action_id": "a"}``),
-    or a VW model file saved by recloop."""
-    from recloop.policies.registry import POLICIES, make_policy
-
-    kind, _, params = name_or_model.partition(":")
-    if kind in POLICIES:
-        try:
-            parsed = json.loads(params) if params else {}
-        except ValueError as exc:
-            raise InvalidInputError(f"--policy {kind}:PARAMS needs JSON params ({exc})") from exc
-        if not isinstance(parsed, dict):
-            raise InvalidInputError(f"--policy {kind}:PARAMS needs a JSON object")
-        return make_policy(kind, parsed)
-    path = Path(name_or_model)
-    if not path.exists():
-        raise InvalidInputError(
-            f"--policy {name_or_model!r} is neither a policy kind ({', '.join(POLICIES)}) "
-            "nor a model file"
-        )
-    from recloop.policies.agent import load_model_policy
-
-    try:
-        return load_model_policy(path.read_bytes(), version=path.name)
-    except Exception as exc:
-        raise InvalidInputError(f"{path}: not a loadable VW model or agent ({exc})") from exc
 
 
 def _actions(data: BanditData) -> list[Action]:

@@ -45,10 +45,10 @@ class QuantileSketch:
         if new.size == 0:
             return
         self.count += int(new.size)
-        values = np.concatenate([self.values, new])
-        weights = np.concatenate([self.weights, np.ones(new.size)])
-        order = np.argsort(values, kind="stable")
-        self.values, self.weights = values[order], weights[order]
+        merged: FloatArray = np.concatenate([self.values, new])
+        weights: FloatArray = np.concatenate([self.weights, np.ones(new.size)])
+        order = np.argsort(merged, kind="stable")
+        self.values, self.weights = merged[order], weights[order]
         while self.values.size > self.capacity:
             self._compact()
 
@@ -67,7 +67,8 @@ class QuantileSketch:
         cumulative = np.cumsum(self.weights)
         ranks = np.asarray(qs) * float(cumulative[-1])
         picks = np.minimum(np.searchsorted(cumulative, ranks), self.values.size - 1)
-        return self.values[picks]
+        chosen: FloatArray = self.values[picks]
+        return chosen
 
     def state(self) -> dict[str, Any]:
         return {

@@ -30,9 +30,10 @@ import numpy as np
 from recloop.core.checksum import verified_model
 from recloop.core.clock import Clock
 from recloop.core.errors import ModelRejectedError
-from recloop.core.protocols import EventLog, JoinedStore, LogRecord, ModelStore
+from recloop.core.protocols import EventLog, JoinedStore, LogRecord, ModelStore, OnlineLearner
 from recloop.core.stats import LoopStats
 from recloop.core.types import (
+    APPRENTICE,
     Activation,
     DeadLetter,
     Decision,
@@ -42,14 +43,11 @@ from recloop.core.types import (
     available_actions,
 )
 from recloop.evaluation.online import OnlineEvaluator
-from recloop.learning.learners import OnlineLearner, learner_kind, new_learner, resume_learner
+from recloop.kinds.models import learner_kind
 from recloop.log.codec import decode_decision
 from recloop.log.joiner import Aggregation, DecisionLike, Joiner
 from recloop.policies.vw import PROBE_ACTIONS, PROBE_CONTEXT
 from recloop.settings import LoopSettings
-
-APPRENTICE = "apprentice-baseline"
-"""The policy label of decisions made in apprentice mode (the baseline chosen)."""
 
 log = logging.getLogger(__name__)
 
@@ -107,16 +105,21 @@ class Pipeline:
         """New run-time settings: the joiner's window (for decisions read from now on),
         default reward and aggregation, the checkpoint cadence; new VW arguments start a
         new learner from the beginning of the joined history."""
+        kind = learner_kind(settings)
         relearn = (
-            settings.learner == "vw" and settings.full_vw_args() != self.settings.full_vw_args()
+            settings.learner == self.settings.learner
+            and kind.fingerprint(settings) is not None
+            and kind.fingerprint(settings) != kind.fingerprint(self.settings)
         )
         self.settings = settings
         if relearn:
             if self.learner is not None:
                 self.learner.close()
-            self.learner, self.learner_offset = new_learner(settings), 0
+            self.learner, self.learner_offset = kind.new(settings), 0
             self._since_checkpoint = 0
-            log.info("new VW arguments %r: the learner starts afresh", settings.full_vw_args())
+            log.info(
+                "new learner settings %r: the learner starts afresh", kind.fingerprint(settings)
+            )
         self.joiner.exp_unit = settings.exp_unit_seconds
         self.joiner.default_reward = settings.default_reward
         self.joiner.aggregation = Aggregation(settings.reward_aggregation)
@@ -235,10 +238,10 @@ class Pipeline:
         agent put by `recloop train`, another learner's) are served, never resumed from;
         a corrupt one is skipped for the one before it."""
         kind = learner_kind(self.settings)
-        args = self.settings.full_vw_args() if self.settings.learner == "vw" else None
+        args = kind.fingerprint(self.settings)
 
         def resumable(meta: Mapping[str, Any]) -> bool:
-            if "learner_offset" not in meta or meta.get("kind", "vw-cb") != kind:
+            if "learner_offset" not in meta or meta.get("kind", "vw-cb") != kind.meta_kind:
                 return False
             return args is None or meta.get("args", args) == args  # VW: the same arguments
 
@@ -247,14 +250,14 @@ class Pipeline:
                 continue
             try:
                 _, blob = verified_model(self.models, version.version)
-                learner = resume_learner(self.settings, blob)
+                learner = kind.resume(self.settings, blob)
             except ModelRejectedError as exc:  # corrupt, or a DRN whose shape changed
                 log.warning("learner cannot resume from version %s: %s", version.version, exc)
                 self.stats.inc("learner_resume_rejected_total")
                 continue
             learner.examples_learned = int(version.meta.get("examples_learned", 0))
             return learner, int(version.meta["learner_offset"])
-        return new_learner(self.settings), 0
+        return kind.new(self.settings), 0
 
     def _unseen(
         self, offset: int, fresh: list[JoinedExample], limit: int
@@ -280,10 +283,11 @@ class Pipeline:
         if newest is None or not newest.meta.get("reset") or newest.version == self._seen_reset:
             return
         self._seen_reset = newest.version
-        if newest.meta.get("kind") != learner_kind(self.settings):
+        kind = learner_kind(self.settings)
+        if newest.meta.get("kind") != kind.meta_kind:
             return
         _, blob = verified_model(self.models, newest.version)
-        learner = resume_learner(self.settings, blob)
+        learner = kind.resume(self.settings, blob)
         if self.learner is not None:
             self.learner.close()
         self.learner = learner

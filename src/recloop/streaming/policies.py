@@ -64,7 +64,7 @@ class LoopModelPolicy:
             and latest.version != self.version
             and latest.version not in self._rejected
         ):
-            from recloop.policies.agent import load_model_policy
+            from recloop.kinds.models import load_model_policy
 
             _, blob = self._models.get(latest.version)
             try:
@@ -102,6 +102,6 @@ def stream_policy(spec: str, data_dir: Path) -> Policy | None:
         models, item_store = open_loop_files(db.parent)
         items = ItemCatalogue(item_store, FeatureSettings()) if item_store is not None else None
         return LoopModelPolicy(models, loop, items=items)
-    from recloop.evaluation.offline import load_policy
+    from recloop.kinds.policies import load_policy
 
     return load_policy(spec)

@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from recloop.client import Loop
 from recloop.core.errors import InvalidInputError, MalformedJSONError
 from recloop.evaluation.experiments import LearnerConfig
-from recloop.policies.agent import load_model_policy
+from recloop.kinds.models import load_model_policy
 from recloop.serving.deps import loop_for
 from recloop.serving.personalizer_schemas import (
     PersonalizerPolicy,

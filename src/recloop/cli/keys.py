@@ -17,7 +17,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from recloop.cli_stream import ConfigOpt, DataDirOpt
+from recloop.cli.checks import RecloopTyper
+from recloop.cli.stream import ConfigOpt, DataDirOpt
 from recloop.core.errors import RecloopError
 from recloop.settings import load_settings
 from recloop.stores.keys import (
@@ -31,7 +32,7 @@ from recloop.stores.keys import (
 )
 
 console = Console()
-keys_app = typer.Typer(help="API keys: scopes rank, admin, metrics; stored hashed.")
+keys_app = RecloopTyper(help="API keys: scopes rank, admin, metrics; stored hashed.")
 
 
 @contextmanager

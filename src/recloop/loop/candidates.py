@@ -14,7 +14,7 @@ from recloop.core.errors import InvalidInputError, RecloopError, UnknownPolicyEr
 from recloop.core.protocols import Explorer, JoinedStore, Policy
 from recloop.evaluation.online import Candidate, OnlineEvaluator
 from recloop.exploration.explorers import make_explorer
-from recloop.policies.registry import make_policy
+from recloop.kinds.policies import make_policy
 
 log = logging.getLogger(__name__)
 CANDIDATE_PREFIX = "candidate:"

@@ -8,13 +8,13 @@ checkpoint on the next start). On a real Flink cluster (the spool and SQLite fil
 storage every TaskManager sees, or Redis for the lists), feed the spool beside the server
 and submit the same job with ``flink run``::
 
-    python -m recloop.streaming.flink_job --spool-only --data-dir /shared/data &
+    python -m recloop.streaming.flink --spool-only --data-dir /shared/data &
     flink run -pyexec /opt/venv/bin/python \\
-        -py "$(python -c 'import recloop.streaming.flink_job as m; print(m.__file__)')" \\
+        -py "$(python -c 'import recloop.streaming.flink.job as m; print(m.__file__)')" \\
         --data-dir /shared/data --checkpoint-dir /shared/checkpoints
     # after a failure: flink run -s /shared/checkpoints/<job-id>/chk-N -py ... (same args)
 
-See ``recloop.streaming.flink_job`` for the pipeline and its guarantees.
+See ``recloop.streaming.flink`` for the pipeline and its guarantees.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-from recloop.cli_checks import require_writable_data_dir
+from recloop.cli.checks import require_writable_data_dir
 from recloop.settings import load_settings
 
 console = Console()
@@ -187,9 +187,9 @@ def stream(
     require_writable_data_dir(settings.data_dir)
     if runner == "flink":  # the Flink job on a local MiniCluster, holding the runner lock
         from recloop.learning.lease import LeaseBusyError, PipelineLease
-        from recloop.streaming import flink_job
+        from recloop.streaming import flink
 
-        if not flink_job.have_pyflink():
+        if not flink.have_pyflink():
             err_console.print(
                 "[red]error:[/red] the flink runner needs apache-flink: pip install -e '.\\[flink]'"
             )
@@ -202,7 +202,7 @@ def stream(
             raise typer.Exit(3) from None
         try:
             if until_idle:
-                flink_job.run_flink_job(
+                flink.run_flink_job(
                     settings.stream,
                     settings.data_dir,
                     bounded=True,
@@ -210,11 +210,11 @@ def stream(
                     restore_from=None,
                     parallelism=parallelism,
                 )
-                offset, users, _ = flink_job.read_states(settings.data_dir)
+                offset, users, _ = flink.read_states(settings.data_dir)
                 console.print(f"flink job processed the log to offset {offset}; {len(users)} users")
                 return
             checkpoints = checkpoint_dir or stream_dir / "flink-checkpoints"
-            restore_from = flink_job.latest_checkpoint(checkpoints) if restore else None
+            restore_from = flink.latest_checkpoint(checkpoints) if restore else None
             stop = threading.Event()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, lambda *_: stop.set())
@@ -222,7 +222,7 @@ def stream(
                 f"flink stream job on {stream_dir} (checkpoints in {checkpoints}"
                 f"{f', restored from {restore_from}' if restore_from else ''}; Ctrl-C to stop)"
             )
-            flink_job.run_flink_job(
+            flink.run_flink_job(
                 settings.stream,
                 settings.data_dir,
                 bounded=False,

@@ -1,10 +1,11 @@
-"""`recloop generate`, `recloop train`, `recloop evaluate`: deep RL agents from logs.
+"""`recloop generate`, `recloop train`: deep RL agents from logs.
 
 generate writes a synthetic shop's interaction log (and, next to it, the world's
-configuration, so evaluate can replay sessions against its ground-truth user model); train
-fits one algorithm on a log's training split and saves the agent (a zip that serves without
-the training code), its curves and metrics, optionally as a version in a loop's model store;
-evaluate compares saved agents with random and popularity, offline and interactively.
+configuration, so evaluate-agents can replay sessions against its ground-truth user model);
+train fits one algorithm on a log's training split and saves the agent (a zip that serves
+without the training code), its curves and metrics, optionally as a version in a loop's
+model store. `recloop evaluate-agents` (``cli/evaluate_agents.py``) compares saved agents
+with random and popularity, offline and interactively.
 Torch is imported inside the commands, so the rest of the CLI starts without it.
 """
 
@@ -19,9 +20,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from recloop.core.errors import InvalidInputError, ModelRejectedError
+from recloop.core.errors import InvalidInputError
 from recloop.settings import DEFAULT_LOOP
 
 if TYPE_CHECKING:
@@ -39,7 +39,8 @@ err_console = Console(stderr=True)
 ALGOS = "reinforce-topk, reinforce, ddpg, bcq, bc"
 
 
-def _fail(message: str) -> typer.Exit:
+def fail(message: str) -> typer.Exit:
+    """A usage error (the message on stderr, exit status 2) to raise; evaluate_agents too."""
     err_console.print(f"[red]error:[/red] {message}")
     return typer.Exit(2)
 
@@ -91,7 +92,7 @@ def generate(
     )
 
     if events < 1 or users < 1 or items < 2:
-        raise _fail("--events and --users must be positive and --items at least 2")
+        raise fail("--events and --users must be positive and --items at least 2")
     if biased:
         cfg = strongly_biased_config(seed, users, items)
     else:
@@ -116,7 +117,7 @@ def generate(
     elif suffix in (".jsonl", ".json"):
         frame.to_json(output, orient="records", lines=True)
     else:
-        raise _fail(f"{output}: write .csv, .parquet or .jsonl")
+        raise fail(f"{output}: write .csv, .parquet or .jsonl")
     world = asdict(cfg)
     world["rewards"] = dict(cfg.rewards)
     world_file(output).write_text(json.dumps(world, indent=1))
@@ -236,7 +237,7 @@ def train(
 
             run = train_agent(log, spec, on_epoch)
     except InvalidInputError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     training = {
         "data": str(data),
         "seed": seed,
@@ -331,131 +332,6 @@ def _store(blob: bytes, data_dir: Path, loop: str, run: TrainRun, activate: bool
         return version
     finally:
         stores.close()
-
-
-# -- evaluate -------------------------------------------------------------------------------
-
-
-def evaluate(
-    data: Annotated[
-        Path | None, typer.Option(help="The interaction log the agents were trained on.")
-    ] = None,
-    agent: Annotated[
-        list[Path] | None,
-        typer.Option("--agent", "-a", help="A saved agent (agent.zip or its run folder); repeat."),
-    ] = None,
-    env: Annotated[
-        str | None,
-        typer.Option(
-            help="Judge rankers in a simulator instead: returning-users, fusion-shop, recsim, "
-            "recogym."
-        ),
-    ] = None,
-    policy: Annotated[
-        list[str] | None,
-        typer.Option("--policy", "-p", help="With --env: a ranker to run (repeat)."),
-    ] = None,
-    episodes: Annotated[int, typer.Option(help="With --env: episodes per seed.")] = 1,
-    seeds: Annotated[str, typer.Option(help="With --env: comma-separated seeds.")] = "0,1,2",
-    k: Annotated[int, typer.Option(help="List length of the ranking metrics.")] = 10,
-    sessions: Annotated[
-        int, typer.Option(help="Simulated sessions per agent (needs the generated world).")
-    ] = 300,
-    seed: Annotated[int, typer.Option(help="Seeds the baselines and the sessions.")] = 0,
-    output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Where to write evaluation.json/png.")
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = (
-        False
-    ),
-) -> None:
-    """Compare saved agents with random and popularity on a log (--data, --agent): NDCG, Hit
-    and precision@k with 95% intervals on the time-split test set, coverage, and (for a
-    generated log) intra-list similarity under the true item vectors and the reward of
-    simulated sessions. Agents of the same algorithm (several seeds) are pooled. Or run
-    rankers in a simulator (--env, --policy): reward per episode and CTR, 95% intervals over
-    seeds x episodes; learning rankers learn online from scratch in each run."""
-    if env is not None:
-        _evaluate_in_env(env, policy or [], episodes, seeds, as_json)
-        return
-    if data is None or not agent:
-        raise _fail("give --data LOG and --agent RUN (or --env NAME --policy NAME)")
-    from recloop.agents.comparison import compare_saved
-
-    paths = [p / "agent.zip" if p.is_dir() else p for p in agent]
-    try:
-        result = compare_saved(data, paths, read_world(data), k, sessions, seed)
-    except (InvalidInputError, ModelRejectedError) as exc:
-        raise _fail(str(exc)) from None
-    rows = result.rows()
-    out = output or Path(paths[0]).parent
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "evaluation.json").write_text(json.dumps(rows, indent=1))
-    result.plot(out / "evaluation.png")
-    if as_json:
-        console.print_json(json.dumps(rows))
-        return
-    table = Table(title=f"agents on the test split of {data} (95% intervals)")
-    columns = ("policy", "seeds", f"NDCG@{k}", f"Hit@{k}", "coverage", "ILS", "session reward")
-    for col in columns:
-        table.add_column(col)
-    for row in rows:
-        table.add_row(
-            row["name"],
-            str(row["seeds"]),
-            _fmt(row[f"ndcg@{k}"]),
-            _fmt(row[f"hit@{k}"]),
-            f"{row['coverage']:.2f}",
-            _fmt(row.get("intra_list_similarity")),
-            _fmt(row.get("session_reward")),
-        )
-    console.print(table)
-    console.print(f"wrote {out / 'evaluation.json'} and {out / 'evaluation.png'}")
-
-
-def _evaluate_in_env(
-    env: str, policies: list[str], episodes: int, seeds: str, as_json: bool
-) -> None:
-    import torch
-
-    from recloop.agents.online_evaluation import evaluate_in_environment
-
-    # small networks: one thread is as fast, and the figures then repeat exactly from the
-    # seeds (a multi-threaded sum rounds differently, and online learning amplifies it)
-    torch.set_num_threads(1)
-    try:
-        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
-    except ValueError:
-        raise _fail(f"--seeds {seeds!r}: write comma-separated integers") from None
-    if not policies:
-        raise _fail("give at least one --policy")
-    try:
-        with console.status(f"running {len(policies)} rankers in {env}"):
-            rows = evaluate_in_environment(env, policies, seed_list, episodes)
-    except InvalidInputError as exc:
-        raise _fail(str(exc)) from None
-    if as_json:
-        console.print_json(json.dumps(rows))
-        return
-    table = Table(title=f"{env}: per episode, 95% intervals over seeds x episodes")
-    for col in ("policy", "runs", "reward per episode", "reward per user", "CTR"):
-        table.add_column(col)
-    for row in rows:
-        table.add_row(
-            row["policy"],
-            str(row["runs"]),
-            _fmt(row["reward"]),
-            _fmt(row["reward_per_user"]),
-            _fmt(row["ctr"]),
-        )
-    console.print(table)
-
-
-def _fmt(figure: dict[str, float] | None) -> str:
-    if figure is None:
-        return "-"
-    half = (figure["high"] - figure["low"]) / 2
-    return f"{figure['value']:.3f} ± {half:.3f}"
 
 
 def catalogue_content(

@@ -17,13 +17,14 @@ from urllib.parse import quote
 import typer
 from rich.console import Console
 
-from recloop.cli_stream import ConfigOpt, DataDirOpt
+from recloop.cli.checks import RecloopTyper
+from recloop.cli.stream import ConfigOpt, DataDirOpt
 from recloop.core.errors import InvalidInputError
 from recloop.settings import LoopSettings, Settings, load_settings
 
 console = Console()
 err_console = Console(stderr=True)
-users_app = typer.Typer(help="Users: privacy requests.")
+users_app = RecloopTyper(help="Users: privacy requests.")
 
 
 def local_loops(settings: Settings) -> dict[str, tuple[LoopSettings, Path]]:

@@ -1,7 +1,9 @@
-"""The `recloop` command: serve, simulate, export, bench, generate, train, evaluate, ..."""
+"""The `recloop` command: serve, simulate, export, bench, generate, train, evaluate-agents,
+estimate-offline, ... (``recloop.cli`` exports ``app``, the entry point)."""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import subprocess
@@ -9,24 +11,27 @@ import sys
 import tempfile
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 from rich.table import Table
 
-from recloop.cli_agents import evaluate, generate, train
-from recloop.cli_checks import RecloopTyper, require_writable_data_dir
-from recloop.cli_experiment import experiment
-from recloop.cli_items import features_app, items_app
-from recloop.cli_keys import audit, keys_app
-from recloop.cli_offline import evaluate_offline
-from recloop.cli_stream import replay, stream
-from recloop.cli_users import users_app
+from recloop.cli.agents import generate, train
+from recloop.cli.checks import RecloopTyper, require_writable_data_dir
+from recloop.cli.evaluate_agents import evaluate_agents
+from recloop.cli.experiment import experiment
+from recloop.cli.items import features_app, items_app
+from recloop.cli.keys import audit, keys_app
+from recloop.cli.offline import estimate_offline
+from recloop.cli.stream import replay, stream
+from recloop.cli.users import users_app
 from recloop.settings import DEFAULT_LOOP, load_settings
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from recloop.client import Loop
     from recloop.settings import Settings
 
@@ -281,7 +286,7 @@ def bench(
     quick: Annotated[bool, typer.Option(help="Fewer iterations.")] = False,
 ) -> None:
     """Run the benchmarks in benchmarks/ (figures as a table and JSON lines)."""
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]  # src/recloop/cli/main.py
     if not (root / "benchmarks").is_dir():
         console.print("[red]benchmarks/ not found (run from a source checkout)[/red]")
         raise typer.Exit(2)
@@ -293,10 +298,30 @@ def bench(
     raise typer.Exit(subprocess.call(cmd, cwd=root))
 
 
-app.command("evaluate-offline")(evaluate_offline)
+def renamed(old: str, new: str, command: Callable[..., None]) -> Callable[..., None]:
+    """``command`` under its former name ``old``: the same options, hidden from ``--help``,
+    and one line on stderr first saying that it is now ``new``."""
+
+    @functools.wraps(command)
+    def former(*args: Any, **kwargs: Any) -> None:
+        typer.echo(
+            f"note: 'recloop {old}' is now 'recloop {new}'; the old name will be removed",
+            err=True,
+        )
+        command(*args, **kwargs)
+
+    return former
+
+
+app.command("estimate-offline")(estimate_offline)
 app.command("generate")(generate)
 app.command("train")(train)
-app.command("evaluate")(evaluate)
+app.command("evaluate-agents")(evaluate_agents)
+# the former names, until they are removed
+app.command("evaluate", hidden=True)(renamed("evaluate", "evaluate-agents", evaluate_agents))
+app.command("evaluate-offline", hidden=True)(
+    renamed("evaluate-offline", "estimate-offline", estimate_offline)
+)
 app.command("experiment")(experiment)
 app.command("replay")(replay)
 app.command("stream")(stream)
@@ -312,7 +337,3 @@ def show_config(config: ConfigOpt = None) -> None:
     """Print the effective settings (file + environment), secrets masked."""
     settings = load_settings(config)
     console.print_json(json.dumps(settings.model_dump(mode="json"), default=str))
-
-
-if __name__ == "__main__":
-    app()

@@ -1,4 +1,5 @@
-"""`recloop evaluate-offline`: off-policy estimates of a policy from a logged-bandit file."""
+"""`recloop estimate-offline` (formerly `recloop evaluate-offline`): off-policy estimates of a
+policy from a logged-bandit file."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ err_console = Console(stderr=True)
 DEFAULT_ESTIMATORS = "dm,ips,snips,dr,sndr,switch-dr"
 
 
-def evaluate_offline(
+def estimate_offline(
     log: Annotated[
         Path | None,
         typer.Option(
@@ -166,7 +167,6 @@ def _run(
     from recloop.evaluation.logdata import read_log
     from recloop.evaluation.offline import (
         joined_action_dist,
-        load_policy,
         load_policy_probs,
         policy_action_dist,
         run_offline,
@@ -174,6 +174,7 @@ def _run(
     from recloop.evaluation.offpolicy import make_estimator, prepare
     from recloop.evaluation.reward_model import REWARD_MODELS
     from recloop.exploration.explorers import make_explorer
+    from recloop.kinds.policies import load_policy
 
     if (policy is None) == (policy_probs is None):
         raise InvalidInputError("give the evaluation policy as --policy or --policy-probs")

@@ -18,7 +18,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 from rich.table import Table
 
-from recloop.cli_stream import ConfigOpt, DataDirOpt, read_events
+from recloop.cli.checks import RecloopTyper
+from recloop.cli.stream import ConfigOpt, DataDirOpt, read_events
 from recloop.core.errors import InvalidInputError
 from recloop.features.catalogue import ItemCatalogue
 from recloop.features.spec import plan_fields
@@ -26,8 +27,8 @@ from recloop.settings import DEFAULT_LOOP, LoopSettings, load_settings
 from recloop.stores.factory import open_item_store
 
 console = Console()
-items_app = typer.Typer(help="The item catalogue: raw fields in, features out.")
-features_app = typer.Typer(help="The feature generator.")
+items_app = RecloopTyper(help="The item catalogue: raw fields in, features out.")
+features_app = RecloopTyper(help="The feature generator.")
 LoopOpt = Annotated[str, typer.Option("--loop", help="The loop whose catalogue to use.")]
 
 

@@ -1,0 +1,1 @@
+"""The parts ``recloop.client.Loop`` is assembled from, each with one job."""
