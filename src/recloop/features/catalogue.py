@@ -24,9 +24,9 @@ from recloop.core.stats import LoopStats
 from recloop.core.types import Action, GeneratedFeatures, ItemRecord
 from recloop.core.validation import check_features, check_item_fields, to_action
 from recloop.features.generator import FeatureGenerator, features_at
+from recloop.features.settings import FeatureSettings
 from recloop.features.text import Embedder
 from recloop.features.timestamp import age_bucket
-from recloop.settings import FeatureSettings
 
 log = logging.getLogger(__name__)
 MAX_ITEM_ID = 256

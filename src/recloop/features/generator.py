@@ -21,10 +21,10 @@ from recloop.core.errors import InvalidInputError
 from recloop.core.types import GeneratedFeatures
 from recloop.features.categorical import CategoricalEncoder, to_category, to_tags
 from recloop.features.numeric import NumericEncoder, to_number
+from recloop.features.settings import FeatureSettings
 from recloop.features.spec import FieldKind, FieldPlan, parse_timestamp, plan_fields
 from recloop.features.text import Embedder, MiniLMEmbedder, TextEncoder
 from recloop.features.timestamp import age_bucket, cyclical
-from recloop.settings import FeatureSettings
 
 STATE_VERSION = 1
 MAX_FIELDS = 64

@@ -96,7 +96,7 @@ def stream_policy(spec: str, data_dir: Path) -> Policy | None:
         if not loop or not db.exists():
             raise InvalidInputError(f"stream.policy {spec!r}: no model store at {db}")
         from recloop.features.catalogue import ItemCatalogue
-        from recloop.settings import FeatureSettings
+        from recloop.features.settings import FeatureSettings
         from recloop.stores.factory import open_loop_files
 
         models, item_store = open_loop_files(db.parent)
