@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.common import cli, figure, print_table
-from recloop.evaluation.offpolicy import evaluate, make_estimator
+from recloop.evaluation.estimators import evaluate, make_estimator
 from recloop.evaluation.reward_model import cross_fit_rewards
 from recloop.evaluation.synthetic import Evaluation, SyntheticBandit
 

@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 
 from benchmarks.common import cli, figure, peak_rss_mb, print_table, rss_mb
+from recloop.evaluation.estimators import ESTIMATOR_NAMES, make_estimator
 from recloop.evaluation.logdata import BanditData, read_log, write_log
-from recloop.evaluation.offpolicy import ESTIMATOR_NAMES, make_estimator, prepare
+from recloop.evaluation.offpolicy import prepare
 from recloop.evaluation.reward_model import cross_fit_rewards
 from recloop.evaluation.synthetic import Evaluation, SyntheticBandit
 from recloop.evaluation.terms import bootstrap_interval

@@ -121,7 +121,8 @@ def test_prior_parser_reads_block_lists() -> None:
 def test_recloop_estimators_cover_bts_on_policy_value(random_all: ObdLog) -> None:
     """Real logged data: evaluate Bernoulli TS from the uniform-random log with recloop's
     estimators (position as context); its on-policy average lies in the 95% intervals."""
-    from recloop.evaluation.offpolicy import IPS, SNIPS, evaluate
+    from recloop.evaluation.estimators import evaluate
+    from recloop.evaluation.offpolicy import IPS, SNIPS
 
     data = random_all.bandit_data()
     dist = bts_action_dist("all", n_rounds=random_all.n_rounds)

@@ -10,22 +10,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from recloop.core.errors import InvalidInputError
+from recloop.evaluation.estimators import evaluate, make_estimator
 from recloop.evaluation.logdata import BanditData
-from recloop.evaluation.offpolicy import (
-    DM,
-    DR,
-    DROS,
-    IIPS,
-    IPS,
-    SNDR,
-    SNIPS,
-    SwitchDR,
-    evaluate,
-    make_estimator,
-    prepare,
-)
+from recloop.evaluation.offpolicy import DM, DR, IIPS, IPS, SNDR, SNIPS, prepare
 from recloop.evaluation.synthetic import Evaluation, SyntheticBandit
 from recloop.evaluation.terms import Terms, TermSums
+from recloop.evaluation.tuned_dr import DROS, SwitchDR
 
 # A 4-row, 2-action log computed by hand:
 #   w = pi(a_i)/p_i = [2, 1, 0, 3.75]; w r = [2, 0, 0, 3.75]

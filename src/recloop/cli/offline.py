@@ -164,6 +164,7 @@ def _run(
 ) -> OfflineReport:
     import numpy as np
 
+    from recloop.evaluation.estimators import make_estimator
     from recloop.evaluation.logdata import read_log
     from recloop.evaluation.offline import (
         joined_action_dist,
@@ -171,7 +172,7 @@ def _run(
         policy_action_dist,
         run_offline,
     )
-    from recloop.evaluation.offpolicy import make_estimator, prepare
+    from recloop.evaluation.offpolicy import prepare
     from recloop.evaluation.reward_model import REWARD_MODELS
     from recloop.exploration.explorers import make_explorer
     from recloop.kinds.policies import load_policy

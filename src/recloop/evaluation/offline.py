@@ -18,8 +18,9 @@ from numpy.typing import NDArray
 from recloop.core.errors import InvalidInputError
 from recloop.core.protocols import Explorer, Policy
 from recloop.core.types import Action
+from recloop.evaluation.estimators import EstimateRow, Overlap, evaluate
 from recloop.evaluation.logdata import BanditData, JoinedLog
-from recloop.evaluation.offpolicy import EstimateRow, Estimator, Overlap, evaluate
+from recloop.evaluation.offpolicy import Estimator
 from recloop.evaluation.reward_model import cross_fit_joined_rewards, cross_fit_rewards
 from recloop.exploration.explorers import Greedy
 

@@ -8,14 +8,14 @@ and ``interval(..., alpha, n_bootstrap, seed)``. They differ only in their per-r
 ``(n, A)``, or ``(n, A, L)`` with positions (the probability of putting action ``a`` at slot
 ``l``: position is part of the context). ``estimated_rewards`` (a reward model's ``q(x, a)``,
 same shape) is needed by DM and the doubly robust family; see
-:mod:`recloop.evaluation.reward_model` for cross-fitted ones.
+:mod:`recloop.evaluation.reward_model` for cross-fitted ones. Switch-DR and DR-OS, which
+tune a weight-reshaping hyperparameter, are in :mod:`recloop.evaluation.tuned_dr`; estimators
+by name and several run on one log at once, in :mod:`recloop.evaluation.estimators`.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -159,12 +159,12 @@ def _clipped(w: Array, clip: float | None) -> Array:
     return w if clip is None else np.minimum(w, clip)
 
 
-def _dm(p: Prepared) -> Array:
+def model_values(p: Prepared) -> Array:
     assert p.dm is not None
     return p.dm
 
 
-def _residual(p: Prepared) -> Array:
+def residuals(p: Prepared) -> Array:
     assert p.q_logged is not None
     return p.reward - p.q_logged
 
@@ -179,7 +179,7 @@ class DM(Estimator):
     uses_weights: ClassVar[bool] = False
 
     def terms(self, p: Prepared) -> Terms:
-        return Terms(a=_dm(p))
+        return Terms(a=model_values(p))
 
 
 @dataclass
@@ -251,7 +251,7 @@ class DR(Estimator):
         return self.name if self.clip is None else f"clipped-dr(M={self.clip:g})"
 
     def terms(self, p: Prepared) -> Terms:
-        return Terms(a=_dm(p) + _clipped(p.weight, self.clip) * _residual(p))
+        return Terms(a=model_values(p) + _clipped(p.weight, self.clip) * residuals(p))
 
 
 @dataclass
@@ -262,225 +262,4 @@ class SNDR(Estimator):
     needs_reward_model: ClassVar[bool] = True
 
     def terms(self, p: Prepared) -> Terms:
-        return Terms(a=_dm(p), u=p.weight * _residual(p), v=p.weight)
-
-
-def _tuned(
-    p: Prepared,
-    candidates: Sequence[float],
-    shrink: Callable[[Array, float], Array],
-) -> float:
-    """Pick the hyperparameter minimising estimated MSE = variance/n + bias^2, where the
-    bias is estimated against plain DR's correction: ``mean((w - w_h) (r - q))``."""
-    w, res, dm = p.weight, _residual(p), _dm(p)
-    best, best_mse = candidates[-1], math.inf
-    for h in candidates:
-        wh = shrink(w, h)
-        a = dm + wh * res
-        var = float(a.var(ddof=1)) / p.n if p.n > 1 else math.inf
-        bias = float(np.mean((w - wh) * res))
-        mse = var + bias * bias
-        if mse < best_mse:
-            best, best_mse = h, mse
-    return best
-
-
-def _switch(w: Array, tau: float) -> Array:
-    return np.where(w <= tau, w, 0.0)
-
-
-def _shrink(w: Array, lam: float) -> Array:
-    if math.isinf(lam):
-        return w
-    return lam * w / (w * w + lam)
-
-
-@dataclass
-class _TunedDR(Estimator):
-    """DR with the importance weights reshaped by one hyperparameter, given or, when None,
-    tuned on the log by estimated MSE (the value chosen shows in the label)."""
-
-    needs_reward_model: ClassVar[bool] = True
-    param: ClassVar[str]
-    chosen: float | None = field(default=None, kw_only=True)
-
-    def given(self) -> float | None:
-        raise NotImplementedError
-
-    def grid(self, p: Prepared) -> list[float]:
-        raise NotImplementedError
-
-    @staticmethod
-    def reshape(w: Array, h: float) -> Array:
-        raise NotImplementedError
-
-    def label(self) -> str:
-        h = self.given() if self.given() is not None else self.chosen
-        return self.name if h is None else f"{self.name}({self.param}={h:.3g})"
-
-    def terms(self, p: Prepared) -> Terms:
-        h = self.given()
-        if h is None:
-            h = self.chosen = _tuned(p, self.grid(p), self.reshape)
-        return Terms(a=_dm(p) + self.reshape(p.weight, h) * _residual(p))
-
-
-@dataclass
-class SwitchDR(_TunedDR):
-    """Switch-DR (Wang et al. 2017): DR where the weight is at most ``tau``, DM alone where
-    it is larger. ``tau=None`` tunes it on the log (estimated MSE)."""
-
-    name: ClassVar[str] = "switch-dr"
-    param: ClassVar[str] = "tau"
-    tau: float | None = None
-
-    def given(self) -> float | None:
-        return self.tau
-
-    def grid(self, p: Prepared) -> list[float]:
-        return [*np.quantile(p.weight, [0.5, 0.75, 0.9, 0.95, 0.99]).tolist(), math.inf]
-
-    @staticmethod
-    def reshape(w: Array, h: float) -> Array:
-        return _switch(w, h)
-
-
-@dataclass
-class DROS(_TunedDR):
-    """DR with optimistic shrinkage (Su et al. 2020): weights become
-    ``lam w / (w^2 + lam)``. ``lam=None`` tunes it on the log (estimated MSE)."""
-
-    name: ClassVar[str] = "dr-os"
-    param: ClassVar[str] = "lambda"
-    lam: float | None = None
-
-    def given(self) -> float | None:
-        return self.lam
-
-    def grid(self, p: Prepared) -> list[float]:
-        w2 = p.weight * p.weight
-        base = np.quantile(w2, [0.5, 0.9, 0.99, 1.0])
-        return [*sorted({float(b * s) for b in base for s in (1.0, 10.0) if b > 0}), math.inf]
-
-    @staticmethod
-    def reshape(w: Array, h: float) -> Array:
-        return _shrink(w, h)
-
-
-ESTIMATOR_NAMES = (
-    "dm",
-    "ips",
-    "snips",
-    "dr",
-    "sndr",
-    "switch-dr",
-    "dr-os",
-    "clipped-ips",
-    "clipped-dr",
-    "iips",
-)
-
-
-def make_estimator(
-    name: str,
-    *,
-    clip: float | None = None,
-    tau: float | None = None,
-    lam: float | None = None,
-) -> Estimator:
-    """By name, as the CLI takes them. Clipped variants need ``clip``."""
-    simple: dict[str, Callable[[], Estimator]] = {
-        "dm": DM,
-        "ips": IPS,
-        "snips": SNIPS,
-        "dr": DR,
-        "sndr": SNDR,
-        "iips": IIPS,
-        "switch-dr": lambda: SwitchDR(tau=tau),
-        "dr-os": lambda: DROS(lam=lam),
-    }
-    if name in simple:
-        return simple[name]()
-    if name in ("clipped-ips", "clipped-dr"):
-        if clip is None or not clip > 0:
-            raise InvalidInputError(f"{name} needs a clip level > 0")
-        return IPS(clip=clip) if name == "clipped-ips" else DR(clip=clip)
-    raise InvalidInputError(f"unknown estimator {name!r}; known: {', '.join(ESTIMATOR_NAMES)}")
-
-
-@dataclass(frozen=True, slots=True)
-class EstimateRow:
-    name: str
-    interval: Interval
-    n: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"estimator": self.name, "n": self.n, **self.interval.to_dict()}
-
-
-@dataclass(frozen=True, slots=True)
-class Overlap:
-    """How well the log covers the evaluation policy."""
-
-    n: int
-    effective_sample_size: float
-    max_weight: float
-    mean_weight: float
-
-    @property
-    def ess_ratio(self) -> float:
-        return self.effective_sample_size / self.n if self.n else 0.0
-
-    def warnings(self, min_ess_ratio: float = 0.1, max_weight_share: float = 0.01) -> list[str]:
-        """Plain-language warnings when estimates rest on few rows."""
-        out = []
-        if self.ess_ratio < min_ess_ratio:
-            out.append(
-                f"poor overlap: effective sample size {self.effective_sample_size:.0f} is "
-                f"{self.ess_ratio:.1%} of {self.n} rows"
-            )
-        if self.max_weight > max_weight_share * self.n * max(self.mean_weight, 1e-12):
-            out.append(
-                f"one row can dominate: max importance weight {self.max_weight:.3g} "
-                f"(mean {self.mean_weight:.3g})"
-            )
-        if abs(self.mean_weight - 1.0) > 0.1:
-            out.append(
-                f"mean importance weight is {self.mean_weight:.3f}, not ~1: the logged "
-                "propensities or the policy's support may be off"
-            )
-        return out
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "n": self.n,
-            "effective_sample_size": self.effective_sample_size,
-            "ess_ratio": self.ess_ratio,
-            "max_weight": self.max_weight,
-            "mean_weight": self.mean_weight,
-        }
-
-
-def overlap(p: Prepared) -> Overlap:
-    w = p.weight
-    sums = TermSums.of(Terms(a=w), p.n, w)
-    return Overlap(p.n, sums.effective_sample_size(), sums.max_w, sums.sum_w / p.n)
-
-
-def evaluate(
-    data: BanditData,
-    action_dist: Array,
-    estimators: Sequence[Estimator],
-    estimated_rewards: Array | None = None,
-    *,
-    alpha: float = 0.05,
-    n_bootstrap: int = 0,
-    seed: int = 0,
-) -> tuple[list[EstimateRow], Overlap]:
-    """Several estimators on one (log, policy, reward model): weights computed once."""
-    p = prepare(data, action_dist, estimated_rewards)
-    rows = []
-    for est in estimators:
-        iv = est.interval_of(p, alpha=alpha, n_bootstrap=n_bootstrap, seed=seed)
-        rows.append(EstimateRow(est.label(), iv, p.n))
-    return rows, overlap(p)
+        return Terms(a=model_values(p), u=p.weight * residuals(p), v=p.weight)
