@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
-from recloop.core.errors import StoreUnavailableError
+from recloop.core.errors import StorageLostError, StoreUnavailableError
 
 Durability = Literal["process", "power"]
 
@@ -88,3 +89,35 @@ def connect(path: Path, durability: Durability = "process") -> sqlite3.Connectio
     conn.execute(f"PRAGMA synchronous={'FULL' if durability == 'power' else 'NORMAL'}")
     conn.execute("PRAGMA busy_timeout=30000")
     return conn
+
+
+class FileIdentity:
+    """Whether the file a store commits into is still the one it opened.
+
+    After ``rm -rf`` of the data dir (or a file replaced under it) SQLite goes on
+    committing into the unlinked file, and every such commit would be acknowledged and
+    lost. A store checks after each commit, before its caller acknowledges (one stat,
+    about a microsecond), and once lost stays lost: a file that reappears is not the one
+    acknowledged into."""
+
+    def __init__(self, path: Path, what: str) -> None:
+        self.path, self.what = path, what
+        self._identity = self._read()
+        self.lost = False
+
+    def _read(self) -> tuple[int, int]:
+        st = os.stat(self.path)
+        return st.st_dev, st.st_ino
+
+    def check(self) -> None:
+        """Raise StorageLostError if the file is gone or replaced, now or before."""
+        if not self.lost:
+            try:
+                self.lost = self._read() != self._identity
+            except FileNotFoundError:
+                self.lost = True
+        if self.lost:
+            raise StorageLostError(
+                f"the {self.what} {self.path} was deleted or replaced under the server; "
+                "nothing more is acknowledged: restore the data dir and restart"
+            )

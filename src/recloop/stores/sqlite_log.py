@@ -13,7 +13,6 @@ A data directory made before the split keeps its joined store in ``loop.db``
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import orjson
 
-from recloop.core.errors import DuplicateEventError, StorageLostError
+from recloop.core.errors import DuplicateEventError
 from recloop.core.protocols import LogRecord
 from recloop.core.types import (
     Activation,
@@ -46,7 +45,7 @@ from recloop.stores.shared import (
     activation_key,
     decision_key,
 )
-from recloop.stores.sqlite_common import Durability, connect
+from recloop.stores.sqlite_common import Durability, FileIdentity, connect
 
 LOG_SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -114,11 +113,6 @@ def open_joined(loop_dir: Path, durability: Durability = "process") -> SqliteJoi
     return SqliteJoinedStore(joined_path(loop_dir), durability, letters_path=loop_dir / LOG_FILE)
 
 
-def _identity(path: Path) -> tuple[int, int]:
-    st = os.stat(path)
-    return st.st_dev, st.st_ino
-
-
 @contextmanager
 def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
     """A write transaction (BEGIN IMMEDIATE): committed, or rolled back on any error.
@@ -157,9 +151,7 @@ class SqliteEventLog(KeyedAppends, ExclusiveLog):
 
     def __init__(self, path: Path, durability: Durability = "process") -> None:
         self._conn = _open(path, durability, LOG_SCHEMA + LETTERS_SCHEMA)
-        self._path = path
-        self._identity = _identity(path)
-        self._lost = False
+        self._file = FileIdentity(path, "event log")
         # Appends never pay for a WAL checkpoint (the p99 spike); maintenance() does it
         # from the pipeline thread on its own connection, without blocking appends.
         self._conn.execute("PRAGMA wal_autocheckpoint=0")
@@ -174,23 +166,7 @@ class SqliteEventLog(KeyedAppends, ExclusiveLog):
     def _end(self, commit: bool) -> None:
         self._conn.execute("COMMIT" if commit else "ROLLBACK")
         if commit:
-            self._check_identity()
-
-    def _check_identity(self) -> None:
-        """Raise StorageLostError if the file is gone or replaced (``rm -rf`` of the data
-        dir): SQLite would go on committing into the unlinked file, and every such commit
-        would be acknowledged and lost. Checked after each commit, before the caller
-        acknowledges it (one stat, about a microsecond)."""
-        if not self._lost:
-            try:
-                self._lost = _identity(self._path) != self._identity
-            except FileNotFoundError:
-                self._lost = True
-        if self._lost:  # for good: a file that reappears is not the one acknowledged into
-            raise StorageLostError(
-                f"the event log {self._path} was deleted or replaced under the server; "
-                "nothing more is acknowledged: restore the data dir and restart"
-            )
+            self._file.check()
 
     def maintenance(self) -> None:
         """Checkpoint the WAL into the database file (PASSIVE: never blocks writers)."""
@@ -215,12 +191,12 @@ class SqliteEventLog(KeyedAppends, ExclusiveLog):
             except sqlite3.IntegrityError as exc:
                 # a retry of a record committed into a file since deleted: not "already
                 # logged" (the client would take that for an acknowledgement), lost
-                self._check_identity()
+                self._file.check()
                 raise DuplicateEventError(
                     f"{kind} for event {event_id!r} is already logged"
                 ) from exc
             if not self._conn.in_transaction:  # committed on its own: check before the ack
-                self._check_identity()
+                self._file.check()
             return int(cur.lastrowid or 0)
 
     def decision_time(self, event_id: str) -> tuple[float, bool, float | None] | None:
@@ -263,7 +239,7 @@ class SqliteEventLog(KeyedAppends, ExclusiveLog):
 
     def end_offset(self) -> int:
         with self._lock:
-            self._check_identity()  # readiness reads this: a lost log is not ready
+            self._file.check()  # readiness reads this: a lost log is not ready
             row = self._conn.execute("SELECT MAX(offset) FROM events").fetchone()
         return int(row[0] or 0)
 

@@ -8,7 +8,6 @@ a restart resumes exactly where the last snapshot left off) and ``recs.db``.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
@@ -17,14 +16,8 @@ from typing import Any
 
 import orjson
 
-from recloop.core.errors import StorageLostError
 from recloop.core.types import POPULAR_KEY, BehaviourEvent, Recommendation
-from recloop.stores.sqlite_common import Durability, connect
-
-
-def _identity(path: Path) -> tuple[int, int]:
-    st = os.stat(path)
-    return st.st_dev, st.st_ino
+from recloop.stores.sqlite_common import Durability, FileIdentity, connect
 
 
 class SqliteBehaviourLog:
@@ -42,25 +35,7 @@ class SqliteBehaviourLog:
             """
         )
         self._lock = threading.Lock()
-        self._path = path
-        self._identity = _identity(path)
-        self._lost = False
-
-    def _check_identity(self) -> None:
-        """Raise StorageLostError if events.db is gone or replaced (``rm -rf`` of the data
-        dir): SQLite would go on committing into the unlinked file, and every such append
-        (and every retry found "duplicate" in it) would be acknowledged and lost. As the
-        loop's event log does; checked after each commit, before the caller answers."""
-        if not self._lost:
-            try:
-                self._lost = _identity(self._path) != self._identity
-            except FileNotFoundError:
-                self._lost = True
-        if self._lost:  # for good: a file that reappears is not the one appended to
-            raise StorageLostError(
-                f"the behaviour log {self._path} was deleted or replaced under the server; "
-                "nothing more is acknowledged: restore the data dir and restart"
-            )
+        self._file = FileIdentity(path, "behaviour log")
 
     def append(self, events: Sequence[BehaviourEvent]) -> list[int | None]:
         out: list[int | None] = []
@@ -78,7 +53,7 @@ class SqliteBehaviourLog:
                 if self._conn.in_transaction:  # SQLite may have ended it (a full disk)
                     self._conn.execute("ROLLBACK")
                 raise
-            self._check_identity()
+            self._file.check()
         return out
 
     def read(self, after: int, limit: int) -> list[tuple[int, BehaviourEvent]]:
