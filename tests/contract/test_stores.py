@@ -22,7 +22,8 @@ from recloop.core.types import (
     Reward,
 )
 from recloop.log.codec import decode_decision
-from recloop.stores.sqlite_log import SqliteEventLog, SqliteJoinedStore
+from recloop.stores.sqlite_joined import SqliteJoinedStore
+from recloop.stores.sqlite_log import SqliteEventLog
 from recloop.stores.sqlite_models import SqliteModelStore
 
 POSTGRES_URL = os.environ.get("RECLOOP_TEST_POSTGRES_URL", "postgresql://127.0.0.1:5432/test")

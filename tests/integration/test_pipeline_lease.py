@@ -89,7 +89,7 @@ def test_the_server_ends_a_vanished_holders_lease_in_seconds_and_names_its_proce
     default after 2 h 11 min here (7200 s + 9 x 75 s). The lease session asks for 10 s + 6 x
     5 s. (No firewall or network namespace here to cut a real peer off: the settings the
     server applies to the session are what is checked.)"""
-    from recloop.stores.postgres import PostgresLease
+    from recloop.stores.postgres_lease import PostgresLease
 
     lease = PostgresLease(database, "vanish", 0.0)
     try:

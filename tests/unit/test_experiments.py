@@ -21,7 +21,7 @@ from recloop.evaluation.experiments import LearnerConfig, default_configs, repla
 from recloop.log.dsjson import dsjson_lines, parse_dsjson_line, read_dsjson, to_dsjson
 from recloop.policies.vw import VWLearner
 from recloop.simulators.synthetic import SyntheticPopulation
-from recloop.stores.sqlite_log import open_joined
+from recloop.stores.sqlite_joined import open_joined
 
 runner = CliRunner()
 WITH_Q = "--cb_adf --cb_type mtr -q CA"

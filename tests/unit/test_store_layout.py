@@ -12,7 +12,7 @@ import pytest
 from recloop import Loop
 from recloop.core.clock import FakeClock
 from recloop.core.errors import UnknownEventError
-from recloop.stores.sqlite_log import JOINED_SCHEMA, joined_path
+from recloop.stores.sqlite_files import JOINED_SCHEMA, joined_path
 
 ACTIONS = [{"id": "a", "features": {"x": 1.0}}, {"id": "b", "features": {"x": 2.0}}]
 

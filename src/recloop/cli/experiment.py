@@ -114,7 +114,8 @@ def _examples(
             total = sum(1 for line in handle if line.strip())
         yield total, read_dsjson(log)
         return
-    from recloop.stores.sqlite_log import joined_path, open_joined
+    from recloop.stores.sqlite_files import joined_path
+    from recloop.stores.sqlite_joined import open_joined
 
     settings = load_settings(settings_file, data_dir=data_dir)
     db = joined_path(settings.data_dir / loop_name)

@@ -212,7 +212,8 @@ def export(
 ) -> None:
     """Export joined examples as DSJSON lines (readable by `vw --cb_explore_adf --dsjson`)."""
     from recloop.log.dsjson import dsjson_lines
-    from recloop.stores.sqlite_log import joined_path, open_joined
+    from recloop.stores.sqlite_files import joined_path
+    from recloop.stores.sqlite_joined import open_joined
 
     settings = load_settings(config, data_dir=data_dir)
     db = joined_path(settings.data_dir / loop_name)

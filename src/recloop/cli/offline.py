@@ -225,7 +225,8 @@ def read_loop_log(data_dir: Path, loop: str) -> JoinedLog:
     not in ``evaluation``: the estimators take data and never open stores
     (``.importlinter``)."""
     from recloop.evaluation.logdata import from_joined
-    from recloop.stores.sqlite_log import joined_path, open_joined
+    from recloop.stores.sqlite_files import joined_path
+    from recloop.stores.sqlite_joined import open_joined
 
     db = joined_path(Path(data_dir) / loop)
     if not db.exists():

@@ -62,7 +62,7 @@ class Lease(Protocol):
 def acquire_lease(storage_url: str | None, loop_dir: Path, wait_seconds: float) -> Lease:
     """A file lock beside SQLite files; an advisory lock in PostgreSQL (across machines)."""
     if storage_url:
-        from recloop.stores.postgres import PostgresLease
+        from recloop.stores.postgres_lease import PostgresLease
 
         return PostgresLease(storage_url, loop_dir.name, wait_seconds)
     return PipelineLease.acquire(loop_dir / "pipeline.lock", wait_seconds)

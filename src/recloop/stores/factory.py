@@ -17,8 +17,10 @@ from recloop.core.protocols import (
     StreamStore,
 )
 from recloop.settings import LoopSettings, StreamSettings
+from recloop.stores.sqlite_files import LOG_FILE
 from recloop.stores.sqlite_items import SqliteItemStore
-from recloop.stores.sqlite_log import LOG_FILE, SqliteEventLog, open_joined
+from recloop.stores.sqlite_joined import open_joined
+from recloop.stores.sqlite_log import SqliteEventLog
 from recloop.stores.sqlite_models import SqliteModelStore
 from recloop.stores.sqlite_stream import (
     SqliteBehaviourLog,

@@ -20,12 +20,12 @@ from recloop.stores.forget_common import (
     forget_key,
 )
 from recloop.stores.sqlite_common import Durability, connect
-from recloop.stores.sqlite_log import (
+from recloop.stores.sqlite_files import (
     JOINED_SCHEMA,
     LETTERS_SCHEMA,
     LOG_FILE,
     LOG_SCHEMA,
-    _immediate,
+    immediate,
     joined_path,
 )
 
@@ -81,7 +81,7 @@ class SqliteLogEraser:
             return counts
         ids = sorted(set(event_ids))
         log_end = int(self._log.execute("SELECT MAX(offset) FROM events").fetchone()[0] or 0)
-        with _immediate(self._joined):  # the guard first: a joiner commits nothing of these
+        with immediate(self._joined):  # the guard first: a joiner commits nothing of these
             self._joined.executemany(
                 "INSERT OR IGNORE INTO forgotten(key, log_end, at) VALUES (?, ?, ?)",
                 [(forget_key(e), log_end, now) for e in ids],
@@ -94,7 +94,7 @@ class SqliteLogEraser:
                 "DELETE FROM forgotten WHERE log_end <= (SELECT value FROM offsets WHERE name = ?)",
                 (REPLAY_KEY,),
             )
-        with _immediate(self._log):
+        with immediate(self._log):
             newest = int(self._log.execute("SELECT MAX(offset) FROM events").fetchone()[0] or 0)
             for part in chunks(ids):
                 marks = ",".join("?" * len(part))
@@ -129,11 +129,11 @@ class SqliteLogEraser:
             "SELECT value FROM offsets WHERE name = ?", (REPLAY_KEY,)
         ).fetchone()
         replay = 0 if row is None else int(row[0])
-        with _immediate(self._joined):  # forgotten events no joiner can hold any more
+        with immediate(self._joined):  # forgotten events no joiner can hold any more
             self._joined.execute("DELETE FROM forgotten WHERE log_end <= ?", (replay,))
         deleted = 0
         while True:
-            with _immediate(self._log):
+            with immediate(self._log):
                 newest = self._log.execute("SELECT MAX(offset) FROM events").fetchone()[0]
                 young = self._log.execute(  # stamps rise with offsets: stop at the first young
                     "SELECT offset FROM events WHERE ts >= ? ORDER BY offset LIMIT 1", (before,)
