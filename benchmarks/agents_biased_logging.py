@@ -17,13 +17,14 @@ from typing import Any
 import numpy as np
 
 from benchmarks.common import cli, figure, print_table
-from recloop.agents.datasets import build_trajectories, from_ecommerce
+from recloop.agents.datasets import build_trajectories
 from recloop.agents.embeddings import pretrain_embeddings
-from recloop.agents.evaluation import agent_recommender, true_topk_reward
 from recloop.agents.reinforce_topk import ReinforceTopK, ReinforceTopKConfig
 from recloop.evaluation.ranking import mean_interval
+from recloop.experiments.shop_judging import agent_recommender, true_topk_reward
 from recloop.simulators.ecommerce import (
     EcommerceWorld,
+    from_ecommerce,
     interactive_returns,
     popularity_recommender,
     strongly_biased_config,

@@ -17,11 +17,10 @@ from typing import Any
 import torch
 
 from benchmarks.common import cli, figure, print_table
-from recloop.agents.comparison import Comparison, Recommenders, add_agent, add_baselines
-from recloop.agents.datasets import from_ecommerce
 from recloop.agents.registry import AGENTS
 from recloop.agents.trainer import TrainSpec, split, train_agent
-from recloop.simulators.ecommerce import EcommerceConfig, EcommerceWorld
+from recloop.experiments.comparison import Comparison, Recommenders, add_agent, add_baselines
+from recloop.simulators.ecommerce import EcommerceConfig, EcommerceWorld, from_ecommerce
 
 BENCH = "agents_compare"
 LAST_N = 5

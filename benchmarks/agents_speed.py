@@ -27,12 +27,12 @@ import torch
 
 from benchmarks.common import cli, figure, peak_rss_mb, percentile, print_table
 from recloop.agents.checkpoint import load_agent, save_agent
-from recloop.agents.datasets import InteractionLog, build_trajectories, from_ecommerce
+from recloop.agents.datasets import InteractionLog, build_trajectories
 from recloop.agents.embeddings import EmbeddingConfig, pretrain_embeddings
 from recloop.agents.policy import AgentPolicy
 from recloop.agents.registry import make_agent
 from recloop.core.types import Action
-from recloop.simulators.ecommerce import EcommerceConfig, EcommerceWorld
+from recloop.simulators.ecommerce import EcommerceConfig, EcommerceWorld, from_ecommerce
 
 BENCH = "agents_speed"
 LAST_N = 10

@@ -25,8 +25,8 @@ import torch
 
 from benchmarks.common import cli, figure, percentile, print_table
 from recloop.agents.fusion_ddpg import FusionDDPG, FusionDDPGConfig
-from recloop.agents.online_evaluation import FixedFusion
 from recloop.evaluation.ranking import mean_interval
+from recloop.experiments.online_evaluation import FixedFusion
 from recloop.simulators.environment import Ranker, Request, play
 from recloop.simulators.fusion_shop import FusionShop, FusionShopConfig
 

@@ -282,7 +282,7 @@ def test_openapi_documents_the_routes(api: httpx.Client) -> None:
 
 
 def test_simulate_against_a_running_server(serve: Callable[..., Server]) -> None:
-    from recloop.simulators.run import HttpTarget, simulate
+    from recloop.experiments.simulate import HttpTarget, simulate
     from recloop.simulators.synthetic import SyntheticPopulation
 
     with serve(exp_unit_seconds=0.3, checkpoint_every_examples=50) as api:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typer.testing import CliRunner
 
 from recloop.cli import app
-from recloop.simulators.run import CANDIDATES
+from recloop.experiments.simulate import CANDIDATES
 from tests.e2e.conftest import Server
 
 

@@ -9,7 +9,7 @@ import importlib.util
 import numpy as np
 import pytest
 
-from recloop.agents.online_evaluation import evaluate_in_environment
+from recloop.experiments.online_evaluation import evaluate_in_environment
 from recloop.simulators.environment import RandomRanker, play
 from recloop.simulators.recogym_adapter import RecoGym, RecoGymConfig
 

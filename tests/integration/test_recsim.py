@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from recloop.agents.online_evaluation import evaluate_in_environment
+from recloop.experiments.online_evaluation import evaluate_in_environment
 from recloop.simulators.environment import RandomRanker, play
 from recloop.simulators.recsim_adapter import RecSimConfig, RecSimInterestEvolution
 

@@ -5,14 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recloop.agents.datasets import (
-    build_trajectories,
-    from_ecommerce,
-    read_interactions,
-    split_by_time,
-)
+from recloop.agents.datasets import build_trajectories, read_interactions, split_by_time
 from recloop.core.errors import InvalidInputError
-from recloop.simulators.ecommerce import EcommerceConfig, EcommerceWorld
+from recloop.simulators.ecommerce import EcommerceConfig, EcommerceWorld, from_ecommerce
 
 
 def test_trajectories_by_hand(tmp_path):

@@ -218,11 +218,11 @@ def test_serving_scores_only_the_candidates_exactly_as_the_catalogue_scorer(algo
     import torch
 
     from recloop.agents.checkpoint import load_agent, save_agent
-    from recloop.agents.datasets import build_trajectories, from_ecommerce
+    from recloop.agents.datasets import build_trajectories
     from recloop.agents.policy import AgentPolicy
     from recloop.agents.registry import make_agent
     from recloop.core.types import Action
-    from recloop.simulators.ecommerce import EcommerceConfig, EcommerceWorld
+    from recloop.simulators.ecommerce import EcommerceConfig, EcommerceWorld, from_ecommerce
 
     cfg = EcommerceConfig(n_users=40, n_items=25, seed=3)
     log = from_ecommerce(EcommerceWorld(cfg).generate(3_000), cfg.n_users, cfg.n_items)

@@ -20,9 +20,13 @@ from recloop.agents.bcq import (  # noqa: E402
     soft_update,
     td_target,
 )
-from recloop.agents.datasets import build_trajectories, from_ecommerce, split_by_time  # noqa: E402
+from recloop.agents.datasets import build_trajectories, split_by_time  # noqa: E402
 from recloop.agents.embeddings import Embeddings  # noqa: E402
-from recloop.simulators.ecommerce import EcommerceConfig, EcommerceWorld  # noqa: E402
+from recloop.simulators.ecommerce import (  # noqa: E402
+    EcommerceConfig,
+    EcommerceWorld,
+    from_ecommerce,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
@@ -168,8 +172,9 @@ def test_a_saved_agent_scores_exactly_as_the_trained_one():
 def test_bcq_beats_popularity_offline_and_interactively():
     """Seed 0: a single VAE proposal without the critics does no better than popularity
     interactively (~9), and an untrained agent ranks far below it, so this can fail."""
-    from recloop.agents.evaluation import agent_recommender, baseline_rankings, offline_report
+    from recloop.agents.evaluation import baseline_rankings, offline_report
     from recloop.evaluation.ranking import ndcg_at_k
+    from recloop.experiments.shop_judging import agent_recommender
     from recloop.simulators.ecommerce import interactive_returns, popularity_recommender
 
     seed = 0

@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch", reason="PyTorch is not installed (pip insta
 from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
-from recloop.agents.datasets import build_trajectories, from_ecommerce, split_by_time  # noqa: E402
+from recloop.agents.datasets import build_trajectories, split_by_time  # noqa: E402
 from recloop.agents.ddpg import (  # noqa: E402
     DDPG,
     Actor,
@@ -29,7 +29,11 @@ from recloop.agents.ddpg import (  # noqa: E402
 from recloop.agents.embeddings import Embeddings  # noqa: E402
 from recloop.agents.networks import StateEncoder  # noqa: E402
 from recloop.agents.noise import GaussianNoise, OrnsteinUhlenbeckNoise  # noqa: E402
-from recloop.simulators.ecommerce import EcommerceConfig, EcommerceWorld  # noqa: E402
+from recloop.simulators.ecommerce import (  # noqa: E402
+    EcommerceConfig,
+    EcommerceWorld,
+    from_ecommerce,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
@@ -266,8 +270,9 @@ def test_ddpg_beats_popularity_on_next_item_ndcg_and_interactive_return():
     actor. Seed 1 is the hardest of 0-2 for the offline metric (popularity's NDCG is
     highest there; plain DDPG, bc_lambda large, falls below it). Figures seen: NDCG 0.557
     vs popularity 0.500, return 12.3 vs 9.3 (random 4.7)."""
-    from recloop.agents.evaluation import agent_recommender, baseline_rankings, offline_report
+    from recloop.agents.evaluation import baseline_rankings, offline_report
     from recloop.evaluation.ranking import ndcg_at_k
+    from recloop.experiments.shop_judging import agent_recommender
     from recloop.simulators.ecommerce import interactive_returns, popularity_recommender
 
     seed = 1

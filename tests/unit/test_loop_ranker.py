@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from recloop.experiments.loop_ranker import LoopRanker
 from recloop.simulators.environment import Feedback, Request, check_ranking, play
-from recloop.simulators.loop_ranker import LoopRanker
 
 
 class GoodItem:

@@ -7,7 +7,7 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="PyTorch is not installed (pip install torch)")
 
-from recloop.agents.datasets import build_trajectories, from_ecommerce, split_by_time  # noqa: E402
+from recloop.agents.datasets import build_trajectories, split_by_time  # noqa: E402
 from recloop.agents.reinforce_topk import (  # noqa: E402
     PolicyNetwork,
     ReinforceTopK,
@@ -18,7 +18,11 @@ from recloop.agents.reinforce_topk import (  # noqa: E402
     topk_multiplier,
 )
 from recloop.evaluation.ranking import ndcg_at_k  # noqa: E402
-from recloop.simulators.ecommerce import EcommerceConfig, EcommerceWorld  # noqa: E402
+from recloop.simulators.ecommerce import (  # noqa: E402
+    EcommerceConfig,
+    EcommerceWorld,
+    from_ecommerce,
+)
 
 
 def test_topk_multiplier_is_the_derivative_of_the_slate_probability():
@@ -159,7 +163,7 @@ def test_under_a_strongly_biased_logger_the_topk_correction_beats_plain_reinforc
     top-10 list. Seen (3 seeds, 100k events): 0.90/0.81/0.91 plain against 1.05/0.99/1.07
     corrected; session returns 8.2 +- 0.2 against 9.6 +- 0.2 (benchmarks/agents_biased_logging)."""
     from recloop.agents.embeddings import pretrain_embeddings
-    from recloop.agents.evaluation import true_topk_reward
+    from recloop.experiments.shop_judging import true_topk_reward
     from recloop.simulators.ecommerce import strongly_biased_config
 
     world = EcommerceWorld(strongly_biased_config(seed=0))

@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -56,23 +55,6 @@ class InteractionLog:
 
     def __len__(self) -> int:
         return len(self.item)
-
-
-def from_ecommerce(log: Any, n_users: int, n_items: int) -> InteractionLog:
-    """The synthetic world's log (``recloop.simulators.ecommerce.EcommerceLog``), users and
-    items named as the world names them (``u3``, ``i17``)."""
-    from recloop.simulators.ecommerce import item_id, user_id
-
-    return InteractionLog(
-        user=log.user,
-        item=log.item,
-        reward=log.reward,
-        timestamp=log.timestamp,
-        session=log.session,
-        propensity=log.propensity,
-        user_ids=tuple(user_id(u) for u in range(n_users)),
-        item_ids=tuple(item_id(i) for i in range(n_items)),
-    )
 
 
 def read_interactions(

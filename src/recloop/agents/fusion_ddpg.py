@@ -40,10 +40,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from recloop.agents.fusion import fused_scores
 from recloop.agents.networks import mlp, soft_update
 from recloop.agents.noise import OrnsteinUhlenbeckNoise
 from recloop.core.interaction import Feedback, Floats, Request
-from recloop.simulators.fusion_shop import fused_scores
 
 
 @dataclass

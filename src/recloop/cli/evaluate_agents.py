@@ -66,7 +66,7 @@ def evaluate_agents(
         return
     if data is None or not agent:
         raise fail("give --data LOG and --agent RUN (or --env NAME --policy NAME)")
-    from recloop.agents.comparison import compare_saved
+    from recloop.experiments.comparison import compare_saved
 
     paths = [p / "agent.zip" if p.is_dir() else p for p in agent]
     try:
@@ -104,7 +104,7 @@ def _evaluate_in_env(
 ) -> None:
     import torch
 
-    from recloop.agents.online_evaluation import evaluate_in_environment
+    from recloop.experiments.online_evaluation import evaluate_in_environment
 
     # small networks: one thread is as fast, and the figures then repeat exactly from the
     # seeds (a multi-threaded sum rounds differently, and online learning amplifies it)

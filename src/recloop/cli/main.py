@@ -128,8 +128,8 @@ def simulate(
     """Play a synthetic population (adults like politics, teens sports...) and watch it learn."""
     from recloop.client import Loop
     from recloop.core.clock import FakeClock
-    from recloop.simulators.run import CANDIDATES, HttpTarget, LoopTarget, Target
-    from recloop.simulators.run import simulate as run_sim
+    from recloop.experiments.simulate import CANDIDATES, HttpTarget, LoopTarget, Target
+    from recloop.experiments.simulate import simulate as run_sim
     from recloop.simulators.synthetic import SyntheticPopulation
 
     population = SyntheticPopulation(seed=seed)

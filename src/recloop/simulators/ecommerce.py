@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from recloop.agents.datasets import InteractionLog
+
 RESPONSES: tuple[str, ...] = ("skip", "view", "cart", "favourite", "buy")
 DEFAULT_REWARDS: Mapping[str, float] = {
     "skip": 0.0,
@@ -296,3 +298,18 @@ def oracle_recommender(world: EcommerceWorld) -> Recommender:
         return _first_not_in([int(i) for i in ranked[user]], shown)
 
     return recommend
+
+
+def from_ecommerce(log: Any, n_users: int, n_items: int) -> InteractionLog:
+    """The synthetic world's log (``recloop.simulators.ecommerce.EcommerceLog``), users and
+    items named as the world names them (``u3``, ``i17``)."""
+    return InteractionLog(
+        user=log.user,
+        item=log.item,
+        reward=log.reward,
+        timestamp=log.timestamp,
+        session=log.session,
+        propensity=log.propensity,
+        user_ids=tuple(user_id(u) for u in range(n_users)),
+        item_ids=tuple(item_id(i) for i in range(n_items)),
+    )

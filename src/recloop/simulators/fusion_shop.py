@@ -22,9 +22,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from recloop.agents.fusion import CLICK, PAY, PHI, fused_scores
 from recloop.simulators.environment import Feedback, Floats, Request, check_ranking
 
-CLICK, PAY, PHI = 0, 1, 2
 """Columns of ``Request.item_features``."""
 
 
@@ -172,13 +172,6 @@ class FusionShop:
             cross_features=np.zeros((n, 0)),
         )
         return self._current
-
-
-def fused_scores(item_features: Floats, a: float) -> Floats:
-    """The shop's baseline ranker: ``click * (pay + a * phi)``."""
-    f = item_features
-    out: Floats = f[:, CLICK] * (f[:, PAY] + a * f[:, PHI])
-    return out
 
 
 def _fused_order(items: Floats, a: float) -> list[int]:

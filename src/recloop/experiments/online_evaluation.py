@@ -15,8 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from recloop.agents.fusion import fused_scores
 from recloop.core.errors import InvalidInputError
 from recloop.evaluation.ranking import mean_interval
+from recloop.experiments.loop_ranker import ensure_closed
 from recloop.simulators.environment import (
     Environment,
     Feedback,
@@ -25,8 +27,7 @@ from recloop.simulators.environment import (
     Request,
     play,
 )
-from recloop.simulators.fusion_shop import FusionShop, fused_scores
-from recloop.simulators.loop_ranker import ensure_closed
+from recloop.simulators.fusion_shop import FusionShop
 from recloop.simulators.returning_users import ReturningUsers
 
 
@@ -63,7 +64,7 @@ def _drn(**params: Any) -> Callable[[Request, int, int], Ranker]:
 
 def _vw_bandit(**settings: Any) -> Callable[[Request, int, int], Ranker]:
     def make(first: Request, slate_size: int, seed: int) -> Ranker:
-        from recloop.simulators.loop_ranker import LoopRanker
+        from recloop.experiments.loop_ranker import LoopRanker
 
         return LoopRanker(seed, **settings)
 

@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 
 from recloop.agents.base import Ranker
 from recloop.agents.datasets import InteractionLog, Trajectories
-from recloop.agents.evaluation import agent_recommender, baseline_rankings, engaged_states
+from recloop.agents.evaluation import baseline_rankings, engaged_states
 from recloop.core.errors import InvalidInputError
 from recloop.evaluation.ranking import (
     hit_at_k,
@@ -27,6 +27,7 @@ from recloop.evaluation.ranking import (
     ndcg_at_k,
     precision_at_k,
 )
+from recloop.experiments.shop_judging import agent_recommender
 from recloop.simulators.ecommerce import (
     EcommerceConfig,
     EcommerceWorld,
