@@ -4,6 +4,9 @@ returns of simulated sessions, pooled over seeds, each figure with a 95% interva
 ``recloop evaluate-agents`` fills a :class:`Comparison` from saved agents and a log file;
 ``benchmarks/agents_compare.py`` fills one from agents it has just trained. Rows of one name
 from several seeds are pooled (the interval is over every evaluation state or session).
+
+A harness, not part of an agent: it plays agents in the synthetic shop
+(``recloop.simulators.ecommerce``), so it sits in ``experiments`` above both.
 """
 
 from __future__ import annotations

@@ -6,6 +6,9 @@ the loop's own pipeline joins and trains Vowpal Wabbit and deploys each new mode
 on a fake clock so that a run is reproducible from its seed. Features are the request's
 arrays by name: ``u*`` the user, ``c*`` the context (namespace C), ``i*`` the item, ``x*``
 the user-item pair (namespace A).
+
+It opens a whole ``Loop`` (``recloop.client``), which a simulator may not import (the
+loop is above them), so it lives in ``experiments`` beside the harnesses that use it.
 """
 
 from __future__ import annotations

@@ -5,6 +5,9 @@ rankers learn online within the episode, from scratch), so runs are independent 
 reproducible from their seeds. Reported per ranker: the episode's total reward and CTR
 (clicks per shown item), each a mean over the runs with a 95% interval, and the reward per
 user, with its interval over every user of every run (the independent units).
+
+It drives agents, the simulators and whole loops (:mod:`recloop.experiments.loop_ranker`)
+together, so it lives in ``experiments``, above all of them.
 """
 
 from __future__ import annotations

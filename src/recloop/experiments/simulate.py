@@ -1,4 +1,8 @@
-"""Play a synthetic population against a loop (in-process or over HTTP) and report learning."""
+"""Play a synthetic population against a loop (in-process or over HTTP) and report learning.
+
+``recloop simulate``'s harness: it drives a ``Loop`` (``recloop.client``) or a server with
+``recloop.simulators.synthetic``, so it lives in ``experiments``, above both.
+"""
 
 from __future__ import annotations
 

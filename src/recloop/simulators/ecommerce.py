@@ -300,9 +300,10 @@ def oracle_recommender(world: EcommerceWorld) -> Recommender:
     return recommend
 
 
-def from_ecommerce(log: Any, n_users: int, n_items: int) -> InteractionLog:
-    """The synthetic world's log (``recloop.simulators.ecommerce.EcommerceLog``), users and
-    items named as the world names them (``u3``, ``i17``)."""
+def from_ecommerce(log: EcommerceLog, n_users: int, n_items: int) -> InteractionLog:
+    """The world's log as the agents read logs (an ``InteractionLog``), users and items named
+    as the world names them (``u3``, ``i17``). Here, not in ``recloop.agents.datasets``:
+    reading the synthetic world's log is the simulator's job (agents import no simulator)."""
     return InteractionLog(
         user=log.user,
         item=log.item,
