@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from recloop.core.errors import InvalidInputError
-from recloop.features.catalogue import content_hash
 from recloop.features.categorical import RARE, CategoricalEncoder, to_tags
 from recloop.features.generator import FeatureGenerator
+from recloop.features.item_identity import content_hash
 from recloop.features.numeric import NumericEncoder, QuantileSketch
 from recloop.features.spec import infer_kind, parse_timestamp
 from recloop.features.text import MAX_TEXT_CHARS, MiniLMEmbedder, TextEncoder, clean_text
@@ -261,7 +261,7 @@ def test_the_generator_state_round_trips(embedder: MiniLMEmbedder) -> None:
 
 HASH_SCRIPT = """
 import json, sys
-from recloop.features.catalogue import content_hash
+from recloop.features.item_identity import content_hash
 from recloop.features.hashing import FeatureHasher
 from recloop.features.numeric import NumericEncoder
 enc = NumericEncoder()

@@ -9,7 +9,6 @@ never served with stale features for more than a tick.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -22,24 +21,14 @@ from recloop.core.errors import InvalidInputError, UnknownItemError
 from recloop.core.protocols import ItemStore
 from recloop.core.stats import LoopStats
 from recloop.core.types import Action, GeneratedFeatures, ItemRecord
-from recloop.core.validation import check_features, check_item_fields, to_action
+from recloop.core.validation import check_features, to_action
 from recloop.features.generator import FeatureGenerator, features_at
+from recloop.features.item_identity import batch_hashes, content_hash
 from recloop.features.settings import FeatureSettings
 from recloop.features.text import Embedder
 from recloop.features.timestamp import age_bucket
 
 log = logging.getLogger(__name__)
-MAX_ITEM_ID = 256
-
-
-def content_hash(fields: Mapping[str, Any], where: str = "fields") -> str:
-    """Stable across processes and key order: the identity of an item's content. The
-    fields are checked first (InvalidInputError naming ``where``), since hashing encodes
-    them."""
-    check_item_fields(fields, where)
-    return hashlib.blake2b(
-        orjson.dumps(fields, option=orjson.OPT_SORT_KEYS), digest_size=10
-    ).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,14 +82,7 @@ class ItemCatalogue:
     def put(self, items: Sequence[tuple[str, Mapping[str, Any]]]) -> list[PutResult]:
         """Insert or update items by raw fields; features are computed for new content only,
         items and the generator's fitted state are written in one transaction."""
-        hashes: dict[str, str] = {}
-        for i, (item_id, fields) in enumerate(items):
-            check_item_id(item_id, f"items[{i}].id")
-            if item_id in hashes:
-                raise InvalidInputError(f"item {item_id!r} appears twice in one batch")
-            if not isinstance(fields, Mapping):
-                raise InvalidInputError(f"items[{i}].fields must be an object")
-            hashes[item_id] = content_hash(fields, f"items[{i}].fields")
+        hashes = batch_hashes(items)
         results: dict[str, PutResult] = {}
         with self._lock:
             try:
@@ -415,8 +397,3 @@ class ItemCatalogue:
                 f"actions[{i}]: features {sorted(clash)} are both given and generated from fields"
             )
         return Action(item_id, GeneratedFeatures({**generated, **features}))
-
-
-def check_item_id(item_id: object, where: str) -> None:
-    if not isinstance(item_id, str) or not item_id or len(item_id) > MAX_ITEM_ID:
-        raise InvalidInputError(f"{where} must be a string of 1-{MAX_ITEM_ID} characters")
