@@ -26,43 +26,19 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from recloop.core.errors import StoreUnavailableError
 from recloop.core.protocols import BehaviourLog, StreamStateStore, StreamStore
 from recloop.core.types import BehaviourEvent, Recommendation
 from recloop.streaming import board, forget_requests
+from recloop.streaming.counters import StreamCounters
+from recloop.streaming.polling import poll
 from recloop.streaming.popularity import DecayedPopularity
 from recloop.streaming.processor import StreamProcessor
 from recloop.streaming.state import UserStream
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class StreamCounters:
-    events: int = 0
-    state_updates: int = 0
-    late: int = 0
-    duplicates: int = 0
-    triggers: int = 0
-    recommendation_writes: int = 0
-    snapshots: int = 0
-    expired_users: int = 0
-    failed: int = 0
-    rebuilds: int = 0
-    """Times the recommendation store was found empty and every list was recomputed."""
-    rebuilt_lists: int = 0
-    pauses: int = 0
-    """Times the log or the store became unreachable and the runner paused."""
-    lag_seconds: collections.deque[float] = field(
-        default_factory=lambda: collections.deque(maxlen=10_000)
-    )
-    """End-to-end lag (event time -> recommendation written), recent samples."""
-
-    def as_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "lag_seconds"}
 
 
 class EmbeddedRunner:
@@ -239,18 +215,9 @@ class EmbeddedRunner:
         self._last_popular = now
         self._popular_events = self.processor.popularity.events
 
-    def lags(self) -> list[float]:
-        """The recent lag samples, sorted (safe while the runner thread appends)."""
-        for _ in range(5):
-            try:
-                return sorted(self.counters.lag_seconds)
-            except RuntimeError:  # deque mutated during iteration: read again
-                continue
-        return []
-
     def status(self) -> dict[str, Any]:
         """What servers report as the stream's progress (published to the store)."""
-        lags = self.lags()
+        lags = self.counters.lags()
         return {
             "processed_offset": self.written_offset,
             "applied_offset": self.offset,
@@ -387,39 +354,26 @@ class EmbeddedRunner:
             self._publish_status(self.clock())
 
     def _resumed(self) -> None:
+        if self.paused is None:
+            return
         log.warning("stream resumed (it was paused: %s)", self.paused)
         self.paused = None
 
     def start(self, idle_sleep: float = 0.002, max_idle_sleep: float = 0.05) -> None:
-        """Poll the log in a background thread. An idle runner backs off from
-        ``idle_sleep`` to ``max_idle_sleep`` (doubling), so a quiet stream does not tax the
-        process serving decisions; ``wake()`` (called on in-process ingestion) cuts the
-        wait short, so fresh events are processed at once. An unreachable log or store
-        pauses it, retrying from 0.1 s to 1 s apart."""
-
-        def loop() -> None:
-            sleep, retry = idle_sleep, 0.1
-            while not self._stop.is_set():
-                try:
-                    read = self.step()
-                    if self.paused is not None:
-                        self._resumed()
-                    retry = 0.1
-                    if read == 0:
-                        self._wake.wait(sleep)
-                        self._wake.clear()
-                        sleep = min(sleep * 2.0, max_idle_sleep)
-                    else:
-                        sleep = idle_sleep
-                except StoreUnavailableError as exc:
-                    self._pause(exc)
-                    self._stop.wait(retry)
-                    retry = min(retry * 2.0, 1.0)
-                except Exception:  # keep the stream alive; nothing unwritten is committed
-                    log.exception("stream step failed")
-                    self._stop.wait(0.5)
-
-        self._thread = threading.Thread(target=loop, name="recloop-stream", daemon=True)
+        """Poll the log in a background thread (``recloop.streaming.polling``: backs off
+        while idle, ``wake()`` cuts the wait short, pauses while the log or store is out)."""
+        self._thread = threading.Thread(
+            target=poll,
+            args=(self.step, self._stop, self._wake),
+            kwargs={
+                "on_pause": self._pause,
+                "on_resume": self._resumed,
+                "idle_sleep": idle_sleep,
+                "max_idle_sleep": max_idle_sleep,
+            },
+            name="recloop-stream",
+            daemon=True,
+        )
         self._thread.start()
 
     def wake(self) -> None:
