@@ -20,12 +20,9 @@ A crash anywhere therefore neither loses nor double-counts an example.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any
-
-import numpy as np
 
 from recloop.core.checksum import verified_model
 from recloop.core.clock import Clock
@@ -40,13 +37,12 @@ from recloop.core.types import (
     JoinedExample,
     LoggedDecision,
     Reward,
-    available_actions,
 )
 from recloop.evaluation.online import OnlineEvaluator
 from recloop.kinds.models import learner_kind
+from recloop.learning.learner_checks import diverged, record_imitation, reward_in_range
 from recloop.log.codec import decode_decision
 from recloop.log.joiner import Aggregation, DecisionLike, Joiner
-from recloop.policies.vw import PROBE_ACTIONS, PROBE_CONTEXT
 from recloop.settings import LoopSettings
 
 log = logging.getLogger(__name__)
@@ -304,12 +300,12 @@ class Pipeline:
             if ex.decision.policy == APPRENTICE and self.settings.learning_mode == "logging":
                 self.learner_offset = ex.seq  # logged, not learned from
                 continue
-            if not self._in_range(ex):
+            if not reward_in_range(ex, self.settings):
                 self.stats.inc("learner_skipped_total:reward-out-of-range")
                 self.learner_offset = ex.seq
                 continue
             if ex.decision.policy == APPRENTICE:
-                self._imitation(ex)
+                record_imitation(self.learner, ex, self.stats)
             self.learner.learn_one(ex)
             self.learner_offset = ex.seq
             learned += 1
@@ -322,40 +318,6 @@ class Pipeline:
         self.stats.set("learner_lag_examples", self.joined.end_seq() - self.learner_offset)
         self.stats.set("learner_offset", self.learner_offset)
         return learned
-
-    def _imitation(self, example: JoinedExample) -> None:
-        """Apprentice mode, before learning from a baseline decision: would the learner have
-        chosen the same? Counted with the rewards (see ``Loop.apprentice_report``)."""
-        assert self.learner is not None
-        d = example.decision
-        acts = available_actions(d.actions, d.excluded)
-        greedy = acts[int(np.argmax(self.learner.scores(d.context, acts)))].id
-        r = example.reward
-        self.stats.inc("apprentice_events_total")
-        self.stats.inc("apprentice_rewards_total", r)
-        self.stats.inc("apprentice_rewards_sq_total", r * r)
-        if greedy == d.chosen:
-            self.stats.inc("apprentice_imitated_total")
-            self.stats.inc("apprentice_imitated_rewards_total", r)
-            self.stats.inc("apprentice_imitated_rewards_sq_total", r * r)
-
-    def _in_range(self, example: JoinedExample) -> bool:
-        """Whether a joined reward lies in the loop's range (summed rewards: n times it).
-        The door refuses out-of-range rewards; this keeps one logged before the range was
-        enforced, or under a wider one, from poisoning the learner again on a relearn."""
-        span = max(example.n_rewards, 1) if self.settings.reward_aggregation == "sum" else 1
-        low, high = self.settings.reward_min * span, self.settings.reward_max * span
-        return math.isfinite(example.reward) and low <= example.reward <= high
-
-    def _diverged(self) -> bool:
-        """Whether the learner now predicts non-finite scores (a version that every server
-        would reject). Probed with the model-store's own probe example."""
-        assert self.learner is not None
-        try:
-            scores = self.learner.scores(PROBE_CONTEXT, PROBE_ACTIONS)
-        except Exception:  # a learner that cannot score the probe is not judged by it
-            return False
-        return not bool(np.all(np.isfinite(scores)))
 
     def _recover_from_divergence(self) -> None:
         """Back to the newest good version, skipping the examples since it (counted): they
@@ -379,7 +341,7 @@ class Pipeline:
         """Store the learner's model as a new version, with the offset it has learned to;
         None when the learner diverged (it is rolled back instead, see above)."""
         assert self.learner is not None
-        if self._diverged():
+        if diverged(self.learner):
             self._recover_from_divergence()
             self._last_checkpoint = now
             return None
