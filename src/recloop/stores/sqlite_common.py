@@ -96,8 +96,8 @@ class FileIdentity:
 
     After ``rm -rf`` of the data dir (or a file replaced under it) SQLite goes on
     committing into the unlinked file, and every such commit would be acknowledged and
-    lost. A store checks after each commit, before its caller acknowledges (one stat,
-    about a microsecond), and once lost stays lost: a file that reappears is not the one
+    lost. A store checks after each commit, before its caller acknowledges (one
+    ``stat``), and once lost stays lost: a file that reappears is not the one
     acknowledged into."""
 
     def __init__(self, path: Path, what: str) -> None:
