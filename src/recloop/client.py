@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from recloop.core.clock import Clock, SystemClock
+from recloop.core.errors import DuplicateEventError
 from recloop.core.protocols import Explorer, ModelVersion, Policy
 from recloop.core.stats import LoopStats
 from recloop.core.types import Decision, ItemRecord
@@ -182,7 +183,11 @@ class Loop:
         defer_activation: bool = False,
     ) -> Decision:
         """Score, explore, sample and log a decision; returns only once it is durable."""
-        return self.decider.rank(context, actions, event_id, excluded_actions, defer_activation)
+        try:
+            return self.decider.rank(context, actions, event_id, excluded_actions, defer_activation)
+        except DuplicateEventError:
+            self.stats.inc("rejected_total:duplicate-event")
+            raise
 
     def reward(self, event_id: str, value: float, reward_id: str | None = None) -> None:
         """Log a reward for an event. Several may arrive; ``reward_id`` makes retries safe."""

@@ -220,6 +220,22 @@ def test_duplicates_unknown_and_expired(api: httpx.Client) -> None:
     assert metric(api, "recloop_dead_letters_total", reason="unknown-event") == 2
 
 
+def test_a_replayed_rank_is_not_counted_as_a_rejection(api: httpx.Client) -> None:
+    """A rank retried with its event id is answered from the log: a success, not a
+    rejection. Only a reuse of the id by another request is (counted once per process
+    view: the loop's and the HTTP layer's). The replay was counted as duplicate-event."""
+    dup = {"reason": "duplicate-event", "loop": "default"}
+    first = api.post("/v1/rank", json={**RANK, "event_id": "twice"})
+    assert first.status_code == 200
+    for _ in range(3):
+        retry = api.post("/v1/rank", json={**RANK, "event_id": "twice"})
+        assert retry.status_code == 200 and retry.json() == first.json()
+    assert metric(api, "recloop_rejected_total", **dup) == 0
+    other = {**RANK, "context": {"user": {"age": "teen"}}, "event_id": "twice"}
+    problem(api.post("/v1/rank", json=other), 409)
+    assert metric(api, "recloop_rejected_total", **dup) == 1
+
+
 def test_oversized_payload(serve: Callable[..., Server]) -> None:
     with serve(max_body_bytes=2000) as api:
         big = {"context": {"blob": "x" * 5000}, "actions": ACTIONS}

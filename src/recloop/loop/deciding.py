@@ -94,7 +94,11 @@ class Decider:
         excluded_actions: Iterable[str] = (),
         defer_activation: bool = False,
     ) -> Decision:
-        """Score, explore, sample and log a decision; returns only once it is durable."""
+        """Score, explore, sample and log a decision; returns only once it is durable.
+
+        A used event id raises ``DuplicateEventError`` uncounted: whether that is a rejection
+        or a retry answered from the log is the caller's to say (``Loop.rank`` counts it;
+        the web routes count it only when they cannot replay the logged decision)."""
         excluded = tuple(excluded_actions)
         acts, event_id = self._checked(actions, context, event_id, excluded)
         drop = set(excluded)
@@ -121,30 +125,26 @@ class Decider:
         chosen_index = (
             chosen if not drop else next(i for i, a in enumerate(acts) if a.id == chosen_id)
         )
-        try:
-            # stamp and append under the log's lock: a record stamped before a reader's clock
-            # reading is always visible to that reader (the joiner never misses it)
-            with self.log.exclusive(across_processes=False):
-                decision = Decision(
-                    event_id=event_id,
-                    loop=self.name,
-                    timestamp=self.clock.now(),
-                    context=context,
-                    actions=acts,
-                    ranking=(*(candidates[i].id for i in order), *excluded),
-                    probabilities=(*(prob_list[i] for i in order), *[0.0] * len(excluded)),
-                    chosen=chosen_id,
-                    chosen_index=chosen_index,
-                    probability=prob_list[chosen],
-                    model_version=served.policy.version,
-                    policy=label,
-                    deferred=defer_activation,
-                    excluded=excluded,
-                )
-                self.log.append_decision(decision)
-        except DuplicateEventError:
-            self.stats.inc("rejected_total:duplicate-event")
-            raise
+        # stamp and append under the log's lock: a record stamped before a reader's clock
+        # reading is always visible to that reader (the joiner never misses it)
+        with self.log.exclusive(across_processes=False):
+            decision = Decision(
+                event_id=event_id,
+                loop=self.name,
+                timestamp=self.clock.now(),
+                context=context,
+                actions=acts,
+                ranking=(*(candidates[i].id for i in order), *excluded),
+                probabilities=(*(prob_list[i] for i in order), *[0.0] * len(excluded)),
+                chosen=chosen_id,
+                chosen_index=chosen_index,
+                probability=prob_list[chosen],
+                model_version=served.policy.version,
+                policy=label,
+                deferred=defer_activation,
+                excluded=excluded,
+            )
+            self.log.append_decision(decision)
         self.stats.inc("decisions_total")
         return decision
 

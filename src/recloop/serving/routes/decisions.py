@@ -57,7 +57,7 @@ def rank_answer(loop: Loop, raw: bytes) -> bytes:
     its ``event_id`` (its answer lost on the way) is answered from the log (``replayed``)."""
     body = parse(RankRequest, raw)
     try:
-        decision = loop.rank(
+        decision = loop.decider.rank(
             body.context,
             [{"id": a.id, "features": a.features, "fields": a.fields} for a in body.actions],
             event_id=body.event_id,
@@ -66,7 +66,8 @@ def rank_answer(loop: Loop, raw: bytes) -> bytes:
         )
     except DuplicateEventError:
         logged = replayed(loop, body)
-        if logged is None:
+        if logged is None:  # a rejection; a replay is not one
+            loop.stats.inc("rejected_total:duplicate-event")
             raise
         decision = logged
     return orjson.dumps(

@@ -69,7 +69,7 @@ async def _rank(request: Request, loop: str) -> Response:
     context = merge_features(body.context_features, "contextFeatures")
     actions = [Action(a.id, merge_features(a.features, f"actions.{a.id}")) for a in body.actions]
     try:
-        decision = target.rank(
+        decision = target.decider.rank(
             context,
             actions,
             event_id=body.event_id,
@@ -93,6 +93,7 @@ def _replay(
         and [(a.id, a.features) for a in logged.actions] == [(a.id, a.features) for a in actions]
     )
     if logged is None or not same:
+        target.stats.inc("rejected_total:duplicate-event")  # a replay is not counted
         raise PersonalizerError(
             409, "Conflict", f"eventId {event_id!r} was already used by a different rank request"
         )

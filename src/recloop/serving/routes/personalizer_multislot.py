@@ -83,6 +83,7 @@ def _replay(target: Loop, event_id: str, fingerprint: str, index: str) -> Respon
     """A retried multi-slot rank (same eventId, same body) gets the logged slots again."""
     recorded = json.loads(index)
     if recorded["fingerprint"] != fingerprint:
+        target.stats.inc("rejected_total:duplicate-event")  # a replay is not counted
         raise PersonalizerError(
             409, "Conflict", f"eventId {event_id!r} was already used by a different rank request"
         )
@@ -90,6 +91,7 @@ def _replay(target: Loop, event_id: str, fingerprint: str, index: str) -> Respon
     for slot_id in recorded["slots"]:
         logged = target.log.get_decision(slot_event(event_id, slot_id))
         if logged is None:  # the first try failed part-way: nothing to answer with
+            target.stats.inc("rejected_total:duplicate-event")
             raise PersonalizerError(
                 409, "Conflict", f"eventId {event_id!r} was used by an unfinished rank request"
             )
@@ -128,7 +130,7 @@ async def _rank(request: Request, loop: str) -> Response:
         # before any model) shows the first candidate
         ordered = sorted(actions, key=lambda a: a.id != slot.baseline_action)
         try:
-            decision = target.rank(
+            decision = target.decider.rank(
                 slot_context,
                 ordered,
                 event_id=slot_event(event_id, slot.id),
