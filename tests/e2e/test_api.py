@@ -111,7 +111,8 @@ def test_candidate_policies_are_evaluated(any_api: httpx.Client) -> None:
     api = any_api
     spec = {"name": "always-sports", "kind": "fixed", "params": {"action_id": "sports"}}
     assert api.post("/v1/policies", json=spec).status_code == 201
-    problem(api.post("/v1/policies", json={"name": "x", "kind": "magic"}), 404)
+    unknown_kind = problem(api.post("/v1/policies", json={"name": "x", "kind": "magic"}), 422)
+    assert unknown_kind["type"].endswith("unknown-policy-kind")  # was 404, as for no resource
     problem(api.post("/v1/policies", json={"name": "y", "kind": "fixed"}), 422)
     sent = sports = 0
     while sports < 3:  # exploration picks sports with p >= 0.2/3 per decision

@@ -103,11 +103,23 @@ class ModelRejectedError(RecloopError):
 
 
 class UnknownPolicyError(RecloopError, KeyError):
-    """No policy kind or candidate policy of that name exists."""
+    """No candidate policy of that name exists."""
 
     status = 404
     kind = "unknown-policy"
     title = "Unknown policy"
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else self.title
+
+
+class UnknownPolicyKindError(InvalidInputError, KeyError):
+    """A request or setting names a policy kind that does not exist: the input is wrong
+    (422), not a missing resource (404, as for a candidate name that is not registered)."""
+
+    status = 422
+    kind = "unknown-policy-kind"
+    title = "Unknown policy kind"
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else self.title

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from recloop.core.errors import InvalidInputError, ModelRejectedError, UnknownPolicyError
+from recloop.core.errors import InvalidInputError, ModelRejectedError, UnknownPolicyKindError
 from recloop.core.protocols import Policy
 from recloop.kinds.models import agent_policy_from_bytes, load_model_policy
 from recloop.policies.simple import FirstAction, FixedAction, MostPopular, Uniform
@@ -62,7 +62,7 @@ def make_policy(kind: str, params: Mapping[str, Any] | None = None) -> Policy:
     try:
         factory = POLICIES[kind]
     except KeyError:
-        raise UnknownPolicyError(
+        raise UnknownPolicyKindError(
             f"unknown policy kind {kind!r}; known kinds: {sorted(POLICIES)}"
         ) from None
     return factory(params or {})
