@@ -184,6 +184,8 @@ RULES = {
     "list); a slot's <eventId>/<slotId> within 256": (
         r"event_id must be 1-256 printable characters|user_id must be printable characters"
     ),
+    "policy kinds: one of the registry's (the answer names them; 422, not a missing "
+    "resource's 404)": r"unknown policy kind",
     "VW arguments: an allow-list of learning options": (
         r"VW arg|learning options|--cb_adf|cannot split"
     ),
