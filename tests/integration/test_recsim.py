@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from recloop.experiments.online_evaluation import evaluate_in_environment
-from recloop.simulators.environment import RandomRanker, play
+from recloop.simulators.environment import Feedback, RandomRanker, play
 from recloop.simulators.recsim_adapter import RecSimConfig, RecSimInterestEvolution
 
 pytestmark = pytest.mark.slow  # the slow stage installs the sims extra and runs these
@@ -31,12 +31,19 @@ def needs_recsim() -> Iterator[None]:
 def test_the_adapter_keeps_the_environment_contract():
     env = RecSimInterestEvolution(RecSimConfig(users=3, candidates=10, slate_size=2))
     request = env.reset(0)
-    assert request.item_features.shape == (10, 20) and request.cross_features.shape == (10, 1)
-    assert request.user_features.shape == (21,) and np.all(request.user_features == 0)
+    # topic one-hot + its revealed quality and never-shown flag; click share and rate
+    assert request.item_features.shape == (10, 22) and request.cross_features.shape == (10, 2)
+    assert np.all(request.item_features[:, -1] == 1.0)  # nothing revealed yet
+    assert request.user_features.shape == (25,) and np.all(request.user_features == 0)
     with pytest.raises(ValueError, match="at least 2 distinct"):
         env.step([1])
-    answered, _ = play(env, RandomRanker(0), seed=0)
+    seen: list[Feedback] = []
+    answered, _ = play(env, RandomRanker(0), seed=0, on_step=lambda r, f: seen.append(f))
     assert answered == env.totals["steps"] > 3
+    assert sum(f.ends_session for f in seen) == 3  # one per user
+    watched = np.concatenate([f.observations["watch_time"] for f in seen])
+    assert watched.sum() == pytest.approx(env.totals["watch_time"])
+    assert {"click", "quality", "cluster"} <= set(seen[0].observations)
     assert env.totals["clicks"] > 0 and env.totals["watch_time"] > 0
     again = RecSimInterestEvolution(RecSimConfig(users=3))
     play(again, RandomRanker(0), seed=0)

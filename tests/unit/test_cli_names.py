@@ -106,4 +106,5 @@ def test_evaluate_still_runs_rankers_in_a_simulator_with_the_same_options() -> N
     pytest.importorskip("torch", reason="PyTorch is not installed")
     args = ["--env", "fusion-shop", "-p", "random", "--seeds", "0", "--json"]
     out = _same_under_both_names("evaluate", args)
-    assert [row["policy"] for row in out] == ["random"]
+    # the strongest simple baseline always runs beside what was asked for
+    assert [row["policy"] for row in out] == ["random", "baseline"]

@@ -166,3 +166,31 @@ def test_drn_learns_online_to_beat_random_on_clicks():
     assert agent.stats["major_updates"] > 10 and agent.stats["explore_wins"] > 0
     # seen: 3,738 against 3,463 over the whole episode, its learning phase included
     assert env.totals["clicks"] > 1.05 * random_clicks, (env.totals["clicks"], random_clicks)
+
+
+def test_an_ended_session_closes_its_transitions_at_once():
+    """ends_session: the user's last slate is terminal now, not left pending forever (RecSim
+    users never come back: their last transition used to be lost)."""
+    agent = DRN(5, 5, 2, DRNConfig(beta=0.0, minor_updates=False, major_every=10_000))
+    req = request(user=3, time=0.0)
+    agent.rank(req)
+    agent.observe(Feedback(req.candidates[:2], np.array([0.0, 1.0]), np.zeros(2), 1.0, {}, True))
+    assert 3 not in agent.pending
+    assert [t[2] for t in agent.replay] == [0.0, 1.0] and all(t[5] == 0.0 for t in agent.replay)
+
+
+def test_session_returns_credit_each_shown_item_with_the_sessions_later_clicks():
+    gamma = 0.5
+    cfg = DRNConfig(beta=0.0, minor_updates=False, major_every=10_000, gamma=gamma)
+    agent = DRN(5, 5, 2, DRNConfig(**{**cfg.__dict__, "returns": "session"}))
+    clicks = [[1.0, 0.0], [0.0, 0.0], [0.0, 1.0]]
+    for step, row in enumerate(clicks):
+        req = request(user=4, time=float(step), seed=step)
+        agent.rank(req)
+        last = step == len(clicks) - 1
+        agent.observe(Feedback(req.candidates[:2], np.array(row), np.zeros(2), 0.0, {}, last))
+        assert len(agent.replay) == (6 if last else 0)  # learned when the session ends
+    targets = [t[2] for t in agent.replay]
+    # newest first: step 2's items, then step 1's (later = 1), then step 0's (later = 0.5)
+    assert targets == pytest.approx([0.0, 1.0, gamma * 1.0, gamma * 1.0, 1.0 + 0.25, 0.25])
+    assert all(t[5] == 0.0 for t in agent.replay)  # a return, nothing to bootstrap

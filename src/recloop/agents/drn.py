@@ -29,7 +29,8 @@ from __future__ import annotations
 import copy
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Literal
 
 import numpy as np
 import torch
@@ -79,6 +80,12 @@ class DRNConfig:
     replay_size: int = 50_000
     """Transitions kept (one per shown item), oldest dropped first."""
     learning_rate: float = 1e-3
+    returns: Literal["td", "session"] = "td"
+    """``td``: the paper's one-step double-DQN target. ``session``: where sessions end (the
+    environment says so), each shown item's target is its click plus the session's
+    discounted clicks after it (gamma per request), learned when the session ends. Use it
+    where what an item does to the user shows only in how long they stay (RecSim: quality
+    tops up a hidden time budget), which no one-step target can see."""
     activeness: Activeness = field(default_factory=Activeness)
     seed: int = 0
 
@@ -128,6 +135,7 @@ class _Pending:
     clicks: Floats
     time: float
     activeness: float
+    user: int
 
 
 class DRN:
@@ -150,6 +158,8 @@ class DRN:
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.replay: deque[Transition] = deque(maxlen=cfg.replay_size)
         self.pending: dict[int, _Pending] = {}
+        self.sessions: dict[int, list[_Pending]] = {}
+        """user -> the session's shown slates so far (``returns="session"`` only)."""
         self.visits: dict[int, tuple[float, float]] = {}
         """user -> (last visit time, activeness then), as the system observes them."""
         self.requests = 0
@@ -196,6 +206,8 @@ class DRN:
                 move_towards(self.q, explore_net, self.cfg.eta)
                 self.stats["explore_wins"] += 1
         self._record(request, _positions(request, feedback.shown.tolist()), clicks)
+        if feedback.ends_session:
+            self.finish_user(request.user, request.time)
 
     def learn_logged(
         self, request: Request, chosen: int, reward: float, probability: float
@@ -228,13 +240,19 @@ class DRN:
         if pending is not None:
             act = self.cfg.activeness.decayed(pending.activeness, now - pending.time)
             self._remember(pending, act, None)
+        self._close_session(user)
 
     def _record(self, request: Request, positions: list[int], clicks: Floats) -> None:
         """Hold the shown items' transitions until the user's next visit; major update on
         cadence."""
         state, pairs = arrays(request)
         self.pending[request.user] = _Pending(
-            state, pairs[positions], clicks, request.time, self.visits[request.user][1]
+            state,
+            pairs[positions],
+            clicks,
+            request.time,
+            self.visits[request.user][1],
+            request.user,
         )
         self.requests += 1
         if self.requests % self.cfg.major_every == 0:
@@ -246,6 +264,8 @@ class DRN:
             act = self.cfg.activeness.decayed(pending.activeness, now - pending.time)
             self._remember(pending, act, None)
         self.pending.clear()
+        for user in list(self.sessions):
+            self._close_session(user)
 
     # -- learning -------------------------------------------------------------------------
     def _arrive(self, request: Request) -> None:
@@ -261,6 +281,11 @@ class DRN:
             self._remember(pending, activeness, request)
 
     def _remember(self, pending: _Pending, activeness: float, nxt: Request | None) -> None:
+        if self.cfg.returns == "session":
+            self.sessions.setdefault(pending.user, []).append(
+                replace(pending, activeness=activeness)
+            )
+            return
         if nxt is None:
             next_state, next_pairs, alive = (
                 np.zeros_like(pending.state),
@@ -275,6 +300,22 @@ class DRN:
             self.replay.append(
                 (pending.state, pending.pairs[i], reward, next_state, next_pairs, alive)
             )
+
+    def _close_session(self, user: int) -> None:
+        """``returns="session"``: each shown item of the user's ended session enters the
+        replay memory with its click plus the session's discounted clicks after it."""
+        slates = self.sessions.pop(user, [])
+        if not slates:
+            return
+        no_state = np.zeros_like(slates[0].state)
+        no_pairs = np.zeros((1, slates[0].pairs.shape[1]), np.float32)
+        later = 0.0
+        for slate in reversed(slates):
+            extra = self.cfg.beta * slate.activeness
+            for i in range(len(slate.clicks)):
+                target = float(slate.clicks[i]) + extra + self.cfg.gamma * later
+                self.replay.append((slate.state, slate.pairs[i], target, no_state, no_pairs, 0.0))
+            later = float(slate.clicks.sum()) + extra + self.cfg.gamma * later
 
     def major_update(self) -> None:
         """Minibatch double-DQN steps on the replay memory, then sync the target network."""

@@ -52,7 +52,8 @@ MAGIC_V1 = DRN_MAGIC + b"1\n"
 KIND = "drn"
 LOOP_KEYS = {"context_dim": 64, "action_dim": 64, "user_key": "user_id"}
 """Settings of the loop's DRN beside DRNConfig's hyperparameters."""
-_TUNABLE = {f.name for f in dataclasses.fields(DRNConfig)} - {"activeness", "seed"}
+_TUNABLE = {f.name for f in dataclasses.fields(DRNConfig)} - {"activeness", "seed", "returns"}
+"""``returns="session"`` needs sessions that end, which the loop's decisions do not mark."""
 
 
 @dataclasses.dataclass(frozen=True)

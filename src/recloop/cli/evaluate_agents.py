@@ -60,9 +60,11 @@ def evaluate_agents(
     generated log) intra-list similarity under the true item vectors and the reward of
     simulated sessions. Agents of the same algorithm (several seeds) are pooled. Or run
     rankers in a simulator (--env, --policy): reward per episode and CTR, 95% intervals over
-    seeds x episodes; learning rankers learn online from scratch in each run."""
+    seeds x episodes, beside the environment's strongest simple baseline (each agent's row
+    says whether it beats it); learning rankers learn online from scratch in each run.
+    With --output, learning-curves.png and evaluation.json there."""
     if env is not None:
-        _evaluate_in_env(env, policy or [], episodes, seeds, as_json)
+        _evaluate_in_env(env, policy or [], episodes, seeds, as_json, output)
         return
     if data is None or not agent:
         raise fail("give --data LOG and --agent RUN (or --env NAME --policy NAME)")
@@ -100,11 +102,12 @@ def evaluate_agents(
 
 
 def _evaluate_in_env(
-    env: str, policies: list[str], episodes: int, seeds: str, as_json: bool
+    env: str, policies: list[str], episodes: int, seeds: str, as_json: bool, output: Path | None
 ) -> None:
     import torch
+    from rich.progress import Progress
 
-    from recloop.experiments.online_evaluation import evaluate_in_environment
+    from recloop.experiments.online_evaluation import STRONGEST, evaluate_in_environment
 
     # small networks: one thread is as fast, and the figures then repeat exactly from the
     # seeds (a multi-threaded sum rounds differently, and online learning amplifies it)
@@ -115,26 +118,49 @@ def _evaluate_in_env(
         raise fail(f"--seeds {seeds!r}: write comma-separated integers") from None
     if not policies:
         raise fail("give at least one --policy")
+    extra = 0 if STRONGEST.get(env, policies[0]) in policies else 1
+    total = (len(policies) + extra) * len(seed_list) * max(episodes, 1)
     try:
-        with console.status(f"running {len(policies)} rankers in {env}"):
-            rows = evaluate_in_environment(env, policies, seed_list, episodes)
+        with Progress(console=console, transient=True, disable=as_json) as progress:
+            task = progress.add_task(f"{env}: runs", total=total)
+            rows = evaluate_in_environment(
+                env,
+                policies,
+                seed_list,
+                episodes,
+                on_run=lambda policy, _: progress.advance(task),
+            )
     except InvalidInputError as exc:
         raise fail(str(exc)) from None
+    if output is not None:
+        from recloop.experiments.learning_curves import plot_learning_curves
+
+        output.mkdir(parents=True, exist_ok=True)
+        (output / "evaluation.json").write_text(json.dumps(rows, indent=1))
+        plot_learning_curves(env, rows, output / "learning-curves.png")
     if as_json:
         console.print_json(json.dumps(rows))
         return
     table = Table(title=f"{env}: per episode, 95% intervals over seeds x episodes")
-    for col in ("policy", "runs", "reward per episode", "reward per user", "CTR"):
+    for col in ("policy", "runs", "reward per episode", "reward per user", "CTR", "against"):
         table.add_column(col)
     for row in rows:
+        against = row.get("against")
         table.add_row(
             row["policy"],
             str(row["runs"]),
             _fmt(row["reward"]),
             _fmt(row["reward_per_user"]),
             _fmt(row["ctr"]),
+            f"{against['verdict']} than {against['baseline']}"
+            if against and against["verdict"] != "not separated"
+            else f"not separated from {against['baseline']}"
+            if against
+            else "(baseline)",
         )
     console.print(table)
+    if output is not None:
+        console.print(f"wrote {output / 'evaluation.json'} and {output / 'learning-curves.png'}")
 
 
 def _fmt(figure: dict[str, float] | None) -> str:

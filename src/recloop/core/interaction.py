@@ -8,8 +8,8 @@ for it (``.importlinter``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -48,6 +48,13 @@ class Feedback:
     """(k,) 1 where a click led to a purchase."""
     reward: float
     """The environment's reward for the request (its own definition: clicks, or a mix)."""
+    observations: Mapping[str, Floats] = field(default_factory=dict)
+    """Whatever else the environment reveals per shown slot, by name, each (k,) like
+    ``clicks`` (RecSim: ``quality``, ``cluster``, ``watch_time``): what a recommender's log
+    would hold of the responses, for rankers that read more than clicks."""
+    ends_session: bool = False
+    """True when the user's session ended with this answer (they leave; a later request of
+    theirs, if any, starts a new session): learners close their pending transitions."""
 
 
 class Environment(Protocol):

@@ -6,6 +6,10 @@ reproducible from their seeds. Reported per ranker: the episode's total reward a
 (clicks per shown item), each a mean over the runs with a 95% interval, and the reward per
 user, with its interval over every user of every run (the independent units).
 
+Every table carries the environment's strongest simple baseline (:data:`STRONGEST`, from
+:mod:`recloop.experiments.baselines`), run beside the agents when not asked for, and each
+agent's row says whether it beats it: an agent earns its place against that, not random.
+
 It drives agents, the simulators and whole loops (:mod:`recloop.experiments.loop_ranker`)
 together, so it lives in ``experiments``, above all of them.
 """
@@ -74,6 +78,27 @@ def _vw_bandit(**settings: Any) -> Callable[[Request, int, int], Ranker]:
     return make
 
 
+def _revealed_quality(first: Request, slate_size: int, seed: int) -> Ranker:
+    from recloop.experiments.baselines import RevealedQuality
+
+    return RevealedQuality(seed)
+
+
+def _organic_views(greedy: bool) -> Callable[[Request, int, int], Ranker]:
+    def make(first: Request, slate_size: int, seed: int) -> Ranker:
+        from recloop.experiments.baselines import OrganicViews
+
+        return OrganicViews(seed, greedy)
+
+    return make
+
+
+def _linear_thompson(first: Request, slate_size: int, seed: int) -> Ranker:
+    from recloop.experiments.baselines import LinearThompson
+
+    return LinearThompson(LinearThompson.inputs(first).shape[1], seed)
+
+
 def _fusion_ddpg(first: Request, slate_size: int, seed: int) -> Ranker:
     from recloop.agents.fusion_ddpg import FusionDDPG, FusionDDPGConfig
 
@@ -111,17 +136,38 @@ RANKERS: dict[str, dict[str, Callable[[Request, int, int], Ranker]]] = {
     },
     "recsim": {
         "random": lambda first, k, seed: RandomRanker(seed),
+        "revealed-quality": _revealed_quality,
+        "linear-thompson": _linear_thompson,
         # no returns to reward within a RecSim session: DRN without the activeness term
         "drn": _drn(beta=0.0, major_every=50),
     },
     "recogym": {
         "random": lambda first, k, seed: RandomRanker(seed),
+        "organic-views": _organic_views(greedy=False),
+        "organic-views-greedy": _organic_views(greedy=True),
+        "linear-thompson": _linear_thompson,
         "drn": _drn(beta=0.0, major_every=50),
         # clicks are rare (about 1%): VW's linear model with a small learning rate; the
         # default (0.5) chases the noise in the product-id weights
         "vw-bandit": _vw_bandit(interactions=[], vw_args="--cb_adf --cb_type mtr -l 0.003"),
     },
 }
+
+
+STRONGEST: dict[str, str] = {
+    "returning-users": "random",
+    "fusion-shop": "baseline",
+    "recsim": "revealed-quality",
+    "recogym": "organic-views",
+}
+"""Each environment's strongest simple ranker (measured: README, "Judging any ranker")."""
+
+BASELINES = frozenset(
+    {"random", "baseline", "revealed-quality", "linear-thompson", "organic-views"}
+    | {"organic-views-greedy", "vw-bandit"}
+)
+"""Rankers that are baselines, not agents: the simple things a team would try first
+(``vw-bandit`` is the decision loop's own contextual bandit)."""
 
 
 @dataclass(frozen=True)
@@ -154,9 +200,17 @@ def run_episode(env_name: str, policy: str, seed: int) -> RunFigures:
 
 
 def evaluate_in_environment(
-    env_name: str, policies: Sequence[str], seeds: Sequence[int], episodes: int = 1
+    env_name: str,
+    policies: Sequence[str],
+    seeds: Sequence[int],
+    episodes: int = 1,
+    on_run: Callable[[str, RunFigures], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per policy: reward per episode and CTR, mean and 95% interval over runs."""
+    """One row per policy: reward per episode and CTR, mean and 95% interval over runs, and
+    the reward per user; the environment's strongest baseline is added when missing, and
+    each agent's row has ``against``: that baseline's name and whether the agent's interval
+    lies above it (``better``), below it (``worse``) or overlaps it (``not separated``).
+    ``on_run`` sees each finished run (a progress bar)."""
     if episodes < 1 or not seeds:
         raise InvalidInputError("give at least one seed and one episode")
     make_environment(env_name)  # unknown names fail before any run
@@ -165,13 +219,16 @@ def evaluate_in_environment(
             env_name == "fusion-shop" and policy.startswith("fused:")
         ):
             make_ranker(env_name, policy, None, 0, 0)  # raises the error naming the known
-    rows = []
+    strongest = STRONGEST[env_name]
+    policies = [*policies, *([] if strongest in policies else [strongest])]
+    rows: list[dict[str, Any]] = []
     for policy in policies:
-        runs = [
-            run_episode(env_name, policy, seed * 1000 + e)
-            for seed in seeds
-            for e in range(episodes)
-        ]
+        runs = []
+        for seed in seeds:
+            for e in range(episodes):
+                runs.append(run_episode(env_name, policy, seed * 1000 + e))
+                if on_run is not None:
+                    on_run(policy, runs[-1])
         reward = mean_interval(np.array([r.reward for r in runs]))
         users = mean_interval(np.array([v for r in runs for v in r.per_user.values()]))
         ctr = mean_interval(np.array([r.clicks / max(r.shown, 1) for r in runs]))
@@ -182,9 +239,28 @@ def evaluate_in_environment(
                 "reward": _figure(reward),
                 "reward_per_user": {**_figure(users), "n": sum(len(r.per_user) for r in runs)},
                 "ctr": _figure(ctr),
+                "per_user_curve": _curve(runs),
             }
         )
+    best = next(r for r in rows if r["policy"] == strongest)["reward_per_user"]
+    for row in rows:
+        if row["policy"] not in BASELINES and not row["policy"].startswith("fused:"):
+            mine = row["reward_per_user"]
+            verdict = (
+                "better"
+                if mine["low"] > best["high"]
+                else "worse"
+                if mine["high"] < best["low"]
+                else "not separated"
+            )
+            row["against"] = {"baseline": strongest, "verdict": verdict}
     return rows
+
+
+def _curve(runs: Sequence[RunFigures]) -> list[float]:
+    """Reward of the i-th user of a run, averaged over the runs: the learning curve."""
+    users = sorted({u for r in runs for u in r.per_user})
+    return [float(np.mean([r.per_user.get(u, 0.0) for r in runs])) for u in users]
 
 
 def _figure(iv: Any) -> dict[str, float]:

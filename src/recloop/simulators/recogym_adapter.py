@@ -87,7 +87,9 @@ class RecoGym:
         self._record(obs)
         self.totals["clicks"] += click
         self.totals["steps"] += 1
-        feedback = Feedback(request.candidates[[slot]], np.array([click]), np.zeros(1), click)
+        feedback = Feedback(
+            request.candidates[[slot]], np.array([click]), np.zeros(1), click, ends_session=done
+        )
         if done:
             self._user += 1
             self._current = self._next_user()
