@@ -207,6 +207,12 @@ def test_model_store_versions_pin_and_prune(models: ModelStore) -> None:
         models.get("2")
     with pytest.raises(UnknownModelError):
         models.activate("nope")
+    # numbers the version column cannot hold, and digits int() refuses: unknown, not a crash
+    for beyond in ("9" * 30, str(2**63), "\u00b2", "\u0661"):
+        with pytest.raises(UnknownModelError):
+            models.get(beyond)
+        with pytest.raises(UnknownModelError):
+            models.activate(beyond)
     models.follow_newest()
     assert models.latest() is not None and models.latest().version == "6"  # type: ignore[union-attr]
 

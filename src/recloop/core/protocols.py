@@ -136,6 +136,21 @@ class ModelVersion:
     meta: Mapping[str, Any]
 
 
+_MAX_VERSION = 2**63 - 1
+"""Versions are numbered by a 64-bit signed integer column (SQLite INTEGER, PostgreSQL
+BIGINT)."""
+
+
+def version_number(version: str) -> int | None:
+    """The stored number a version string names, or None when it names none: only ASCII
+    digits within 64 bits (``str.isdigit`` also passes "²" and other Unicode digits, which
+    ``int`` then refuses, and a 30-digit number overflows the column: both were 500s)."""
+    if not (version.isascii() and version.isdigit()):
+        return None
+    number = int(version)
+    return number if number <= _MAX_VERSION else None
+
+
 class ModelStore(Protocol):
     """Versioned models: put a version, get one, get the active one, roll back."""
 

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 
 from recloop.core.errors import UnknownModelError
-from recloop.core.protocols import ModelVersion
+from recloop.core.protocols import ModelVersion, version_number
 from recloop.stores.postgres_db import Conn, PostgresStore, lock_key
 
 SCHEMA = """
@@ -65,12 +65,13 @@ class PostgresModelStore(PostgresStore):
         return _version(row)
 
     def get(self, version: str) -> tuple[ModelVersion, bytes]:
-        if not version.isdigit():
+        number = version_number(version)
+        if number is None:
             raise UnknownModelError(f"no model version {version!r}")
         row = self._one(
             "SELECT version, created, sha256, meta, blob FROM recloop_models "
             "WHERE loop = %s AND version = %s",
-            (self.loop, int(version)),
+            (self.loop, number),
         )
         if row is None:
             raise UnknownModelError(f"no model version {version!r}")
@@ -93,12 +94,12 @@ class PostgresModelStore(PostgresStore):
         return self.get(pinned)[0] if pinned is not None else self.newest()
 
     def activate(self, version: str) -> None:
-        self.get(version)
+        number = int(self.get(version)[0].version)  # raises UnknownModelError
         self._db.write(
             lambda c: c.execute(
                 "INSERT INTO recloop_model_pin(loop, version) VALUES (%s, %s) "
                 "ON CONFLICT (loop) DO UPDATE SET version = EXCLUDED.version",
-                (self.loop, int(version)),
+                (self.loop, number),
             ),
             idempotent=True,
         )

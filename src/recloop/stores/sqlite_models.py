@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 
 from recloop.core.errors import UnknownModelError
-from recloop.core.protocols import ModelVersion
+from recloop.core.protocols import ModelVersion, version_number
 from recloop.stores.sqlite_common import Durability, connect
 
 SCHEMA = """
@@ -59,12 +59,13 @@ class SqliteModelStore:
         return _row_to_version(row)
 
     def get(self, version: str) -> tuple[ModelVersion, bytes]:
-        if not version.isdigit():
+        number = version_number(version)
+        if number is None:
             raise UnknownModelError(f"no model version {version!r}")
         with self._lock:
             row = self._conn.execute(
                 "SELECT version, created, sha256, meta, blob FROM models WHERE version = ?",
-                (int(version),),
+                (number,),
             ).fetchone()
         if row is None:
             raise UnknownModelError(f"no model version {version!r}")
@@ -89,12 +90,12 @@ class SqliteModelStore:
         return self.newest()
 
     def activate(self, version: str) -> None:
-        self.get(version)  # raises UnknownModelError
+        number = int(self.get(version)[0].version)  # raises UnknownModelError
         with self._lock:
             self._conn.execute(
                 "INSERT INTO pin(id, version) VALUES (1, ?) "
                 "ON CONFLICT(id) DO UPDATE SET version = excluded.version",
-                (int(version),),
+                (number,),
             )
 
     def follow_newest(self) -> None:
