@@ -142,7 +142,8 @@ def _evaluate_in_env(
         console.print_json(json.dumps(rows))
         return
     table = Table(title=f"{env}: per episode, 95% intervals over seeds x episodes")
-    for col in ("policy", "runs", "reward per episode", "reward per user", "CTR", "against"):
+    columns = ("policy", "runs", "reward per episode", "reward per user", "CTR", "s/run", "against")
+    for col in columns:
         table.add_column(col)
     for row in rows:
         against = row.get("against")
@@ -152,6 +153,7 @@ def _evaluate_in_env(
             _fmt(row["reward"]),
             _fmt(row["reward_per_user"]),
             _fmt(row["ctr"]),
+            f"{row['seconds_per_run']:.0f}",
             f"{against['verdict']} than {against['baseline']}"
             if against and against["verdict"] != "not separated"
             else f"not separated from {against['baseline']}"
