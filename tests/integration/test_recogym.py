@@ -49,3 +49,7 @@ def test_the_decision_loop_beats_random_on_clicks_in_recogym():
     bandit, random = rows["vw-bandit"]["reward_per_user"], rows["random"]["reward_per_user"]
     assert bandit["n"] > 1000 and random["n"] > 1000  # 500 RecoGym users x 3 seeds
     assert bandit["low"] > random["high"], rows
+    # judged beside RecoGym's strongest built-in agent, which learns nothing across users
+    organic = rows["organic-views-greedy"]["reward_per_user"]
+    assert organic["low"] > random["high"], rows
+    assert rows["vw-bandit"]["against"]["baseline"] == "organic-views-greedy"

@@ -141,10 +141,10 @@ RANKERS: dict[str, dict[str, Callable[[Request, int, int], Ranker]]] = {
         "linear-thompson": _linear_thompson,
         # no returns to reward within a RecSim session: DRN without the activeness term. What
         # a document does for the session (its quality tops up a hidden time budget) shows
-        # only many requests later: a long horizon (gamma 0.99), larger minibatches against
-        # the noisy returns, and no DBGD (its click-count credit pulls towards what is
-        # clicked now, not what keeps the user watching); README, "Judging any ranker"
-        "drn": _drn(beta=0.0, major_every=50, gamma=0.99, minor_updates=False, batch_size=512),
+        # only many requests later: a long horizon (gamma 0.99), and no DBGD (its
+        # click-count credit pulls towards what is clicked now, not what keeps the user
+        # watching); README, "Judging any ranker"
+        "drn": _drn(beta=0.0, major_every=50, gamma=0.99, minor_updates=False),
         "drn-session": _drn(
             beta=0.0, major_every=50, gamma=1.0, minor_updates=False, returns="session"
         ),
@@ -167,16 +167,17 @@ STRONGEST: dict[str, str] = {
     "returning-users": "random",
     "fusion-shop": "baseline",
     "recsim": "revealed-quality",
-    "recogym": "organic-views",
+    "recogym": "organic-views-greedy",
 }
 """Each environment's strongest simple ranker (measured: README, "Judging any ranker")."""
 
 BASELINES = frozenset(
     {"random", "baseline", "revealed-quality", "linear-thompson", "organic-views"}
-    | {"organic-views-greedy", "vw-bandit"}
+    | {"organic-views-greedy"}
 )
-"""Rankers that are baselines, not agents: the simple things a team would try first
-(``vw-bandit`` is the decision loop's own contextual bandit)."""
+"""Rankers that are baselines, not agents: the simple things a team would try first. The
+decision loop's own contextual bandit (``vw-bandit``) is judged as an agent: it is what
+recloop serves."""
 
 
 @dataclass(frozen=True)
