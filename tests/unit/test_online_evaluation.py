@@ -43,7 +43,8 @@ def test_every_agent_is_judged_against_the_strongest_baseline():
 
 @pytest.mark.usefixtures("two_agents")
 def test_evaluate_agents_writes_learning_curves_and_says_the_verdict(tmp_path):
-    args = ["evaluate-agents", "--env", "fusion-shop", "-p", "coin", "--seeds", "0"]
+    # --jobs 1: the rankers this test adds live in this process only
+    args = ["evaluate-agents", "--env", "fusion-shop", "-p", "coin", "--seeds", "0", "--jobs", "1"]
     result = CliRunner().invoke(app, [*args, "--output", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert "worse" in result.output and "(baseline)" in result.output  # the table wraps
@@ -58,3 +59,11 @@ def test_each_environment_names_a_strongest_baseline_it_can_run():
         assert name in online_evaluation.RANKERS[env], env
         assert name in online_evaluation.BASELINES
     assert RevealedQuality.__name__ and "revealed-quality" in online_evaluation.RANKERS["recsim"]
+
+
+def test_runs_in_worker_processes_give_the_same_figures():
+    one = online_evaluation.evaluate_in_environment("fusion-shop", ["random"], [0, 1], jobs=1)
+    two = online_evaluation.evaluate_in_environment("fusion-shop", ["random"], [0, 1], jobs=2)
+    for row in (*one, *two):
+        row.pop("seconds_per_run")
+    assert one == two

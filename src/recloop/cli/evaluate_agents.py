@@ -9,6 +9,7 @@ the command, so the rest of the CLI starts without it.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -43,6 +44,10 @@ def evaluate_agents(
     ] = None,
     episodes: Annotated[int, typer.Option(help="With --env: episodes per seed.")] = 1,
     seeds: Annotated[str, typer.Option(help="With --env: comma-separated seeds.")] = "0,1,2",
+    jobs: Annotated[
+        int,
+        typer.Option(help="With --env: runs at once, in worker processes (default: the CPUs)."),
+    ] = 0,
     k: Annotated[int, typer.Option(help="List length of the ranking metrics.")] = 10,
     sessions: Annotated[
         int, typer.Option(help="Simulated sessions per agent (needs the generated world).")
@@ -64,7 +69,7 @@ def evaluate_agents(
     says whether it beats it); learning rankers learn online from scratch in each run.
     With --output, learning-curves.png and evaluation.json there."""
     if env is not None:
-        _evaluate_in_env(env, policy or [], episodes, seeds, as_json, output)
+        _evaluate_in_env(env, policy or [], episodes, seeds, as_json, output, jobs)
         return
     if data is None or not agent:
         raise fail("give --data LOG and --agent RUN (or --env NAME --policy NAME)")
@@ -102,7 +107,13 @@ def evaluate_agents(
 
 
 def _evaluate_in_env(
-    env: str, policies: list[str], episodes: int, seeds: str, as_json: bool, output: Path | None
+    env: str,
+    policies: list[str],
+    episodes: int,
+    seeds: str,
+    as_json: bool,
+    output: Path | None,
+    jobs: int,
 ) -> None:
     import torch
     from rich.progress import Progress
@@ -129,6 +140,7 @@ def _evaluate_in_env(
                 seed_list,
                 episodes,
                 on_run=lambda policy, _: progress.advance(task),
+                jobs=jobs if jobs > 0 else os.cpu_count() or 1,
             )
     except InvalidInputError as exc:
         raise fail(str(exc)) from None

@@ -16,8 +16,11 @@ together, so it lives in ``experiments``, above all of them.
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Any
 
@@ -224,12 +227,15 @@ def evaluate_in_environment(
     seeds: Sequence[int],
     episodes: int = 1,
     on_run: Callable[[str, RunFigures], None] | None = None,
+    jobs: int = 1,
 ) -> list[dict[str, Any]]:
     """One row per policy: reward per episode and CTR, mean and 95% interval over runs, and
     the reward per user; the environment's strongest baseline is added when missing, and
     each agent's row has ``against``: that baseline's name and whether the agent's interval
     lies above it (``better``), below it (``worse``) or overlaps it (``not separated``).
-    ``on_run`` sees each finished run (a progress bar)."""
+    ``on_run`` sees each finished run (a progress bar). ``jobs`` > 1 runs that many runs at
+    once in worker processes: each run is independent and seeded, so the figures are the
+    same."""
     if episodes < 1 or not seeds:
         raise InvalidInputError("give at least one seed and one episode")
     make_environment(env_name)  # unknown names fail before any run
@@ -240,14 +246,11 @@ def evaluate_in_environment(
             make_ranker(env_name, policy, None, 0, 0)  # raises the error naming the known
     strongest = STRONGEST[env_name]
     policies = [*policies, *([] if strongest in policies else [strongest])]
+    keys = [(p, seed * 1000 + e) for p in policies for seed in seeds for e in range(episodes)]
+    done = _run_all(env_name, keys, jobs, on_run)
     rows: list[dict[str, Any]] = []
     for policy in policies:
-        runs = []
-        for seed in seeds:
-            for e in range(episodes):
-                runs.append(run_episode(env_name, policy, seed * 1000 + e))
-                if on_run is not None:
-                    on_run(policy, runs[-1])
+        runs = [done[key] for key in keys if key[0] == policy]
         reward = mean_interval(np.array([r.reward for r in runs]))
         users = mean_interval(np.array([v for r in runs for v in r.per_user.values()]))
         ctr = mean_interval(np.array([r.clicks / max(r.shown, 1) for r in runs]))
@@ -275,6 +278,40 @@ def evaluate_in_environment(
             )
             row["against"] = {"baseline": strongest, "verdict": verdict}
     return rows
+
+
+def _run_all(
+    env_name: str,
+    keys: Sequence[tuple[str, int]],
+    jobs: int,
+    on_run: Callable[[str, RunFigures], None] | None,
+) -> dict[tuple[str, int], RunFigures]:
+    """Every (policy, seed) run, in this process or in ``jobs`` spawned workers (spawned,
+    not forked: a forked copy of a process that has started PyTorch's threads can hang)."""
+    done: dict[tuple[str, int], RunFigures] = {}
+    if jobs <= 1 or len(keys) <= 1:
+        for policy, seed in keys:
+            done[(policy, seed)] = run_episode(env_name, policy, seed)
+            if on_run is not None:
+                on_run(policy, done[(policy, seed)])
+        return done
+    context = multiprocessing.get_context("spawn")
+    workers = min(jobs, len(keys))
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_one_thread) as pool:
+        futures = {pool.submit(run_episode, env_name, p, s): (p, s) for p, s in keys}
+        for future in as_completed(futures):
+            key = futures[future]
+            done[key] = future.result()
+            if on_run is not None:
+                on_run(key[0], done[key])
+    return done
+
+
+def _one_thread() -> None:
+    """Small networks: one thread per run is as fast, and the figures repeat exactly. Set
+    through OpenMP's variable, read when PyTorch loads (lazily, with the first agent), so
+    that this module does not import PyTorch itself (``.importlinter``)."""
+    os.environ["OMP_NUM_THREADS"] = "1"
 
 
 def _curve(runs: Sequence[RunFigures]) -> list[float]:
