@@ -5,6 +5,7 @@ Needs the ``sims`` extra and RecoGym (the slow stage installs both)."""
 from __future__ import annotations
 
 import importlib.util
+import os
 
 import numpy as np
 import pytest
@@ -44,7 +45,9 @@ def test_the_adapter_keeps_the_environment_contract():
 def test_the_decision_loop_beats_random_on_clicks_in_recogym():
     rows = {
         r["policy"]: r
-        for r in evaluate_in_environment("recogym", ["random", "vw-bandit"], [0, 1, 2])
+        for r in evaluate_in_environment(
+            "recogym", ["random", "vw-bandit"], [0, 1, 2], jobs=os.cpu_count() or 1
+        )
     }
     bandit, random = rows["vw-bandit"]["reward_per_user"], rows["random"]["reward_per_user"]
     assert bandit["n"] > 1000 and random["n"] > 1000  # 500 RecoGym users x 3 seeds

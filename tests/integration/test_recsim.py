@@ -4,6 +4,7 @@ watch time. Needs the ``sims`` extra (the slow stage installs it)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import numpy as np
@@ -56,7 +57,9 @@ def test_drn_learns_past_random_and_the_myopic_bandit_judged_against_the_heurist
     beside it, is the bar its row is judged against (README: DRN trails it)."""
     rows = {
         r["policy"]: r
-        for r in evaluate_in_environment("recsim", ["random", "linear-thompson", "drn"], [0, 1, 2])
+        for r in evaluate_in_environment(
+            "recsim", ["random", "linear-thompson", "drn"], [0, 1, 2], jobs=os.cpu_count() or 1
+        )
     }
     per_user = {name: row["reward_per_user"] for name, row in rows.items()}
     assert per_user["drn"]["n"] == per_user["random"]["n"] == 600  # 200 users x 3 seeds
