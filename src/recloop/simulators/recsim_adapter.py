@@ -33,15 +33,15 @@ QUALITY_RANGE = 3.4
 qualities are divided by it, to [-1, 1]."""
 
 
+_REVEALED = 2
+"""Columns after the topic one-hot in ``item_features``: the topic's revealed quality and
+whether it was never shown."""
+
+
 def topics_of(request: Request) -> NDArray[np.int64]:
     """Each candidate's topic (cluster): its one-hot block leads ``item_features``."""
     out: NDArray[np.int64] = np.argmax(request.item_features[:, :-_REVEALED], axis=1)
     return out
-
-
-_REVEALED = 2
-"""Columns after the topic one-hot in ``item_features``: the topic's revealed quality and
-whether it was never shown."""
 
 
 @dataclass(frozen=True, slots=True)
