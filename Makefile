@@ -60,7 +60,7 @@ flink: venv
 
 slow: flink
 	# no test collected is a failure (pytest's exit status 5), not a pass
-	RECLOOP_ARTIFACTS=.ci/artifacts $(BIN)/pytest -q -m slow
+	RECLOOP_ARTIFACTS=.ci/artifacts $(BIN)/pytest -q -m slow --durations=25
 
 test: lint typecheck unit
 

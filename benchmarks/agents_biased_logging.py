@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import cli, figure, print_table
+from benchmarks.common import cli, figure, print_table, smoke
 from recloop.agents.datasets import build_trajectories
 from recloop.agents.embeddings import pretrain_embeddings
 from recloop.agents.reinforce_topk import ReinforceTopK, ReinforceTopKConfig
@@ -35,9 +35,9 @@ LAST_N = 5
 
 
 def main(quick: bool) -> list[dict[str, Any]]:
-    seeds = [0, 1, 2] if quick else [0, 1, 2, 3, 4]
-    events = 100_000
-    sessions = 500 if quick else 1000
+    seeds = [0, 1] if smoke() else [0, 1, 2] if quick else [0, 1, 2, 3, 4]
+    events = 10_000 if smoke() else 100_000
+    sessions = 50 if smoke() else 500 if quick else 1000
     returns: dict[str, list[float]] = {}
     lists: dict[str, list[float]] = {}
     for seed in seeds:

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from benchmarks.common import cli, figure, print_table
+from benchmarks.common import cli, figure, print_table, smoke
 from recloop.agents.registry import AGENTS
 from recloop.agents.trainer import TrainSpec, split, train_agent
 from recloop.experiments.comparison import Comparison, Recommenders, add_agent, add_baselines
@@ -28,14 +28,14 @@ LAST_N = 5
 
 def main(quick: bool) -> list[dict[str, Any]]:
     torch.set_num_threads(1)
-    seeds = [0, 1, 2]
-    sessions = 200 if quick else 300
+    seeds = [0, 1] if smoke() else [0, 1, 2]
+    sessions = 20 if smoke() else 200 if quick else 300
     comparison = Comparison(k=10)
     throughput: dict[str, list[float]] = {}
     for seed in seeds:
         cfg = EcommerceConfig(n_users=300, n_items=150, seed=seed)
         world = EcommerceWorld(cfg)
-        log = from_ecommerce(world.generate(40_000), cfg.n_users, cfg.n_items)
+        log = from_ecommerce(world.generate(5_000 if smoke() else 40_000), cfg.n_users, cfg.n_items)
         sim = Recommenders(world, log)
         base = TrainSpec("bc", seed=seed, last_n=LAST_N, valid_fraction=0.0, test_fraction=0.2)
         train, _, test = split(log, base)

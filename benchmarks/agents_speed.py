@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.common import cli, figure, peak_rss_mb, percentile, print_table
+from benchmarks.common import cli, figure, peak_rss_mb, percentile, print_table, smoke
 from recloop.agents.checkpoint import load_agent, save_agent
 from recloop.agents.datasets import InteractionLog, build_trajectories
 from recloop.agents.embeddings import EmbeddingConfig, pretrain_embeddings
@@ -146,9 +146,10 @@ def generator_rate(events: int) -> dict[str, Any]:
 
 def main(quick: bool) -> list[dict[str, Any]]:
     torch.set_num_threads(1)
-    rows = [generator_rate(200_000 if quick else 1_000_000)]
-    calls = 500 if quick else 2000
-    for n_items, events in ((1_000, 20_000), (100_000, 5_000)):
+    rows = [generator_rate(20_000 if smoke() else 200_000 if quick else 1_000_000)]
+    calls = 50 if smoke() else 500 if quick else 2000
+    sizes = ((1_000, 2_000), (100_000, 1_000)) if smoke() else ((1_000, 20_000), (100_000, 5_000))
+    for n_items, events in sizes:
         size = "1k" if n_items == 1_000 else "100k"
         for variant in VARIANTS:
             if n_items == 1_000 and variant == "reinforce-topk-sampled":
@@ -178,7 +179,7 @@ def main(quick: bool) -> list[dict[str, Any]]:
             rows.append(
                 figure(BENCH, f"{variant}_train_samples_per_s_{size}", throughput, None, events)
             )
-    for variant in VARIANTS:
+    for variant in list(VARIANTS)[:1] if smoke() else VARIANTS:
         out = subprocess.run(
             [sys.executable, "-m", "benchmarks.agents_speed", "--memory-probe", variant],
             capture_output=True,

@@ -320,9 +320,25 @@ def direct_vw(ws: Any) -> tuple[Callable[[str], list[float]], Callable[[str], No
 
 
 # -- entry points ---------------------------------------------------------------------------
+_SMOKE = {"on": False}
+
+
+def smoke() -> bool:
+    """Whether this run is ``--smoke``: the smallest run that still goes through every
+    figure, for the test that the benchmarks keep working (``tests/integration/
+    test_benchmarks_run.py``). Its figures measure nothing; ``--quick`` ones do, roughly."""
+    return _SMOKE["on"]
+
+
 def cli(main: Callable[[bool], list[dict[str, Any]]], title: str) -> None:
-    """``python -m benchmarks.NAME [--quick]`` (each ``main`` prints its own table)."""
+    """``python -m benchmarks.NAME [--quick | --smoke]`` (each ``main`` prints its own
+    table). ``--smoke`` is ``--quick`` made smaller still where a benchmark's quick run
+    takes minutes."""
     parser = argparse.ArgumentParser(description=title)
     parser.add_argument("--quick", action="store_true", help="fewer iterations")
+    parser.add_argument(
+        "--smoke", action="store_true", help="the smallest run: checks it works, measures nothing"
+    )
     args = parser.parse_args()
-    main(args.quick)
+    _SMOKE["on"] = args.smoke
+    main(args.quick or args.smoke)

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from scipy import stats
 
-from benchmarks.common import cli, figure, percentile, print_table, synthetic_requests
+from benchmarks.common import cli, figure, percentile, print_table, smoke, synthetic_requests
 from recloop import Loop
 from recloop.agents.drn import DRN, DRNConfig
 from recloop.core.clock import FakeClock
@@ -228,10 +228,10 @@ def _episode_returns(job: tuple[str, int, ReturningUsersConfig]) -> dict[str, np
 
 def main(quick: bool) -> list[dict[str, Any]]:
     torch.set_num_threads(1)
-    seeds = list(range(3 if quick else 20))
+    seeds = list(range(2 if smoke() else 3 if quick else 20))
     cfg = ReturningUsersConfig(
-        n_users=200 if quick else 300,
-        horizon_days=40 if quick else 60,
+        n_users=40 if smoke() else 200 if quick else 300,
+        horizon_days=10 if smoke() else 40 if quick else 60,
         clickbait_weight=0.3,
         return_sensitivity=3.0,
     )

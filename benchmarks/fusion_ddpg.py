@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.common import cli, figure, percentile, print_table
+from benchmarks.common import cli, figure, percentile, print_table, smoke
 from recloop.agents.fusion_ddpg import FusionDDPG, FusionDDPGConfig
 from recloop.evaluation.ranking import mean_interval
 from recloop.experiments.online_evaluation import FixedFusion
@@ -129,7 +129,7 @@ def _state_request(kind: float) -> Request:
 
 def main(quick: bool) -> list[dict[str, Any]]:
     torch.set_num_threads(1)
-    n = 20_000 if quick else 50_000
+    n = 4_000 if smoke() else 20_000 if quick else 50_000
     env = FusionShop(FusionShopConfig(requests=n))
     seeds = [0, 1, 2]
     gains, worst, learned = [], [], {-1.0: [], 1.0: []}
@@ -182,8 +182,8 @@ def main(quick: bool) -> list[dict[str, Any]]:
             )
         )
     for label in AB_RUNS:
-        rows += ab_convergence(6_000 if quick else 60_000, label)
-    big = FusionShop(FusionShopConfig(requests=2000, candidates=100))
+        rows += ab_convergence(2_000 if smoke() else 6_000 if quick else 60_000, label)
+    big = FusionShop(FusionShopConfig(requests=400 if smoke() else 2000, candidates=100))
     agent = FusionDDPG(2, FusionDDPGConfig())
     request: Request | None = big.reset(0)
     times = []

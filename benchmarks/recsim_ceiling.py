@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import cli, figure, print_table
+from benchmarks.common import cli, figure, print_table, smoke
 from recloop.evaluation.ranking import mean_interval
 from recloop.experiments.baselines import RevealedQuality
 from recloop.simulators.environment import Feedback, Ranker, Request, play
@@ -70,10 +70,10 @@ class _Oracle:
         """Learns nothing: it knows."""
 
 
-def _per_user(name: str, seeds: list[int]) -> np.ndarray:
+def _per_user(name: str, seeds: list[int], users: int) -> np.ndarray:
     rewards: list[float] = []
     for seed in (s * 1000 for s in seeds):  # the harness's seeds: the same runs
-        env = RecSimInterestEvolution(RecSimConfig(users=200))
+        env = RecSimInterestEvolution(RecSimConfig(users=users))
         ranker: Ranker = (
             RevealedQuality(seed) if name == "revealed-quality" else _Oracle(env, seed, name)
         )
@@ -89,10 +89,11 @@ def _per_user(name: str, seeds: list[int]) -> np.ndarray:
 
 def main(quick: bool) -> list[dict[str, Any]]:
     seeds = [0] if quick else [0, 1, 2]
+    users = 30 if smoke() else 200
     rows = []
     for name in ("revealed-quality", "oracle-quality", "oracle-interest", "oracle-ratio"):
-        iv = mean_interval(_per_user(name, seeds))
-        n = 200 * len(seeds)
+        iv = mean_interval(_per_user(name, seeds, users))
+        n = users * len(seeds)
         rows.append(
             figure(BENCH, f"{name}_watch_per_user", iv.value, None, n, low=iv.low, high=iv.high)
         )

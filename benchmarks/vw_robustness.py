@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import cli, figure
+from benchmarks.common import cli, figure, smoke
 from recloop.core.types import Action, Decision, JoinedExample
 from recloop.policies.vw import VWLearner
 
@@ -104,7 +104,7 @@ def _one(job: tuple[str, int, float]) -> dict[str, Any]:
 
 
 def main(quick: bool) -> list[dict[str, Any]]:
-    seeds = range(12 if quick else 60)
+    seeds = range(4 if smoke() else 12 if quick else 60)
     rows: list[dict[str, Any]] = []
     figures: list[dict[str, Any]] = []
     with ProcessPoolExecutor() as pool:

@@ -1,4 +1,5 @@
-"""The benchmarks keep working (quick mode): each prints its JSON figure lines."""
+"""The benchmarks keep working (``--smoke``: the smallest run through every figure): each
+prints its JSON figure lines."""
 
 from __future__ import annotations
 
@@ -30,11 +31,13 @@ ROOT = Path(__file__).resolve().parents[2]
         "gc_pause",
         "rate_limit",
         "vw_robustness",
+        "recsim_ceiling",
+        "recogym_ceiling",
     ],
 )
 def test_benchmark_runs_and_prints_figures(name: str) -> None:
     run = subprocess.run(
-        [sys.executable, "-m", f"benchmarks.{name}", "--quick"],
+        [sys.executable, "-m", f"benchmarks.{name}", "--smoke"],
         cwd=ROOT,
         capture_output=True,
         text=True,
