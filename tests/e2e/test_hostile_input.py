@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
 
+from recloop.serving.routes import personalizer_evaluations
 from tests.e2e.conftest import Server
 from tests.e2e.test_api import RANK, problem
 
@@ -110,6 +112,28 @@ def test_evaluations_run_at_most_two_at_a_time(serve: Callable[..., Server]) -> 
         slots.release()
         assert api.put(f"/personalizer/evaluations/e2{API}", json=body).status_code == 200
         slots.release()
+
+
+def test_stored_evaluations_are_bounded(
+    serve: Callable[..., Server], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each PUT kept a record until deleted, without bound: a client could grow the state
+    store and every list of evaluations."""
+    monkeypatch.setattr(personalizer_evaluations, "MAX_STORED", 2, raising=False)
+    body = {"name": "e", "startTime": "2026-01-01", "endTime": "2026-01-02", "policies": []}
+    with serve(pipeline="thread") as api:
+        for name in ("e1", "e2"):
+            assert api.put(f"/personalizer/evaluations/{name}{API}", json=body).status_code == 200
+        full = api.put(f"/personalizer/evaluations/e3{API}", json=body)
+        assert full.status_code == 409, full.text
+        assert "2 evaluations are stored" in full.json()["error"]["message"]
+        assert len(api.get(f"/personalizer/evaluations{API}").json()["value"]) == 2
+        assert api.delete(f"/personalizer/evaluations/e1{API}").status_code == 204
+        deadline = time.monotonic() + 10
+        while (r := api.put(f"/personalizer/evaluations/e3{API}", json=body)).status_code == 429:
+            assert time.monotonic() < deadline, r.text  # e2's job still holds a slot
+            time.sleep(0.05)
+        assert r.status_code == 200, r.text
 
 
 # What a schema fuzzer found (Schemathesis over the whole OpenAPI, tests/e2e/test_schema_fuzz.py)

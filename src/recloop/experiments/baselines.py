@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from recloop.core.interaction import Feedback, Request
+from recloop.core.interaction import Feedback, Floats, Request
 from recloop.simulators.recsim_adapter import topics_of
 
 
@@ -75,10 +75,10 @@ class LinearThompson:
         self.precision = np.eye(dim) * prior
         self.target = np.zeros(dim)
         self.noise = noise
-        self._shown: tuple[Request, np.ndarray] | None = None
+        self._shown: tuple[Request, Floats] | None = None
 
     @staticmethod
-    def inputs(request: Request) -> np.ndarray:
+    def inputs(request: Request) -> Floats:
         return np.concatenate([request.cross_features, request.item_features], axis=1)
 
     def rank(self, request: Request) -> list[int]:

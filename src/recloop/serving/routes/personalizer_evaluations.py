@@ -139,6 +139,12 @@ MAX_RUNNING = 2
 started a thread each, without bound. More get 429."""
 
 
+MAX_STORED = 1000
+"""Evaluation records one loop keeps (each PUT stores one until it is deleted). More get 409
+until some are deleted: before, a client could grow the state store, and every list of
+evaluations, without bound."""
+
+
 def new_evaluation_slots() -> threading.BoundedSemaphore:
     return threading.BoundedSemaphore(MAX_RUNNING)
 
@@ -183,6 +189,10 @@ async def _create(request: Request, loop: str) -> Response:
     key = PREFIX + evaluation_id
     if target.joined.get_state(key) is not None:
         raise PersonalizerError(409, "Conflict", f"evaluation {evaluation_id!r} already exists")
+    if len(target.joined.states(PREFIX)) >= MAX_STORED:
+        raise PersonalizerError(
+            409, "Conflict", f"{MAX_STORED} evaluations are stored: delete one to add another"
+        )
     record: dict[str, Any] = {
         "id": evaluation_id,
         "name": body.name,
@@ -249,7 +259,7 @@ add_routes(
     "create an evaluation",
     body=EvaluationRequest,
     errors={
-        409: "An evaluation with this id already exists",
+        409: f"An evaluation with this id already exists, or {MAX_STORED} are stored",
         429: f"{MAX_RUNNING} evaluations are running in this server already",
     },
 )
