@@ -47,7 +47,7 @@ typecheck: venv
 	$(BIN)/mypy --strict src
 
 unit: venv
-	$(BIN)/pytest -q -m "not slow"
+	$(BIN)/pytest -q -m "not slow" --durations=20
 
 # the optional extras (the Flink runner; RecSim and RecoGym): the slow stage installs them
 # and runs their tests
