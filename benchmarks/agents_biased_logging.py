@@ -16,11 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import cli, figure, print_table, smoke
+from benchmarks.common import cli, figure, mean_figure, print_table, smoke
 from recloop.agents.datasets import build_trajectories
 from recloop.agents.embeddings import pretrain_embeddings
 from recloop.agents.reinforce_topk import ReinforceTopK, ReinforceTopKConfig
-from recloop.evaluation.ranking import mean_interval
 from recloop.experiments.shop_judging import agent_recommender, true_topk_reward
 from recloop.simulators.ecommerce import (
     EcommerceWorld,
@@ -63,19 +62,7 @@ def main(quick: bool) -> list[dict[str, Any]]:
             returns.setdefault(name, []).extend(got.tolist())
     rows = []
     for name, values in returns.items():
-        iv = mean_interval(np.asarray(values))
-        rows.append(
-            figure(
-                BENCH,
-                f"{name}_session_return",
-                iv.value,
-                None,
-                len(values),
-                low=iv.low,
-                high=iv.high,
-                seeds=len(seeds),
-            )
-        )
+        rows.append(mean_figure(BENCH, f"{name}_session_return", values, seeds=len(seeds)))
     for name, values in lists.items():
         rows.append(
             figure(

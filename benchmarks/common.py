@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from recloop.evaluation.ranking import mean_interval
+
 JSON_PREFIX = '{"bench"'
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
@@ -114,6 +116,13 @@ def figure(
         row[key] = _tidy(val) if isinstance(val, float) else val
     print(json.dumps(row, allow_nan=True), flush=True)
     return row
+
+
+def mean_figure(bench: str, name: str, values: Sequence[float], **extra: Any) -> dict[str, Any]:
+    """One figure: the mean of ``values`` with its 95% interval (``low``, ``high``) and
+    their count as ``n``."""
+    iv = mean_interval(np.asarray(values, dtype=float))
+    return figure(bench, name, iv.value, None, len(values), low=iv.low, high=iv.high, **extra)
 
 
 def print_table(title: str, rows: Sequence[dict[str, Any]]) -> None:
@@ -325,7 +334,8 @@ _SMOKE = {"on": False}
 
 def smoke() -> bool:
     """Whether this run is ``--smoke``: the smallest run that still goes through every
-    figure, for the test that the benchmarks keep working (``tests/integration/
+    code path that prints figures (agents_speed probes the memory of one variant, not all),
+    for the test that the benchmarks keep working (``tests/integration/
     test_benchmarks_run.py``). Its figures measure nothing; ``--quick`` ones do, roughly."""
     return _SMOKE["on"]
 

@@ -32,7 +32,15 @@ import numpy as np
 import torch
 from scipy import stats
 
-from benchmarks.common import cli, figure, percentile, print_table, smoke, synthetic_requests
+from benchmarks.common import (
+    cli,
+    figure,
+    mean_figure,
+    percentile,
+    print_table,
+    smoke,
+    synthetic_requests,
+)
 from recloop import Loop
 from recloop.agents.drn import DRN, DRNConfig
 from recloop.core.clock import FakeClock
@@ -244,16 +252,11 @@ def main(quick: bool) -> list[dict[str, Any]]:
     for variant in VARIANTS:
         got = [done[(variant, seed, cfg)] for seed in seeds]
         returns[variant] = [g["clicks"] + g["returns"] for g in got]
-        iv = mean_interval(np.concatenate(returns[variant]))
         rows.append(
-            figure(
+            mean_figure(
                 BENCH,
                 f"{variant}_long_term_return_per_user",
-                iv.value,
-                None,
-                len(np.concatenate(returns[variant])),
-                low=iv.low,
-                high=iv.high,
+                np.concatenate(returns[variant]).tolist(),
                 clicks_per_user=float(np.concatenate([g["clicks"] for g in got]).mean()),
                 visits_per_user=float(np.concatenate([g["visits"] for g in got]).mean()),
                 seeds=len(seeds),

@@ -23,9 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.common import cli, figure, percentile, print_table, smoke
+from benchmarks.common import cli, figure, mean_figure, percentile, print_table, smoke
 from recloop.agents.fusion_ddpg import FusionDDPG, FusionDDPGConfig
-from recloop.evaluation.ranking import mean_interval
 from recloop.experiments.online_evaluation import FixedFusion
 from recloop.simulators.environment import Ranker, Request, play
 from recloop.simulators.fusion_shop import FusionShop, FusionShopConfig
@@ -147,17 +146,9 @@ def main(quick: bool) -> list[dict[str, Any]]:
             for kind in learned:
                 h = agent.nets.encoder(torch.tensor([[kind, 1.0]]))
                 learned[kind].append(float(agent.nets.action(h, 0)[0]))
-    iv = mean_interval(np.concatenate(gains))
     rows = [
-        figure(
-            BENCH,
-            "late_gain_per_request",
-            iv.value,
-            None,
-            len(np.concatenate(gains)),
-            low=iv.low,
-            high=iv.high,
-            seeds=len(seeds),
+        mean_figure(
+            BENCH, "late_gain_per_request", np.concatenate(gains).tolist(), seeds=len(seeds)
         ),
         figure(
             BENCH,

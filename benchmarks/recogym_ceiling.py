@@ -18,8 +18,7 @@ from typing import Any
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
-from benchmarks.common import cli, figure, print_table
-from recloop.evaluation.ranking import mean_interval
+from benchmarks.common import cli, mean_figure, print_table
 from recloop.experiments.baselines import OrganicViews
 from recloop.simulators.environment import Feedback, RandomRanker, Ranker, Request, play
 from recloop.simulators.recogym_adapter import RecoGym, RecoGymConfig
@@ -96,16 +95,11 @@ def main(quick: bool) -> list[dict[str, Any]]:
     rows = []
     for name, make in rankers.items():
         per_seed = [ctr(make(seed), seed, users) for seed in seeds]
-        iv = mean_interval(np.array(per_seed))
         rows.append(
-            figure(
+            mean_figure(
                 BENCH,
                 f"{name}_ctr",
-                iv.value,
-                None,
-                len(per_seed),
-                low=iv.low,
-                high=iv.high,
+                per_seed,
                 per_seed=[round(c, 4) for c in per_seed],
                 fitted_on=len(y),
             )

@@ -1,5 +1,5 @@
-"""The benchmarks keep working (``--smoke``: the smallest run through every figure): each
-prints its JSON figure lines."""
+"""The benchmarks keep working (``--smoke``: the smallest run through every figure's code):
+each prints its JSON figure lines."""
 
 from __future__ import annotations
 
