@@ -33,6 +33,7 @@ BENCHMARKS = [
     "agents_speed",
     "drn_ablation",
     "fusion_ddpg",
+    "fusion_loop",
     "gc_pause",
     "rate_limit",
     "vw_robustness",

@@ -1,4 +1,5 @@
-"""Every online learner the pipeline can run, through one suite: VW (the default) and DRN.
+"""Every online learner the pipeline can run, through one suite: VW (the default), DRN and
+the score-fusion DDPG.
 
 Each is built as the pipeline builds it (its kind's ``new`` / ``resume`` in
 ``recloop.kinds.models``, from ``LoopSettings``) and fed real ``JoinedExample``s (48:
@@ -14,8 +15,9 @@ design, so that case is skipped); and another kind's version, a truncated one or
 refused with ``ModelRejectedError`` by both the resume and the serving load (the pipeline
 relies on that to skip to an older version).
 
-24 cases: 5 checks x 2 learners (DRN's lossless resume skipped) and 7 bad versions x 2
-learners (two of VW's truncated versions xfail(strict): a known defect); about 2.5 s.
+36 cases: 5 checks x 3 learners (DRN's and fusion's lossless resume skipped) and 7 bad
+versions x 3 learners (two of VW's truncated versions xfail(strict): a known defect);
+about 2.5 s.
 """
 
 from __future__ import annotations
@@ -42,7 +44,13 @@ def resume_learner(settings: LoopSettings, blob: bytes) -> OnlineLearner:
     return learner_kind(settings).resume(settings, blob)
 
 
-ACTIONS = [Action(f"a{j}", {"topic": f"t{j % 3}", "price": float(j)}) for j in range(5)]
+PREDICTIONS = {"click": 0.1, "pay": 0.2, "phi": 0.3}
+"""What the fusion DDPG ranks by (the other learners take them as plain features)."""
+ACTIONS = [
+    Action(f"a{j}", {"topic": f"t{j % 3}", "price": float(j), "click": 0.1 * (j + 1),
+                     "pay": 0.1 * (5 - j), "phi": 0.1 * j})
+    for j in range(5)
+]  # fmt: skip
 TINY_DRN = {
     "context_dim": 8,
     "action_dim": 8,
@@ -51,15 +59,24 @@ TINY_DRN = {
     "major_steps": 2,
     "batch_size": 8,
 }
+TINY_FUSION = {
+    "context_dim": 8,
+    "hidden": 8,
+    "batch_size": 8,
+    "train_every": 4,  # trains within a few dozen examples
+    "train_steps": 2,
+    "actor_delay": 0,
+}
 SETTINGS = {
     "vw": LoopSettings(seed=3),
     "drn": LoopSettings(learner="drn", seed=3, drn=TINY_DRN),
+    "fusion": LoopSettings(learner="fusion", seed=3, fusion=TINY_FUSION),
 }
 REQUESTS: list[tuple[dict[str, Any], list[Action]]] = [
     ({"user_id": "u1", "x": 1.0}, ACTIONS),
     ({"user_id": "u2", "x": 4.0}, ACTIONS[::-1]),
     ({"x": 0.5}, ACTIONS[:2]),
-    ({"user_id": "someone new"}, [Action("new", {"colour": "red"}), ACTIONS[2]]),
+    ({"user_id": "someone new"}, [Action("new", {"colour": "red", **PREDICTIONS}), ACTIONS[2]]),
 ]
 """What the learner and the policies are asked to score after learning."""
 
@@ -90,6 +107,7 @@ def _example(i: int) -> JoinedExample:
         model_version="default",
         policy="default",
         excluded=excluded,
+        action_weight=0.5 + 0.3 * (i % 7),  # the fusion weight served (others ignore it)
     )
     reward = 1.0 if chosen.id == "a2" else (-0.5 if i % 9 == 0 else 0.0)
     return JoinedExample(d, reward, 1, False, 10.0 * i + 5.0)
@@ -123,8 +141,8 @@ def _one_torch_thread() -> Iterator[None]:
 @pytest.fixture(scope="module", params=sorted(SETTINGS))
 def trained(request: pytest.FixtureRequest) -> Iterator[Trained]:
     """A learner as the pipeline starts it, after the first examples; and its snapshot."""
-    if request.param == "drn":
-        pytest.importorskip("torch", reason="DRN needs PyTorch")
+    if request.param != "vw":
+        pytest.importorskip("torch", reason="DRN and the fusion DDPG need PyTorch")
     settings = SETTINGS[request.param]
     learner = new_learner(settings)
     for example in FIRST:
@@ -203,10 +221,11 @@ def test_a_resumed_learner_goes_on_learning(trained: Trained) -> None:
 
 
 def test_resuming_is_lossless_where_promised(trained: Trained) -> None:
-    if trained.settings.learner == "drn":
+    if trained.settings.learner != "vw":
         pytest.skip(
-            "DRN resumes its networks only: the replay memory starts empty again and the "
-            "exploration draws restart from the seed (agents/drn_loop.py), by design"
+            "DRN and the fusion DDPG resume their networks only: the replay memory starts "
+            "empty again and the draws restart from the seed (agents/drn_loop.py, "
+            "agents/fusion_loop.py), by design"
         )
     original = new_learner(trained.settings)
     for example in FIRST:

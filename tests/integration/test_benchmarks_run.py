@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
         "agents_speed",
         "drn_ablation",
         "fusion_ddpg",
+        "fusion_loop",
         "gc_pause",
         "rate_limit",
         "vw_robustness",

@@ -39,6 +39,7 @@ import torch
 
 from recloop.agents.drn import DRN, DRNConfig, DuelingQ
 from recloop.agents.formats import DRN_MAGIC
+from recloop.agents.loop_params import check_params
 from recloop.core.arrays import FloatArray
 from recloop.core.errors import InvalidInputError, ModelRejectedError
 from recloop.core.interaction import Request
@@ -70,13 +71,8 @@ class DRNSpec:
     def from_params(cls, params: Mapping[str, Any], seed: int = 0) -> DRNSpec:
         """Checked: unknown names and wrong types are errors naming the parameter."""
         params = dict(params)
-        unknown = sorted(set(params) - _TUNABLE - set(LOOP_KEYS))
-        if unknown:
-            known = sorted(_TUNABLE | set(LOOP_KEYS))
-            raise InvalidInputError(f"drn has no parameter(s) {unknown}; it has {known}")
-        defaults = {**LOOP_KEYS, **dataclasses.asdict(DRNConfig())}
-        for name, value in params.items():
-            _check_type(name, value, defaults[name])
+        config = dataclasses.asdict(DRNConfig())
+        check_params("drn", params, {**LOOP_KEYS, **{k: config[k] for k in _TUNABLE}})
         loop = {k: params.pop(k, v) for k, v in LOOP_KEYS.items()}
         if int(loop["context_dim"]) < 1 or int(loop["action_dim"]) < 1:
             raise InvalidInputError("drn.context_dim and drn.action_dim must be at least 1")
@@ -105,20 +101,6 @@ class DRNSpec:
             str(header["user_key"]),
             DRNConfig(**header["config"]),
         )
-
-
-def _check_type(name: str, value: object, default: object) -> None:
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise InvalidInputError(f"drn.{name} must be true or false, got {value!r}")
-    elif isinstance(default, int):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise InvalidInputError(f"drn.{name} must be an integer, got {value!r}")
-    elif isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise InvalidInputError(f"drn.{name} must be a number, got {value!r}")
-    elif isinstance(default, str) and not isinstance(value, str):
-        raise InvalidInputError(f"drn.{name} must be a string, got {value!r}")
 
 
 class _Encoder:

@@ -26,3 +26,11 @@ def is_agent_checkpoint(blob: bytes) -> bool:
             return "meta.json" in z.namelist()
     except zipfile.BadZipFile:
         return False
+
+
+FUSION_MAGIC = b"recloop-fusion/"
+"""How a score-fusion DDPG version of a loop (``recloop.agents.fusion_loop``) begins."""
+
+
+def is_fusion_version(blob: bytes) -> bool:
+    return blob.startswith(FUSION_MAGIC)

@@ -32,6 +32,40 @@ class Policy(Protocol):
     def scores(self, context: Context, actions: Sequence[Action]) -> FloatArray: ...
 
 
+class SelfExploringPolicy(Policy, Protocol):
+    """A policy that explores in its own continuous action (the score-fusion DDPG's noise
+    on its fusion weight) instead of through the loop's explorer over its scores. It gives
+    the exact probability of each candidate leading, and draws with the loop's uniform
+    number, so its decisions are logged, replayed and evaluated like any other."""
+
+    def distribution(self, context: Context, actions: Sequence[Action]) -> FloatArray: ...
+
+    def draw(self, context: Context, actions: Sequence[Action], u: float) -> WeightDraw: ...
+
+
+@dataclass(frozen=True)
+class WeightDraw:
+    """A self-exploring policy's draw for one decision."""
+
+    probabilities: FloatArray
+    """Each candidate's probability of leading (exact)."""
+    chosen: int
+    weight: float
+    """The served continuous action."""
+    density: float
+    """The served weight's density under the exploration noise (at a clipped bound, the
+    probability of that bound): for estimators over the continuous action itself."""
+
+
+def self_exploring(policy: Policy) -> SelfExploringPolicy | None:
+    """The policy as a self-exploring one, or None. An attribute test, not a runtime
+    protocol check: it runs on every decision, and ``isinstance`` against a protocol
+    inspects every member each time."""
+    if callable(getattr(policy, "draw", None)):
+        return policy  # type: ignore[return-value]
+    return None
+
+
 class Explorer(Protocol):
     """Turns scores into a probability distribution. Pure; sampling happens elsewhere."""
 

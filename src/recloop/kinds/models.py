@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from recloop.agents.formats import is_agent_checkpoint, is_drn_version
+from recloop.agents.formats import is_agent_checkpoint, is_drn_version, is_fusion_version
 from recloop.core.errors import ModelRejectedError
 from recloop.core.protocols import OnlineLearner, Policy
 from recloop.features.vw_text import VWText
@@ -87,6 +87,30 @@ def _resume_drn(settings: LoopSettings, blob: bytes) -> OnlineLearner:
     return DRNLearner.from_bytes(blob, settings.drn, settings.seed)
 
 
+def _load_fusion(blob: bytes, version: str, _text: VWText | None) -> Policy:
+    from recloop.agents.fusion_loop import FusionPolicy
+
+    return FusionPolicy.from_bytes(blob, version)
+
+
+def _check_fusion(settings: LoopSettings) -> None:
+    from recloop.agents.fusion_loop import FusionSpec
+
+    FusionSpec.from_params(settings.fusion, settings.seed)
+
+
+def _new_fusion(settings: LoopSettings) -> OnlineLearner:
+    from recloop.agents.fusion_loop import FusionLearner, FusionSpec
+
+    return FusionLearner(FusionSpec.from_params(settings.fusion, settings.seed))
+
+
+def _resume_fusion(settings: LoopSettings, blob: bytes) -> OnlineLearner:
+    from recloop.agents.fusion_loop import FusionLearner
+
+    return FusionLearner.from_bytes(blob, settings.fusion, settings.seed)
+
+
 def _load_vw(blob: bytes, version: str, text: VWText | None) -> Policy:
     return VWPolicy.from_bytes(blob, version, text=text)
 
@@ -102,6 +126,12 @@ MODEL_KINDS: dict[str, ModelKind] = {
         is_drn_version,
         _load_drn,
         LearnerKind("drn", _check_drn, _new_drn, _resume_drn, lambda _: None),
+    ),
+    "fusion": ModelKind(
+        "fusion",
+        is_fusion_version,
+        _load_fusion,
+        LearnerKind("fusion", _check_fusion, _new_fusion, _resume_fusion, lambda _: None),
     ),
     "vw": ModelKind(
         "vw",

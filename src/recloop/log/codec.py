@@ -27,7 +27,7 @@ def _action_from_dict(raw: dict[str, Any]) -> Action:
 
 
 def decision_to_dict(d: Decision) -> dict[str, Any]:
-    return {
+    out: dict[str, Any] = {
         "event_id": d.event_id,
         "loop": d.loop,
         "timestamp": d.timestamp,
@@ -43,6 +43,10 @@ def decision_to_dict(d: Decision) -> dict[str, Any]:
         "deferred": d.deferred,
         "excluded": d.excluded,
     }
+    if d.action_weight is not None:  # absent otherwise: older readers see the same record
+        out["action_weight"] = d.action_weight
+        out["action_density"] = d.action_density
+    return out
 
 
 def decision_from_dict(raw: dict[str, Any]) -> Decision:
@@ -61,6 +65,8 @@ def decision_from_dict(raw: dict[str, Any]) -> Decision:
         policy=raw["policy"],
         deferred=raw.get("deferred", False),
         excluded=tuple(raw.get("excluded", ())),
+        action_weight=raw.get("action_weight"),
+        action_density=raw.get("action_density"),
     )
 
 

@@ -18,7 +18,7 @@ from recloop.core.errors import (
     InvalidInputError,
     UnknownEventError,
 )
-from recloop.core.protocols import EventLog, Explorer
+from recloop.core.protocols import EventLog, Explorer, self_exploring
 from recloop.core.stats import LoopStats
 from recloop.core.types import APPRENTICE, Action, Activation, DeadLetter, Decision, Reward
 from recloop.core.validation import (
@@ -105,15 +105,31 @@ class Decider:
         candidates = [a for a in acts if a.id not in drop] if drop else list(acts)
         served = self.slot.current
         label = served.label
-        scores: FloatArray = np.asarray(served.policy.scores(context, candidates), dtype=float)
+        try:  # a policy that reads the candidates' features checks them (the fusion DDPG)
+            scores: FloatArray = np.asarray(served.policy.scores(context, candidates), dtype=float)
+        except InvalidInputError:
+            self.stats.inc("rejected_total:invalid-input")
+            raise
         if not np.isfinite(scores).all():  # a diverged model must not break exploration
             big = float(np.finfo(np.float64).max)
             scores = np.nan_to_num(scores, nan=-big, posinf=big, neginf=-big)
+        weight: float | None = None
+        density: float | None = None
+        own = self_exploring(served.policy)
         if self.settings.learning_mode != "online":
             # the application's baseline is shown: the first candidate, for certain
             probs = np.zeros(len(candidates))
             probs[0] = 1.0
             chosen, label = 0, APPRENTICE
+        elif own is not None:  # it explores in its own action: its probabilities are exact
+            u = uniform_from_event(event_id, self.settings.seed)
+            drawn = own.draw(context, candidates, u)
+            probs, chosen, weight, density = (
+                drawn.probabilities,
+                drawn.chosen,
+                drawn.weight,
+                drawn.density,
+            )
         else:
             probs = self.explorer.distribution(scores)
             chosen = sample_index(probs, uniform_from_event(event_id, self.settings.seed))
@@ -143,6 +159,8 @@ class Decider:
                 policy=label,
                 deferred=defer_activation,
                 excluded=excluded,
+                action_weight=weight,
+                action_density=density,
             )
             self.log.append_decision(decision)
         self.stats.inc("decisions_total")

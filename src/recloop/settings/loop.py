@@ -86,15 +86,24 @@ class LoopSettings(BaseModel):
         description="Dotted paths into a decision's context (into each element of a list "
         "context) that hold the user's id: what `recloop users forget` matches.",
     )
-    learner: Literal["vw", "drn"] = Field(
+    learner: Literal["vw", "drn", "fusion"] = Field(
         "vw",
-        description="The online learner: vw (Vowpal Wabbit contextual bandit) or drn (DRN's "
+        description="The online learner: vw (Vowpal Wabbit contextual bandit), fusion (the "
+        "score-fusion DDPG: learns the weight a of click * (pay + a * phi) per context; "
+        "needs PyTorch) or drn (DRN's "
         "dueling double DQN with DBGD minor updates; needs PyTorch).",
     )
     drn: dict[str, Any] = Field(
         default_factory=dict,
         description="With learner='drn': DRN hyperparameters (gamma, beta, alpha, eta, "
         "major_every, ...) and context_dim, action_dim (hashing widths), user_key.",
+    )
+    fusion: dict[str, Any] = Field(
+        default_factory=dict,
+        description="With learner='fusion': the agent's hyperparameters (a_min, a_max, "
+        "noise_sigma, warmup_requests, max_step, actor_delay, learning rates, train_every, "
+        "...), context_dim (hashing width) and the action features that hold the "
+        "predictions (click_feature, pay_feature, phi_feature).",
     )
     vw_args: str = Field(
         DEFAULT_LEARNER_ARGS,
