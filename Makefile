@@ -46,8 +46,12 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy --strict src
 
+# test processes (pytest-xdist): the fast suite mostly waits on servers and sockets, so two
+# overlap well on two cores; TEST_WORKERS=0 runs it in this process
+TEST_WORKERS ?= 2
+
 unit: venv
-	$(BIN)/pytest -q -m "not slow" --durations=20
+	$(BIN)/pytest -q -m "not slow" -n $(TEST_WORKERS) --durations=20
 
 # the optional extras (the Flink runner; RecSim and RecoGym): the slow stage installs them
 # and runs their tests

@@ -12,8 +12,15 @@ from typing import Any
 
 import pytest
 
-from recloop import Loop
-from recloop.core.clock import FakeClock
+# pytest-xdist's workers (``make unit`` runs two) set COLUMNS=80 and LINES=24. The CLI's
+# rich consoles are made when recloop.cli is imported and would keep that width for good,
+# so CLI output that a test widens with COLUMNS per invocation came out wrapped under
+# xdist only. Without these variables a console reads the width when it prints.
+for _name in ("COLUMNS", "LINES"):
+    os.environ.pop(_name, None)
+
+from recloop import Loop  # noqa: E402
+from recloop.core.clock import FakeClock  # noqa: E402
 
 
 @pytest.fixture

@@ -107,7 +107,7 @@ def _example(i: int) -> JoinedExample:
         model_version="default",
         policy="default",
         excluded=excluded,
-        action_weight=0.5 + 0.3 * (i % 7),  # the fusion weight served (others ignore it)
+        exploration={"weight": 0.5 + 0.3 * (i % 7), "density": 0.4},  # fusion's; others ignore it
     )
     reward = 1.0 if chosen.id == "a2" else (-0.5 if i % 9 == 0 else 0.0)
     return JoinedExample(d, reward, 1, False, 10.0 * i + 5.0)

@@ -56,12 +56,13 @@ def test_it_learns_a_weight_per_context_that_beats_the_best_single_weight(tmp_pa
 
         # the decisions carry the served weight and the exact probability of their leader
         d = lp.log.get_decision("e-6999")
-        assert d is not None and d.action_weight is not None and d.policy == "fusion"
+        assert d is not None and d.exploration is not None and d.policy == "fusion"
+        weight, density = d.exploration["weight"], d.exploration["density"]
         acts = list(d.actions)
         exact = served.distribution(d.context, acts)
         assert d.probability == pytest.approx(exact[d.chosen_index], rel=1e-9)
         mean = served.mean_weight(d.context)
-        assert d.action_density == pytest.approx(served.noise.density(mean, d.action_weight))
+        assert density == pytest.approx(served.noise.density(mean, weight))
         ranked = np.argsort(-served.scores(d.context, acts))
         assert d.probability < 1.0 and acts[ranked[0]].id in d.ranking
 

@@ -141,6 +141,20 @@ def interleave(
     return Interleaving(shown, source)
 
 
+def lead_probabilities(
+    exploit: Sequence[int], explore: Sequence[int], tau: float = 3.0
+) -> NDArray[np.float64]:
+    """P(candidate i leads the interleaved list) for :func:`interleave` of these rankings
+    (indexed by candidate, 0..n-1): a fair coin picks a list, then rank r of it with
+    probability ``~ 1 / r^tau``. Exact; what a decision served by interleaving logs."""
+    n = len(exploit)
+    by_rank = rank_probabilities(n, tau)
+    out = np.zeros(n)
+    out[np.asarray(exploit, dtype=np.int64)] += 0.5 * by_rank
+    out[np.asarray(explore, dtype=np.int64)] += 0.5 * by_rank
+    return out
+
+
 def credit(interleaving: Interleaving, clicks: Sequence[float]) -> int:
     """The winner of one comparison: the list whose contributed items got more clicks
     (:data:`EXPLORE` only when it got strictly more: a tie keeps the current network)."""

@@ -233,6 +233,23 @@ class DRN:
                     self.stats["explore_wins"] += 1
         self._record(request, [chosen], np.array([reward], dtype=np.float64))
 
+    def learn_interleaved(
+        self, request: Request, chosen: int, reward: float, explored: bool, perturbation: int
+    ) -> None:
+        """Learn from a decision a served version explored by DBGD's interleaving (the
+        loop's ``drn.exploration = "interleave"``): ``explored`` says the chosen action came
+        from the perturbed network's list, ``perturbation`` seeds that network's draw. A
+        rewarded action from the perturbed list is a win for it: W moves towards the same
+        perturbation of its current weights, ``W (1 + alpha U)``."""
+        self._arrive(request)
+        if self.cfg.minor_updates:
+            self.stats["comparisons"] += 1
+            if explored and reward > 0:
+                generator = torch.Generator().manual_seed(perturbation)
+                move_towards(self.q, self.twins.perturb(self.cfg.alpha, generator), self.cfg.eta)
+                self.stats["explore_wins"] += 1
+        self._record(request, [chosen], np.array([reward], dtype=np.float64))
+
     def finish_user(self, user: int, now: float) -> None:
         """End a user's pending transition now (no next visit will complete it)."""
         pending = self.pending.pop(user, None)

@@ -37,12 +37,14 @@ import numpy as np
 import safetensors.torch
 import torch
 
-from recloop.agents.drn import DRN, DRNConfig, DuelingQ
+from recloop.agents.dbgd import EXPLORE, Twins, interleave, lead_probabilities
+from recloop.agents.drn import DRN, DRNConfig, DuelingQ, _inputs
 from recloop.agents.formats import DRN_MAGIC
 from recloop.agents.loop_params import check_params
 from recloop.core.arrays import FloatArray
 from recloop.core.errors import InvalidInputError, ModelRejectedError
 from recloop.core.interaction import Request
+from recloop.core.protocols import Draw
 from recloop.core.types import Action, Context, GeneratedFeatures, JoinedExample, available_actions
 from recloop.features.hashing import FeatureHasher, Floats
 
@@ -51,8 +53,12 @@ MAGIC = DRN_MAGIC + b"2\n"
 MAGIC_V1 = DRN_MAGIC + b"1\n"
 """Versions written before: ``torch.save``."""
 KIND = "drn"
-LOOP_KEYS = {"context_dim": 64, "action_dim": 64, "user_key": "user_id"}
+LOOP_KEYS = {"context_dim": 64, "action_dim": 64, "user_key": "user_id", "exploration": "loop"}
 """Settings of the loop's DRN beside DRNConfig's hyperparameters."""
+EXPLORATIONS = ("loop", "interleave")
+"""``loop``: the loop's explorer over Q (the learner makes DBGD's minor update
+counterfactually, on the logged outcome). ``interleave``: the paper's exploration at the
+decision point, by :class:`InterleavingDRNPolicy`."""
 _TUNABLE = {f.name for f in dataclasses.fields(DRNConfig)} - {"activeness", "seed", "returns"}
 """``returns="session"`` needs sessions that end, which the loop's decisions do not mark."""
 
@@ -66,6 +72,7 @@ class DRNSpec:
     action_dim: int
     user_key: str
     config: DRNConfig
+    exploration: str = "loop"
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], seed: int = 0) -> DRNSpec:
@@ -76,11 +83,14 @@ class DRNSpec:
         loop = {k: params.pop(k, v) for k, v in LOOP_KEYS.items()}
         if int(loop["context_dim"]) < 1 or int(loop["action_dim"]) < 1:
             raise InvalidInputError("drn.context_dim and drn.action_dim must be at least 1")
+        if loop["exploration"] not in EXPLORATIONS:
+            raise InvalidInputError(f"drn.exploration must be one of {list(EXPLORATIONS)}")
         return cls(
             int(loop["context_dim"]),
             int(loop["action_dim"]),
             str(loop["user_key"]),
             DRNConfig(**params, seed=seed),
+            str(loop["exploration"]),
         )
 
     def header(self) -> dict[str, Any]:
@@ -91,6 +101,7 @@ class DRNSpec:
             "action_dim": self.action_dim,
             "user_key": self.user_key,
             "config": config,
+            "exploration": self.exploration,
         }
 
     @classmethod
@@ -100,6 +111,7 @@ class DRNSpec:
             int(header["action_dim"]),
             str(header["user_key"]),
             DRNConfig(**header["config"]),
+            str(header.get("exploration", "loop")),  # versions before it explored by loop
         )
 
 
@@ -206,7 +218,10 @@ class DRNPolicy:
     @classmethod
     def from_bytes(cls, blob: bytes, version: str) -> DRNPolicy:
         spec, _, payload = _load(blob)
-        policy = cls(spec, _network(spec, payload["q"]), version)
+        if spec.exploration not in EXPLORATIONS:
+            raise ModelRejectedError(f"DRN version explores by {spec.exploration!r}")
+        kind = InterleavingDRNPolicy if spec.exploration == "interleave" else cls
+        policy = kind(spec, _network(spec, payload["q"]), version)
         probe = policy.scores({"probe": 1.0}, [Action("a", {}), Action("b", {"x": 1.0})])
         if not np.isfinite(probe).all():
             raise ModelRejectedError("DRN model predicts non-finite scores")
@@ -220,6 +235,33 @@ class DRNPolicy:
             q = self._q(state[None], pairs[None])[0]
         scores: FloatArray = q.numpy().astype(np.float64)
         return scores
+
+
+class InterleavingDRNPolicy(DRNPolicy):
+    """DRN exploring as the paper does, at the decision point: W's ranking and a perturbed
+    W~'s (``W (1 + alpha U)``, U drawn from the decision's uniform number) are interleaved
+    probabilistically, and the lead (the loop's chosen action) is drawn from them. Its
+    probability is exact given the perturbation (:func:`~recloop.agents.dbgd.
+    lead_probabilities`); the decision records which list it came from and the
+    perturbation's seed, so the learner credits the right network (``learn_interleaved``)."""
+
+    def __init__(self, spec: DRNSpec, q: DuelingQ, version: str) -> None:
+        super().__init__(spec, q, version)
+        self._twins = Twins(self._q)
+        self._twins_lock = threading.Lock()  # one perturbation buffer, many request threads
+
+    def draw(self, context: Context, actions: Sequence[Action], u: float) -> Draw:
+        seed = int(u * 2.0**53)
+        request = self._encoder.request(context, actions, 0, 0.0)
+        with self._twins_lock, torch.no_grad():
+            self._twins.perturb(self.spec.config.alpha, torch.Generator().manual_seed(seed))
+            advantages = self._twins.forward(self._q.advantage, "advantage", _inputs(request))
+        greedy, explore = torch.argsort(advantages[..., 0], descending=True).tolist()
+        tau = self.spec.config.interleave_tau
+        lead = interleave(greedy, explore, 1, np.random.default_rng(seed), tau)
+        source = "perturbed" if lead.source[0] == EXPLORE else "greedy"
+        probabilities = lead_probabilities(greedy, explore, tau)
+        return Draw(probabilities, lead.items[0], {"list": source, "perturbation": seed})
 
 
 class DRNLearner:
@@ -266,8 +308,14 @@ class DRNLearner:
         chosen = next(i for i, a in enumerate(acts) if a.id == d.chosen)
         user, known = self._user(d.context)
         request = self._encoder.request(d.context, acts, user, d.timestamp)
+        record = d.exploration or {}
+        source, seed = record.get("list"), record.get("perturbation")
         with self._lock:
-            self.agent.learn_logged(request, chosen, example.reward, d.probability)
+            if isinstance(source, str) and isinstance(seed, int):  # served by interleaving
+                explored = source == "perturbed"
+                self.agent.learn_interleaved(request, chosen, example.reward, explored, seed)
+            else:
+                self.agent.learn_logged(request, chosen, example.reward, d.probability)
             if not known:
                 self.agent.finish_user(user, d.timestamp)
         self.examples_learned += 1

@@ -8,7 +8,7 @@ actor picks for the context, and the learner the loop's pipeline feeds.
 * **Exploration** is the agent's own: Gaussian noise on ``a`` (``noise_sigma``), clipped
   to the range the version allows. Which candidate leads then has an exact probability
   (:mod:`recloop.exploration.weight_noise`), which the loop logs as for every policy, with
-  the served weight (``Decision.action_weight``). So its decisions are evaluated
+  the served weight and its density (``Decision.exploration``). So its decisions are evaluated
   off-policy like any other's, and the learner learns from the weight that was served.
   (The simulator agent's Ornstein-Uhlenbeck noise is correlated across requests: a
   decision's probability would depend on the ones before it.)
@@ -43,7 +43,7 @@ from recloop.agents.fusion_ddpg import FusionDDPGConfig, FusionNetworks, actor_l
 from recloop.agents.loop_params import check_params
 from recloop.core.arrays import FloatArray
 from recloop.core.errors import InvalidInputError, ModelRejectedError
-from recloop.core.protocols import WeightDraw
+from recloop.core.protocols import Draw
 from recloop.core.types import Action, Context, JoinedExample
 from recloop.exploration.weight_noise import WeightNoise, draw, leader_probabilities
 from recloop.features.hashing import FeatureHasher
@@ -204,15 +204,14 @@ class FusionPolicy:
         intercepts, slopes = score_lines(self.spec, actions)
         return leader_probabilities(intercepts, slopes, self.mean_weight(context), self.noise)
 
-    def draw(self, context: Context, actions: Sequence[Action], u: float) -> WeightDraw:
+    def draw(self, context: Context, actions: Sequence[Action], u: float) -> Draw:
         intercepts, slopes = score_lines(self.spec, actions)
         mean = self.mean_weight(context)
         chosen, weight = draw(intercepts, slopes, mean, self.noise, u)
-        return WeightDraw(
+        return Draw(
             leader_probabilities(intercepts, slopes, mean, self.noise),
             chosen,
-            weight,
-            self.noise.density(mean, weight),
+            {"weight": weight, "density": self.noise.density(mean, weight)},
         )
 
 
@@ -262,9 +261,9 @@ class FusionLearner:
         return json.dumps(self.spec.header(), sort_keys=True)
 
     def learn_one(self, example: JoinedExample) -> None:
-        weight = example.decision.action_weight
+        weight = (example.decision.exploration or {}).get("weight")
         self.examples_learned += 1
-        if weight is None:  # served by another policy: no weight to learn about
+        if not isinstance(weight, float):  # served by another policy: no weight to learn
             self.stats["skipped_without_weight"] += 1
             return
         state = self._hasher.vector(example.decision.context)

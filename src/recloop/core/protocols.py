@@ -40,21 +40,21 @@ class SelfExploringPolicy(Policy, Protocol):
 
     def distribution(self, context: Context, actions: Sequence[Action]) -> FloatArray: ...
 
-    def draw(self, context: Context, actions: Sequence[Action], u: float) -> WeightDraw: ...
+    def draw(self, context: Context, actions: Sequence[Action], u: float) -> Draw: ...
 
 
 @dataclass(frozen=True)
-class WeightDraw:
+class Draw:
     """A self-exploring policy's draw for one decision."""
 
     probabilities: FloatArray
-    """Each candidate's probability of leading (exact)."""
+    """Each candidate's probability of being chosen (exact)."""
     chosen: int
-    weight: float
-    """The served continuous action."""
-    density: float
-    """The served weight's density under the exploration noise (at a clipped bound, the
-    probability of that bound): for estimators over the continuous action itself."""
+    record: Mapping[str, float | int | str]
+    """What else it drew, logged as ``Decision.exploration`` (the fusion DDPG: the served
+    ``weight`` and its ``density`` under the noise, at a clipped bound that bound's
+    probability; DRN's interleaving: the ``list`` the action came from and the
+    ``perturbation`` seed)."""
 
 
 def self_exploring(policy: Policy) -> SelfExploringPolicy | None:

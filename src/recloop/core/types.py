@@ -74,13 +74,12 @@ class Decision:
     policy: str
     deferred: bool = False
     excluded: tuple[str, ...] = ()
-    action_weight: float | None = None
-    """The continuous action a policy that explores by itself served (the score-fusion
-    DDPG's fusion weight, drawn around its mean; ``recloop.exploration.weight_noise``):
-    what its learner learns from. None for policies explored over their scores."""
-    action_density: float | None = None
-    """The served weight's density under the exploration noise (at a clipped bound, that
-    bound's probability); None with ``action_weight``."""
+    exploration: Mapping[str, float | int | str] | None = None
+    """What a policy that explores by itself drew besides ``probabilities``
+    (``core.protocols.SelfExploringPolicy``), for its learner and for estimators over it:
+    the score-fusion DDPG's served ``weight`` and its ``density`` under the noise; DRN's
+    interleaving, the ``list`` the chosen action came from and the ``perturbation``. None for
+    policies explored by the loop's explorer over their scores."""
 
     def probability_of(self, action_id: str) -> float:
         for aid, p in zip(self.ranking, self.probabilities, strict=True):

@@ -43,9 +43,8 @@ def decision_to_dict(d: Decision) -> dict[str, Any]:
         "deferred": d.deferred,
         "excluded": d.excluded,
     }
-    if d.action_weight is not None:  # absent otherwise: older readers see the same record
-        out["action_weight"] = d.action_weight
-        out["action_density"] = d.action_density
+    if d.exploration is not None:  # absent otherwise: older readers see the same record
+        out["exploration"] = d.exploration
     return out
 
 
@@ -65,8 +64,7 @@ def decision_from_dict(raw: dict[str, Any]) -> Decision:
         policy=raw["policy"],
         deferred=raw.get("deferred", False),
         excluded=tuple(raw.get("excluded", ())),
-        action_weight=raw.get("action_weight"),
-        action_density=raw.get("action_density"),
+        exploration=raw.get("exploration"),
     )
 
 

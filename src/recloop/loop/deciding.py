@@ -18,7 +18,7 @@ from recloop.core.errors import (
     InvalidInputError,
     UnknownEventError,
 )
-from recloop.core.protocols import EventLog, Explorer, self_exploring
+from recloop.core.protocols import Draw, EventLog, Explorer, self_exploring
 from recloop.core.stats import LoopStats
 from recloop.core.types import APPRENTICE, Action, Activation, DeadLetter, Decision, Reward
 from recloop.core.validation import (
@@ -113,8 +113,7 @@ class Decider:
         if not np.isfinite(scores).all():  # a diverged model must not break exploration
             big = float(np.finfo(np.float64).max)
             scores = np.nan_to_num(scores, nan=-big, posinf=big, neginf=-big)
-        weight: float | None = None
-        density: float | None = None
+        drawn: Draw | None = None
         own = self_exploring(served.policy)
         if self.settings.learning_mode != "online":
             # the application's baseline is shown: the first candidate, for certain
@@ -124,12 +123,7 @@ class Decider:
         elif own is not None:  # it explores in its own action: its probabilities are exact
             u = uniform_from_event(event_id, self.settings.seed)
             drawn = own.draw(context, candidates, u)
-            probs, chosen, weight, density = (
-                drawn.probabilities,
-                drawn.chosen,
-                drawn.weight,
-                drawn.density,
-            )
+            probs, chosen = drawn.probabilities, drawn.chosen
         else:
             probs = self.explorer.distribution(scores)
             chosen = sample_index(probs, uniform_from_event(event_id, self.settings.seed))
@@ -159,8 +153,7 @@ class Decider:
                 policy=label,
                 deferred=defer_activation,
                 excluded=excluded,
-                action_weight=weight,
-                action_density=density,
+                exploration=None if drawn is None else drawn.record,
             )
             self.log.append_decision(decision)
         self.stats.inc("decisions_total")
