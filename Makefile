@@ -46,12 +46,15 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy --strict src
 
-# test processes (pytest-xdist): the fast suite mostly waits on servers and sockets, so two
-# overlap well on two cores; TEST_WORKERS=0 runs it in this process
+# test processes (pytest-xdist): most tests wait on servers, subprocesses and sockets, so
+# two overlap well on two cores; TEST_WORKERS=0 runs the tests in this process. A file's
+# tests stay in one process (--dist loadfile): module fixtures such as the cluster's are
+# started once, and tests that build on the ones before them keep their order
 TEST_WORKERS ?= 2
+XDIST = -n $(TEST_WORKERS) --dist loadfile
 
 unit: venv
-	$(BIN)/pytest -q -m "not slow" -n $(TEST_WORKERS) --durations=20
+	$(BIN)/pytest -q -m "not slow" $(XDIST) --durations=20
 
 # the optional extras (the Flink runner; RecSim and RecoGym): the slow stage installs them
 # and runs their tests
@@ -64,7 +67,7 @@ flink: venv
 
 slow: flink
 	# no test collected is a failure (pytest's exit status 5), not a pass
-	RECLOOP_ARTIFACTS=.ci/artifacts $(BIN)/pytest -q -m slow --durations=25
+	RECLOOP_ARTIFACTS=.ci/artifacts $(BIN)/pytest -q -m slow $(XDIST) --durations=25
 
 test: lint typecheck unit
 

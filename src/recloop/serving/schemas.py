@@ -179,6 +179,12 @@ class RankResponse(BaseModel):
     reward_action_id: str
     model_version: str
     policy: str
+    exploration: dict[str, float | int | str] | None = Field(
+        None,
+        description="Only when the served policy explores by itself: what it drew (the "
+        "score-fusion DDPG: the served weight and its density; DRN interleaving: the list "
+        "the reward action came from and the perturbation's seed).",
+    )
 
 
 class RewardRequest(BaseModel):

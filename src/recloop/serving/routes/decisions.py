@@ -70,18 +70,19 @@ def rank_answer(loop: Loop, raw: bytes) -> bytes:
             loop.stats.inc("rejected_total:duplicate-event")
             raise
         decision = logged
-    return orjson.dumps(
-        {
-            "event_id": decision.event_id,
-            "ranking": [
-                {"id": i, "probability": p}
-                for i, p in zip(decision.ranking, decision.probabilities, strict=True)
-            ],
-            "reward_action_id": decision.chosen,
-            "model_version": decision.model_version,
-            "policy": decision.policy,
-        }
-    )
+    answer: dict[str, Any] = {
+        "event_id": decision.event_id,
+        "ranking": [
+            {"id": i, "probability": p}
+            for i, p in zip(decision.ranking, decision.probabilities, strict=True)
+        ],
+        "reward_action_id": decision.chosen,
+        "model_version": decision.model_version,
+        "policy": decision.policy,
+    }
+    if decision.exploration is not None:
+        answer["exploration"] = decision.exploration
+    return orjson.dumps(answer)
 
 
 def replayed(loop: Loop, body: RankRequest) -> Decision | None:
