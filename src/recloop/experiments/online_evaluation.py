@@ -54,11 +54,20 @@ def _recogym() -> Environment:
     return RecoGym()
 
 
+def _recogym_100() -> Environment:
+    """RecoGym with 100 products (its organic counter's CTR: .0234 in RecoGym's own
+    results, against .0173 with 10)."""
+    from recloop.simulators.recogym_adapter import RecoGym, RecoGymConfig
+
+    return RecoGym(RecoGymConfig(products=100))
+
+
 ENVIRONMENTS: dict[str, Callable[[], Environment]] = {
     "returning-users": ReturningUsers,
     "fusion-shop": FusionShop,
     "recsim": _recsim,
     "recogym": _recogym,
+    "recogym-100": _recogym_100,
 }
 
 
@@ -164,6 +173,7 @@ RANKERS: dict[str, dict[str, Callable[[Request, int, int], Ranker]]] = {
         "vw-bandit": _vw_bandit(interactions=[], vw_args="--cb_adf --cb_type mtr -l 0.003"),
     },
 }
+RANKERS["recogym-100"] = RANKERS["recogym"]
 
 
 STRONGEST: dict[str, str] = {
@@ -171,6 +181,7 @@ STRONGEST: dict[str, str] = {
     "fusion-shop": "baseline",
     "recsim": "revealed-quality",
     "recogym": "organic-views-greedy",
+    "recogym-100": "organic-views-greedy",
 }
 """Each environment's strongest simple ranker (measured: README, "Judging any ranker")."""
 

@@ -76,7 +76,9 @@ def _next_break(intercepts: FloatArray, slopes: FloatArray, leader: int, x: floa
     steeper = slopes > slopes[leader]
     if not steeper.any():
         return math.inf
-    crossings = (intercepts[leader] - intercepts[steeper]) / (slopes[steeper] - slopes[leader])
+    with np.errstate(over="ignore", divide="ignore"):  # nearly parallel: they cross far off
+        gaps = intercepts[leader] - intercepts[steeper]
+        crossings = gaps / (slopes[steeper] - slopes[leader])
     ahead = crossings[crossings > x]
     return float(ahead.min()) if ahead.size else math.inf
 
