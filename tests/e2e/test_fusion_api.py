@@ -42,6 +42,8 @@ def test_a_fusion_loop_answers_with_its_draw_and_refuses_candidates_without_pred
             api.post(f"/v1/events/{body['event_id']}/reward", json={"value": 0.1})
             assert time.monotonic() < deadline, "the first fusion version was never served"
             time.sleep(0.05)
+        # the decisions the default policy served carry no weight: skipped, and visible
+        assert metric(api, "recloop_learner_agent_skipped_without_weight", loop="default") > 0
         drawn = body["exploration"]
         assert set(drawn) == {"weight", "density"} and 0.0 <= drawn["weight"] <= 4.0
         lead = body["ranking"][0]

@@ -51,6 +51,8 @@ def test_it_learns_a_weight_per_context_that_beats_the_best_single_weight(tmp_pa
         )
         assert bargain < 0.8 and hurry > 2.2, (bargain, hurry)  # the best: 0.3 and 3
         learned = greedy_value(served)
+        assert lp.stats.get("learner_agent_learned") > 6000  # the agent's counts, exported
+        assert 0 < lp.stats.get("learner_agent_skipped_without_weight") < 1000
         best_single, _ = best_single_weight(np.arange(0.0, 4.01, 0.25).tolist())
         assert learned > best_single + 0.01, (learned, best_single)
 

@@ -317,6 +317,12 @@ class Pipeline:
             self.checkpoint(now)
         self.stats.set("learner_lag_examples", self.joined.end_seq() - self.learner_offset)
         self.stats.set("learner_offset", self.learner_offset)
+        # an agent's own counts, so that an operator sees, e.g., a fusion learner skipping
+        # every decision (none carries a weight: its versions are not being served)
+        agent_counts = getattr(self.learner, "stats", None)
+        if isinstance(agent_counts, Mapping):
+            for name, value in agent_counts.items():
+                self.stats.set(f"learner_agent_{name}", float(value))
         return learned
 
     def _recover_from_divergence(self) -> None:

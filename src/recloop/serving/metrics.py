@@ -27,6 +27,13 @@ HELP = {
     "rate_limit_evictions_total": "Busy in-memory rate-limit buckets dropped at the size bound",
     "learner_lag_examples": "Joined examples not yet learned",
     "learner_offset": "Last joined example learned",
+    "learner_agent_learned": "Decisions the fusion learner learned from (with a weight)",
+    "learner_agent_skipped_without_weight": "Decisions the fusion learner skipped: served "
+    "by another policy, they carry no weight",
+    "learner_agent_train_steps": "Minibatch steps of the fusion learner",
+    "learner_agent_comparisons": "DBGD comparisons of W and W~ made by the DRN learner",
+    "learner_agent_explore_wins": "DBGD comparisons the perturbed network won (W moved)",
+    "learner_agent_major_updates": "DRN's major (replay) updates",
     "joiner_pending": "Decisions waiting for their window to close",
     "model_version": "Model version being served",
     "items_featurized_total": "Catalogue items whose features were computed (new content)",
