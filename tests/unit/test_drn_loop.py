@@ -4,6 +4,7 @@ like VW's, a restart resumes it, and bad parameters or versions are refused."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -90,6 +91,23 @@ def test_bad_drn_parameters_are_refused_by_name(tmp_path: Path) -> None:
         Loop.open(tmp_path, start=False, learner="drn", drn={"major_every": 2.5})
     with pytest.raises(InvalidInputError, match="context_dim"):
         Loop.open(tmp_path, start=False, learner="drn", drn={"context_dim": 0})
+    with pytest.raises(InvalidInputError, match=r"drn\.hidden must be in"):
+        Loop.open(tmp_path, start=False, learner="drn", drn={"hidden": 10**9})
+
+
+def test_a_version_declaring_a_huge_network_is_refused_before_it_is_built() -> None:
+    """A version's header is input (model imports): a declared hidden size of 10^7 would
+    allocate terabytes; it is refused by the same bounds as the settings."""
+    learner = DRNLearner(DRNSpec.from_params({"hidden": 8, "context_dim": 8, "action_dim": 8}))
+    body = learner.snapshot()[len(MAGIC) :]
+    size = int.from_bytes(body[:8], "little")
+    meta = json.loads(body[8 : 8 + size])["__metadata__"]
+    header = json.loads(meta["header"])
+    header["config"]["hidden"] = 10**7
+    tensors = safetensors.torch.load(body)
+    huge = MAGIC + safetensors.torch.save(tensors, metadata={"header": json.dumps(header)})
+    with pytest.raises(ModelRejectedError, match="hidden must be in"):
+        DRNPolicy.from_bytes(huge, "9")
 
 
 def test_a_corrupt_drn_version_is_refused(tmp_path: Path) -> None:

@@ -121,9 +121,12 @@ def test_a_restart_resumes_from_the_newest_version(tmp_path: Path) -> None:
         ({"gamma": 0.9}, "no parameter"),
         ({"noise_sigma": "big"}, "must be a number"),
         ({"a_min": 1.5}, "must contain 1"),
-        ({"context_dim": 0}, "at least 1"),
-        ({"batch_size": 64, "replay_size": 10}, "at least batch_size"),
-        ({"learning_rate": 0.0}, "learning rates"),
+        ({"a_max": float("nan")}, "a_max must be in"),
+        ({"context_dim": 0}, "context_dim must be in"),
+        ({"hidden": 10**9}, "hidden must be in"),  # would allocate gigabytes
+        ({"batch_size": 64, "replay_size": 10}, "replay_size must be in"),
+        ({"learning_rate": 0.0}, "learning_rate must be in"),
+        ({"noise_sigma": 9.0}, "noise_sigma must be in"),
     ],
 )
 def test_bad_parameters_are_refused_before_the_loop_opens(tmp_path: Path, params, why) -> None:
@@ -144,7 +147,11 @@ def test_bad_versions_are_rejected() -> None:
     outside = MAGIC + safetensors.torch.save(
         learner.nets.state_dict(), metadata={"header": json.dumps(header)}
     )
-    for bad in (MAGIC + b"junk", blob[: len(blob) // 2], outside):
+    huge = {**header, "allowed": [0.5, 2.0], "config": {**header["config"], "hidden": 10**7}}
+    declared_huge = MAGIC + safetensors.torch.save(
+        learner.nets.state_dict(), metadata={"header": json.dumps(huge)}
+    )  # a header declaring a network of 10^7 units: refused before one is built
+    for bad in (MAGIC + b"junk", blob[: len(blob) // 2], outside, declared_huge):
         with pytest.raises(ModelRejectedError):
             FusionPolicy.from_bytes(bad, "2")
     with pytest.raises(ModelRejectedError, match="shape"):

@@ -40,7 +40,13 @@ import torch
 from recloop.agents.dbgd import EXPLORE, Twins, interleave, lead_probabilities
 from recloop.agents.drn import DRN, DRNConfig, DuelingQ, _inputs
 from recloop.agents.formats import DRN_MAGIC
-from recloop.agents.loop_params import check_params
+from recloop.agents.loop_params import (
+    MAX_HIDDEN,
+    MAX_SAMPLES,
+    MAX_WIDTH,
+    check_bounds,
+    check_params,
+)
 from recloop.core.arrays import FloatArray
 from recloop.core.errors import InvalidInputError, ModelRejectedError
 from recloop.core.interaction import Request
@@ -81,8 +87,6 @@ class DRNSpec:
         config = dataclasses.asdict(DRNConfig())
         check_params("drn", params, {**LOOP_KEYS, **{k: config[k] for k in _TUNABLE}})
         loop = {k: params.pop(k, v) for k, v in LOOP_KEYS.items()}
-        if int(loop["context_dim"]) < 1 or int(loop["action_dim"]) < 1:
-            raise InvalidInputError("drn.context_dim and drn.action_dim must be at least 1")
         if loop["exploration"] not in EXPLORATIONS:
             raise InvalidInputError(f"drn.exploration must be one of {list(EXPLORATIONS)}")
         return cls(
@@ -91,7 +95,23 @@ class DRNSpec:
             str(loop["user_key"]),
             DRNConfig(**params, seed=seed),
             str(loop["exploration"]),
+        ).checked()
+
+    def checked(self) -> DRNSpec:
+        """Sizes in range (a version's header is checked by this too, before a network of
+        the declared size is built)."""
+        c = self.config
+        check_bounds(
+            "drn",
+            {
+                "context_dim": (self.context_dim, 1, MAX_WIDTH),
+                "action_dim": (self.action_dim, 1, MAX_WIDTH),
+                "hidden": (c.hidden, 1, MAX_HIDDEN),
+                "batch_size": (c.batch_size, 1, MAX_SAMPLES),
+                "replay_size": (c.replay_size, 1, MAX_SAMPLES),
+            },
         )
+        return self
 
     def header(self) -> dict[str, Any]:
         config = dataclasses.asdict(self.config)
@@ -180,7 +200,7 @@ def _load(blob: bytes) -> tuple[DRNSpec, dict[str, Any], dict[str, Any]]:
             header = json.loads(payload["header"])
         else:
             raise ModelRejectedError("not a DRN model version")
-        spec = DRNSpec.from_header(header)
+        spec = DRNSpec.from_header(header).checked()
     except ModelRejectedError:
         raise
     except Exception as exc:  # truncated, corrupt or from an incompatible version

@@ -40,7 +40,13 @@ import torch
 
 from recloop.agents.formats import FUSION_MAGIC
 from recloop.agents.fusion_ddpg import FusionDDPGConfig, FusionNetworks, actor_loss, critic_losses
-from recloop.agents.loop_params import check_params
+from recloop.agents.loop_params import (
+    MAX_HIDDEN,
+    MAX_SAMPLES,
+    MAX_WIDTH,
+    check_bounds,
+    check_params,
+)
 from recloop.core.arrays import FloatArray
 from recloop.core.errors import InvalidInputError, ModelRejectedError
 from recloop.core.protocols import Draw
@@ -107,19 +113,31 @@ class FusionSpec:
         return spec
 
     def _check(self) -> None:
+        """Sizes and numbers in range (a version's header is checked by this too, before a
+        network of the declared size is built)."""
         c = self.config
-        problems = [
-            (self.context_dim < 1, "context_dim must be at least 1"),
-            (not c.a_min < 1.0 < c.a_max, "the range [a_min, a_max] must contain 1"),
-            (not 0.0 <= c.noise_sigma <= c.a_max - c.a_min, "noise_sigma must be in [0, range]"),
-            (min(c.hidden, c.train_every, c.train_steps, c.batch_size) < 1, "sizes must be >= 1"),
-            (c.replay_size < c.batch_size, "replay_size must be at least batch_size"),
-            (min(c.learning_rate, c.actor_learning_rate) <= 0, "learning rates must be > 0"),
-            (min(c.max_step, c.warmup_requests, c.actor_delay) < 0, "must be >= 0"),
-        ]
-        for failed, why in problems:
-            if failed:
-                raise InvalidInputError(f"fusion: {why}")
+        big = float(2**53)
+        check_bounds(
+            "fusion",
+            {
+                "context_dim": (self.context_dim, 1, MAX_WIDTH),
+                "hidden": (c.hidden, 1, MAX_HIDDEN),
+                "a_min": (c.a_min, -big, big),
+                "a_max": (c.a_max, -big, big),
+                "batch_size": (c.batch_size, 1, MAX_SAMPLES),
+                "replay_size": (c.replay_size, c.batch_size, MAX_SAMPLES),
+                "train_every": (c.train_every, 1, big),
+                "train_steps": (c.train_steps, 1, 10_000),
+                "learning_rate": (c.learning_rate, 1e-12, 10.0),
+                "actor_learning_rate": (c.actor_learning_rate, 1e-12, 10.0),
+                "max_step": (c.max_step, 0.0, big),
+                "warmup_requests": (c.warmup_requests, 0, big),
+                "actor_delay": (c.actor_delay, 0, big),
+            },
+        )
+        if not c.a_min < 1.0 < c.a_max:
+            raise InvalidInputError("fusion: the range [a_min, a_max] must contain 1")
+        check_bounds("fusion", {"noise_sigma": (c.noise_sigma, 0.0, c.a_max - c.a_min)})
 
     def header(self) -> dict[str, Any]:
         return {
