@@ -66,6 +66,10 @@ def test_each_decision_logs_its_lead_probability_list_and_perturbation(tmp_path:
         greedy = torch.argsort(served._q(state, pairs)[0], descending=True).tolist()
         explore = torch.argsort(twin(state, pairs)[0], descending=True).tolist()
     exact = lead_probabilities(greedy, explore, served.spec.config.interleave_tau)
+    # the draw's scores (the Decider ranks the rest by them) order as scores() does
+    drawn = served.draw(d.context, list(d.actions), 0.3)
+    assert np.argsort(-drawn.scores).tolist() == greedy
+    assert np.argsort(-served.scores(d.context, list(d.actions))).tolist() == greedy
     assert d.probability == pytest.approx(exact[d.chosen_index])
     assert d.action_probabilities() == pytest.approx(exact.tolist())
 

@@ -66,6 +66,9 @@ def test_it_learns_a_weight_per_context_that_beats_the_best_single_weight(tmp_pa
         mean = served.mean_weight(d.context)
         assert density == pytest.approx(served.noise.density(mean, weight))
         ranked = np.argsort(-served.scores(d.context, acts))
+        # the draw's own scores (the Decider ranks the rest by them) are scores()'s
+        drawn_scores = served.draw(d.context, acts, 0.3).scores
+        np.testing.assert_allclose(drawn_scores, served.scores(d.context, acts))
         assert d.probability < 1.0 and acts[ranked[0]].id in d.ranking
 
 

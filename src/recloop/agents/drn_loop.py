@@ -281,7 +281,13 @@ class InterleavingDRNPolicy(DRNPolicy):
         lead = interleave(greedy, explore, 1, np.random.default_rng(seed), tau)
         source = "perturbed" if lead.source[0] == EXPLORE else "greedy"
         probabilities = lead_probabilities(greedy, explore, tau)
-        return Draw(probabilities, lead.items[0], {"list": source, "perturbation": seed})
+        greedy_advantages = advantages[0, :, 0].numpy().astype(np.float64)  # Q less V(s)
+        return Draw(
+            probabilities,
+            lead.items[0],
+            greedy_advantages,
+            {"list": source, "perturbation": seed},
+        )
 
 
 class DRNLearner:

@@ -226,9 +226,11 @@ class FusionPolicy:
         intercepts, slopes = score_lines(self.spec, actions)
         mean = self.mean_weight(context)
         chosen, weight = draw(intercepts, slopes, mean, self.noise, u)
+        served_mean = min(max(mean, self.noise.low), self.noise.high)
         return Draw(
             leader_probabilities(intercepts, slopes, mean, self.noise),
             chosen,
+            intercepts + served_mean * slopes,  # what scores() gives
             {"weight": weight, "density": self.noise.density(mean, weight)},
         )
 

@@ -50,6 +50,10 @@ class Draw:
     probabilities: FloatArray
     """Each candidate's probability of being chosen (exact)."""
     chosen: int
+    scores: FloatArray
+    """Scores that order the candidates as ``scores()`` does: the rest of the decision's
+    ranking follows them (the draw computes them anyway; scoring again would double a
+    decision's network passes)."""
     record: Mapping[str, float | int | str]
     """What else it drew, logged as ``Decision.exploration`` (the fusion DDPG: the served
     ``weight`` and its ``density`` under the noise, at a clipped bound that bound's

@@ -105,24 +105,29 @@ class Decider:
         candidates = [a for a in acts if a.id not in drop] if drop else list(acts)
         served = self.slot.current
         label = served.label
+        online = self.settings.learning_mode == "online"
+        own = self_exploring(served.policy) if online else None
+        drawn: Draw | None = None
         try:  # a policy that reads the candidates' features checks them (the fusion DDPG)
-            scores: FloatArray = np.asarray(served.policy.scores(context, candidates), dtype=float)
+            if own is not None:  # it explores in its own action: its probabilities are exact
+                u = uniform_from_event(event_id, self.settings.seed)
+                drawn = own.draw(context, candidates, u)  # with its scores: one pass
+                raw = drawn.scores
+            else:
+                raw = served.policy.scores(context, candidates)
         except InvalidInputError:
             self.stats.inc("rejected_total:invalid-input")
             raise
+        scores: FloatArray = np.asarray(raw, dtype=float)
         if not np.isfinite(scores).all():  # a diverged model must not break exploration
             big = float(np.finfo(np.float64).max)
             scores = np.nan_to_num(scores, nan=-big, posinf=big, neginf=-big)
-        drawn: Draw | None = None
-        own = self_exploring(served.policy)
-        if self.settings.learning_mode != "online":
+        if not online:
             # the application's baseline is shown: the first candidate, for certain
             probs = np.zeros(len(candidates))
             probs[0] = 1.0
             chosen, label = 0, APPRENTICE
-        elif own is not None:  # it explores in its own action: its probabilities are exact
-            u = uniform_from_event(event_id, self.settings.seed)
-            drawn = own.draw(context, candidates, u)
+        elif drawn is not None:
             probs, chosen = drawn.probabilities, drawn.chosen
         else:
             probs = self.explorer.distribution(scores)
